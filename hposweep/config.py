@@ -1,0 +1,437 @@
+"""The sweep config: a typed schema, loading with dotlist overrides, and validation.
+
+Everything a user can get wrong in a config is caught here, before any trial starts,
+and reported as one :class:`ConfigError` line naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, get_args, get_type_hints
+
+from hposweep.errors import ConfigError, first_line
+
+SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PARAM_TYPES = ("float", "int", "categorical")
+TASKS = ("token-classification", "sequence-classification")
+GOALS = ("maximize", "minimize")
+BUILTIN_TRAINER = "builtin"
+# Hyperparameters the built-in trainer understands; a search space may sample any of them.
+BUILTIN_HYPERPARAMETERS = (
+    "learning_rate",
+    "batch_size",
+    "weight_decay",
+    "warmup_ratio",
+    "dropout",
+    "epochs",
+)
+BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Keys the seed spec used for the study, and where they live now.
+RENAMED_KEYS = {
+    "checkpoint.study_name": "study.name",
+    "checkpoint.storage_path": "study.storage",
+}
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "tpe"
+    seed: int | None = 42
+
+
+@dataclass
+class PrunerConfig:
+    name: str = "median"
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 0
+    min_resource: int = 1
+    reduction_factor: int = 3
+
+
+@dataclass
+class StudyConfig:
+    name: str = "hpo_{backbone}"
+    objective_metric: str = "macro-f1"
+    objective_goal: str = "maximize"
+    max_trials: int = 20
+    timeout_minutes: float | None = None
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    storage: str | None = None
+    max_retry: int = 3  # re-runs of a trial whose process died or was interrupted
+    n_workers: int = 1  # trials at once on this machine, each in its own process
+    heartbeat_interval: int | None = 60  # seconds; RDB storages (SQLite, PostgreSQL, MySQL)
+    grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
+
+
+@dataclass
+class ParamSpec:
+    type: str = "float"
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+
+@dataclass
+class ModelConfig:
+    from_config: dict[str, Any] | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass
+class SyntheticConfig:
+    sentences: int = 600
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    task: str = "token-classification"
+    train: str | None = None
+    validation: str | None = None
+    validation_split: float = 0.2
+    synthetic: SyntheticConfig | None = None
+    max_length: int = 128
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    seed: int = 42
+    device: str = "auto"
+    trainer: str = BUILTIN_TRAINER
+    learning_rate: float = 5.0e-5
+    batch_size: int = 16
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    dropout: float | None = None
+    max_grad_norm: float = 1.0
+    resume_every_epochs: int = 1  # save full training state every N epochs (0: never)
+    resume_every_steps: int = 0  # ... and every N optimizer steps within an epoch (0: never)
+
+
+@dataclass
+class KFoldConfig:
+    enabled: bool = True
+    n_splits: int = 5
+
+
+@dataclass
+class CheckpointConfig:
+    enabled: bool = True
+    auto_resume: bool = True
+    save_only_best: bool = False
+    keep_best: int = 1
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str | None = None
+    experiment: str = "hposweep"
+    log_best_checkpoint: bool = True
+    log_plots: bool = False  # the study's plots under plots/ of the parent run, at the end
+
+
+@dataclass
+class SweepConfig:
+    study: StudyConfig = field(default_factory=StudyConfig)
+    search_space: dict[str, ParamSpec] = field(default_factory=dict)
+    backbones: list[str] = field(default_factory=list)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    k_fold: KFoldConfig = field(default_factory=KFoldConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    output_dir: str = "outputs"
+
+
+class LoadedConfig(NamedTuple):
+    """A validated config and the unresolved YAML it came from (safe to log: no secrets)."""
+
+    config: SweepConfig
+    unresolved_yaml: str
+    path: Path
+
+
+def backbone_slug(backbone: str) -> str:
+    """A file-name-safe name for a backbone (a hub id or a local path)."""
+    last = Path(backbone.rstrip("/\\")).name or backbone
+    return re.sub(r"[^A-Za-z0-9._-]", "_", last).lstrip(".") or "backbone"
+
+
+def study_name_for(cfg: SweepConfig, backbone: str) -> str:
+    return cfg.study.name.replace("{backbone}", backbone_slug(backbone))
+
+
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Read ``path``, apply ``key=value`` overrides, and return a validated config.
+
+    Raises :class:`ConfigError` with one line naming the file, the key and the problem.
+    """
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    raw = _read_yaml(path)
+    try:
+        override_cfg = OmegaConf.from_dotlist(list(overrides))
+    except Exception as exc:
+        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {first_line(exc)}") from None
+    for bad in [o for o in overrides if "=" not in o]:
+        raise ConfigError(f"bad override {bad!r}: expected key=value, e.g. study.max_trials=10")
+    for source, tree in ((str(path), raw), ("override", override_cfg)):
+        _reject_renamed_keys(source, OmegaConf.to_container(tree, resolve=False))
+
+    schema = OmegaConf.structured(SweepConfig)
+    try:
+        merged = OmegaConf.merge(schema, raw)
+    except Exception as exc:
+        raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
+    try:
+        merged = OmegaConf.merge(merged, override_cfg)
+    except Exception as exc:
+        raise ConfigError(f"override: {_describe_omegaconf_error(exc)}") from None
+    unresolved_yaml = OmegaConf.to_yaml(merged, resolve=False)
+    try:
+        cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except Exception as exc:
+        raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
+    validate(cfg, source=str(path))
+    return LoadedConfig(cfg, unresolved_yaml, path)
+
+
+def _read_yaml(path: Path) -> Any:
+    from omegaconf import DictConfig, OmegaConf
+
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors, constructor errors for !!python tags, ...
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    return raw
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """``line L, column C: problem`` for PyYAML's marked errors; else the first line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return first_line(exc)
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} started at line {context_mark.line + 1})"
+    return text
+
+
+def _reject_renamed_keys(source: str, tree: Any) -> None:
+    for old, new in RENAMED_KEYS.items():
+        section, key = old.split(".")
+        if isinstance(tree, dict) and isinstance(tree.get(section), dict) and key in tree[section]:
+            raise ConfigError(f"{source}: {old}: this key is now {new!r}; move the value there")
+
+
+def _describe_omegaconf_error(exc: Exception) -> str:
+    """One line for an OmegaConf merge/conversion error, with a 'did you mean' for typos."""
+    key = getattr(exc, "full_key", None) or ""
+    message = first_line(exc)
+    if type(exc).__name__ == "ConfigKeyError" and key:
+        known = _schema_keys_near(key)
+        leaf = key.rsplit(".", 1)[-1]
+        close = difflib.get_close_matches(leaf, known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{key}: unknown key{hint}"
+    if type(exc).__name__ == "InterpolationResolutionError" or "oc.env" in message:
+        return f"{key}: cannot resolve: {message}" if key else message
+    return f"{key}: {message}" if key else message
+
+
+def _schema_keys_near(full_key: str) -> list[str]:
+    """The valid key names at the level where ``full_key`` points."""
+    parts = full_key.split(".")[:-1]
+    if parts[:1] == ["search_space"]:
+        return list(ParamSpec.__dataclass_fields__) if len(parts) == 2 else []
+    node: Any = SweepConfig
+    for part in parts:
+        hint = get_type_hints(node).get(part)
+        node = next((t for t in (hint, *get_args(hint)) if is_dataclass(t)), None)
+        if node is None:
+            return []
+    return [f.name for f in fields(node)]
+
+
+
+# ---------------------------------------------------------------- semantic validation
+
+
+def validate(cfg: SweepConfig, source: str = "config") -> None:
+    """Check values a type system cannot: ranges, names, files, combinations."""
+
+    def fail(key: str, problem: str) -> None:
+        raise ConfigError(f"{source}: {key}: {problem}")
+
+    _validate_study(cfg, fail)
+    _validate_search_space(cfg, fail)
+    _validate_data(cfg, fail)
+    t = cfg.train
+    if t.epochs < 1:
+        fail("train.epochs", f"must be at least 1, got {t.epochs}")
+    if not DEVICE.match(t.device):
+        fail("train.device", f"must be auto, cpu, mps, cuda or cuda:N, got {t.device!r}")
+    if t.trainer != BUILTIN_TRAINER and not re.match(r"^[\w.]+:[\w]+$", t.trainer):
+        fail("train.trainer", f"must be 'builtin' or 'package.module:function', got {t.trainer!r}")
+    for name in ("learning_rate", "batch_size"):
+        if getattr(t, name) <= 0:
+            fail(f"train.{name}", f"must be positive, got {getattr(t, name)}")
+    for name in ("resume_every_epochs", "resume_every_steps"):
+        if getattr(t, name) < 0:
+            fail(f"train.{name}", f"must be 0 (never) or positive, got {getattr(t, name)}")
+    if cfg.k_fold.n_splits < 2:
+        fail("k_fold.n_splits", f"must be at least 2, got {cfg.k_fold.n_splits}")
+    if cfg.checkpoint.keep_best < 1:
+        fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
+    if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
+        fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
+    if not cfg.output_dir:
+        fail("output_dir", "must not be empty")
+
+
+def _validate_study(cfg: SweepConfig, fail: Any) -> None:
+    s = cfg.study
+    if not cfg.backbones:
+        fail("backbones", "list at least one model name or local path")
+    slugs = [backbone_slug(b) for b in cfg.backbones]
+    if any(not b.strip() for b in cfg.backbones):
+        fail("backbones", "a backbone name is empty")
+    if len(set(slugs)) != len(slugs):
+        fail("backbones", f"two backbones share a directory name: {slugs}")
+    leftover = re.findall(r"\{([^}]*)\}", s.name.replace("{backbone}", ""))
+    if leftover:
+        fail("study.name", f"unknown placeholder {{{leftover[0]}}}: only {{backbone}} is filled in")
+    names = [study_name_for(cfg, b) for b in cfg.backbones]
+    for name in names:
+        if not SAFE_NAME.match(name) or ".." in name:
+            fail("study.name", f"{name!r} is not a safe file name (letters, digits, . _ - only)")
+    if len(set(names)) != len(names):
+        fail("study.name", "must contain {backbone} when several backbones are swept")
+    if s.objective_goal not in GOALS:
+        fail("study.objective_goal", f"must be one of {', '.join(GOALS)}, got {s.objective_goal!r}")
+    if s.max_trials < 1:
+        fail("study.max_trials", f"must be at least 1, got {s.max_trials}")
+    if s.timeout_minutes is not None and s.timeout_minutes <= 0:
+        fail("study.timeout_minutes", f"must be positive or null, got {s.timeout_minutes}")
+    if s.n_workers < 1:
+        fail("study.n_workers", f"must be at least 1, got {s.n_workers}")
+    if s.max_retry < 0:
+        fail("study.max_retry", f"must be 0 or more, got {s.max_retry}")
+    for name in ("heartbeat_interval", "grace_period"):
+        if getattr(s, name) is not None and getattr(s, name) < 1:
+            fail(f"study.{name}", f"must be at least 1 second or null, got {getattr(s, name)}")
+    if s.sampler.name not in SAMPLERS:
+        fail("study.sampler.name", f"unknown sampler {s.sampler.name!r}; one of {', '.join(SAMPLERS)}")
+    if s.pruner.name not in PRUNERS:
+        fail("study.pruner.name", f"unknown pruner {s.pruner.name!r}; one of {', '.join(PRUNERS)}")
+    if s.storage is not None and not s.storage.startswith(STORAGE_PREFIXES):
+        fail(
+            "study.storage",
+            f"{s.storage!r} is not a storage URL: use sqlite:///path, postgresql://..., "
+            "mysql://..., journal:path or journal+redis://host:port",
+        )
+    if cfg.train.trainer == BUILTIN_TRAINER:
+        metric = s.objective_metric
+        if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):
+            fail(
+                "study.objective_metric",
+                f"the built-in trainer does not report {metric!r}; one of "
+                f"{', '.join(BUILTIN_METRICS)} or f1-span-<ENTITY>",
+            )
+
+
+def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:
+    if not cfg.search_space:
+        fail("search_space", "is empty: name at least one hyperparameter to search")
+    for name, spec in cfg.search_space.items():
+        key = f"search_space.{name}"
+        if name == "trust_remote_code":
+            fail(key, "trust_remote_code is a security setting (model.trust_remote_code), "
+                      "never a search parameter")
+        if cfg.train.trainer == BUILTIN_TRAINER and name not in BUILTIN_HYPERPARAMETERS:
+            known = ", ".join(BUILTIN_HYPERPARAMETERS)
+            fail(key, f"the built-in trainer has no hyperparameter {name!r}; it knows {known}")
+        if spec.type not in PARAM_TYPES:
+            fail(f"{key}.type", f"unknown distribution {spec.type!r}; one of {', '.join(PARAM_TYPES)}")
+        if spec.type == "categorical":
+            _validate_categorical(key, spec, fail)
+        else:
+            _validate_numeric(key, spec, fail)
+        if cfg.study.sampler.name == "grid" and spec.type == "float" and spec.step is None:
+            fail(key, "the grid sampler needs a step (or categorical choices) for every float")
+
+
+def _validate_categorical(key: str, spec: ParamSpec, fail: Any) -> None:
+    if not spec.choices:
+        fail(f"{key}.choices", "a categorical parameter needs a non-empty list of choices")
+    for extra in ("low", "high", "step"):
+        if getattr(spec, extra) is not None:
+            fail(f"{key}.{extra}", "does not apply to a categorical parameter (use choices)")
+    for choice in spec.choices or []:
+        if choice is not None and not isinstance(choice, (bool, int, float, str)):
+            fail(f"{key}.choices", f"choices must be numbers, strings, booleans or null: {choice!r}")
+
+
+def _validate_numeric(key: str, spec: ParamSpec, fail: Any) -> None:
+    if spec.low is None or spec.high is None:
+        fail(key, f"a {spec.type} parameter needs low and high")
+    assert spec.low is not None and spec.high is not None
+    if not (math.isfinite(spec.low) and math.isfinite(spec.high)):
+        fail(key, "low and high must be finite numbers")
+    if spec.low > spec.high:
+        fail(key, f"low ({spec.low}) is greater than high ({spec.high})")
+    if spec.choices is not None:
+        fail(f"{key}.choices", f"does not apply to a {spec.type} parameter")
+    if spec.log and spec.low <= 0:
+        fail(f"{key}.low", f"must be positive with log: true, got {spec.low}")
+    if spec.log and spec.step is not None:
+        fail(f"{key}.step", "cannot be combined with log: true")
+    if spec.step is not None and spec.step <= 0:
+        fail(f"{key}.step", f"must be positive, got {spec.step}")
+    if spec.type == "int":
+        for attr in ("low", "high", "step"):
+            value = getattr(spec, attr)
+            if value is not None and float(value) != int(value):
+                fail(f"{key}.{attr}", f"must be a whole number for an int parameter, got {value}")
+
+
+def _validate_data(cfg: SweepConfig, fail: Any) -> None:
+    d = cfg.data
+    if d.task not in TASKS:
+        fail("data.task", f"unknown task {d.task!r}; one of {', '.join(TASKS)}")
+    if (d.train is None) == (d.synthetic is None):
+        fail("data", "set exactly one of data.train (a file) or data.synthetic (generated data)")
+    if d.synthetic is not None:
+        if d.task != "token-classification":
+            fail("data.synthetic", "generated data exists for token-classification only")
+        if d.synthetic.sentences < 4:
+            fail("data.synthetic.sentences", f"must be at least 4, got {d.synthetic.sentences}")
+    for key in ("train", "validation"):
+        value = getattr(d, key)
+        if value is not None and not Path(value).is_file():
+            fail(f"data.{key}", f"file not found: {value}")
+    if not 0.0 < d.validation_split < 1.0:
+        fail("data.validation_split", f"must be between 0 and 1, got {d.validation_split}")
+    if d.max_length < 8:
+        fail("data.max_length", f"must be at least 8, got {d.max_length}")

@@ -1,0 +1,246 @@
+"""Everything the sweep prints: live progress, the trial table, the summary panel.
+
+Three modes: ``rich`` (a TTY: a live progress line), ``plain`` (not a TTY: one line
+per event, good for CI logs) and ``json`` (only the final summary, as JSON, on stdout).
+Warnings always go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from hposweep.results import BackboneResult, TrialRow
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _progress(finished: int, max_trials: int) -> str:
+    """``3/10 (7 to go)``; past max_trials (raised for a run, not in this config) plainly."""
+    if finished >= max_trials:
+        return f"{finished} (max_trials {max_trials}: nothing to run)"
+    return f"{finished}/{max_trials} ({max_trials - finished} to go)"
+
+
+def _fmt_duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _fmt_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
+
+
+class SweepConsole:
+    def __init__(self, mode: str | None = None, verbose: bool = False) -> None:
+        self.out = Console(highlight=False)
+        if not self.out.is_terminal:
+            self.out = Console(highlight=False, width=120)  # logs: wider than rich's default 80
+        self.err = Console(stderr=True, highlight=False)
+        self.mode = mode or ("rich" if self.out.is_terminal else "plain")
+        self.verbose = verbose
+        self._progress: Any = None
+        self._task: Any = None
+        self._finished = 0
+        self._total = 0
+        self._best: float | None = None
+        self._maximize = True
+        self._backbone = ""
+
+    # ------------------------------------------------------------ messages
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+
+    def error(self, message: str) -> None:
+        self.err.print(f"[red]error:[/] {message}", markup=True, soft_wrap=True)
+
+    def info(self, message: str) -> None:
+        if self.mode != "json":
+            self.out.print(message, soft_wrap=True)
+
+    def debug_exception(self, exc: BaseException) -> None:
+        if self.verbose:
+            self.err.print("".join(traceback.format_exception(exc)), markup=False)
+
+    # ------------------------------------------------------------ sweep events
+
+    def sweep_started(self, backbone: str, study_name: str, resumed: bool, done: int,
+                      total: int, maximize: bool = True) -> None:
+        self._backbone, self._finished, self._total = backbone, done, total
+        self._maximize, self._best = maximize, None
+        verb = "resuming" if resumed else "starting"
+        self.info(f"[bold]{backbone}[/]: {verb} study {study_name!r} "
+                  f"({done}/{total} trials finished)")
+        if self.mode == "rich":
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      MofNCompleteColumn(), TimeElapsedColumn(),
+                                      console=self.out, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(backbone, total=total, completed=done)
+
+    def trial_started(self, number: int, params: dict[str, Any],
+                      retried_from: int | None = None) -> None:
+        retry = f" (retry of trial {retried_from})" if retried_from is not None else ""
+        if self.mode == "plain":
+            self.info(f"trial {number} started{retry}: {_fmt_params(params)}")
+        self._describe(f"trial {number}{retry}")
+
+    def progress(self, number: int, fold: int | None, n_folds: int, epoch: int,
+                 value: float) -> None:
+        where = f"trial {number}" + (f" fold {fold + 1}/{n_folds}" if fold is not None else "")
+        self._describe(f"{where} epoch {epoch + 1}: {value:.4f}")
+
+    def trial_finished(self, number: int, state: str, value: float | None,
+                       reason: str | None = None, kept: Path | None = None) -> None:
+        if state in ("COMPLETE", "PRUNED"):
+            self._finished += 1
+        if state == "COMPLETE" and value is not None and (
+                self._best is None or (value > self._best) == self._maximize):
+            self._best = value
+        line = f"trial {number} {state}" + (f" {_fmt(value)}" if value is not None else "")
+        if reason:
+            line += f": {reason}"
+        if kept is not None:
+            line += f" (new best, checkpoint kept: {kept})"
+        if self.mode == "rich" and self._progress is not None:
+            self._progress.console.print(line, markup=False, soft_wrap=True)
+            self._progress.update(self._task, completed=self._finished)
+        elif self.mode == "plain":
+            self.info(line)
+
+    def _describe(self, text: str) -> None:
+        if self._progress is not None:
+            best = f" | best {_fmt(self._best)}" if self._best is not None else ""
+            self._progress.update(self._task, description=f"{self._backbone} {text}{best}")
+
+    def sweep_finished(self, result: BackboneResult) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+        if self.mode == "json":
+            return
+        self.out.print(trial_table(f"{result.study_name}: trials", result.trials,
+                                   result.objective_metric, result.best_trial))
+        self.out.print(self._summary_panel(result))
+
+    def study_status(self, status: Any) -> None:
+        """``hposweep status``: the trials, the best so far, what remains, what resumes."""
+        if not status.exists:
+            self.out.print(f"[bold]{status.backbone}[/]: no study {status.study_name!r} yet "
+                           f"({status.storage}); `hposweep run` starts it")
+            return
+        self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
+                                   status.objective_metric, status.best_trial))
+        lines = [f"finished: {_progress(status.finished, status.max_trials)}",
+                 f"best trial: {status.best_trial}  {status.objective_metric} = "
+                 f"{_fmt(status.best_value)}" if status.best_trial is not None
+                 else "best trial: none completed yet",
+                 "resume pending:" if status.pending else "resume pending: nothing",
+                 *[f"  {p}" for p in status.pending]]
+        self.out.print(Panel("\n".join(lines), title=status.backbone, title_align="left", expand=False))
+
+
+    def best(self, statuses: list[Any]) -> None:
+        """``hposweep best``: one panel per backbone."""
+        for status in statuses:
+            if status.best_trial is None:
+                self.out.print(f"[bold]{status.backbone}[/]: no completed trial yet")
+                continue
+            lines = [f"best trial: {status.best_trial}  {status.objective_metric} = "
+                     f"{_fmt(status.best_value)}",
+                     f"params: {_fmt_params(status.best_params)}",
+                     f"checkpoint: {status.checkpoint or '(none on disk)'}",
+                     f"MLflow parent run: {status.mlflow_parent_run_id or '-'}",
+                     f"MLflow best trial run: {status.mlflow_best_run_id or '-'}"]
+            self.out.print(Panel("\n".join(lines), title=f"{status.backbone} ({status.study_name})",
+                                 title_align="left", expand=False))
+
+    def compare(self, statuses: list[Any]) -> None:
+        """``hposweep compare``: backbones side by side."""
+        metric = statuses[0].objective_metric if statuses else "value"
+        table = Table(title="backbones", title_justify="left")
+        for column in ("backbone", "trials", f"best {metric}", "best trial: mean ± std over folds",
+                       "time"):
+            table.add_column(column)
+        for status in statuses:
+            folds = status.best_fold_values
+            spread = (f"{statistics.fmean(folds):.4f} ± {statistics.pstdev(folds):.4f} "
+                      f"({len(folds)} folds)" if folds else "-")
+            table.add_row(status.backbone, _progress(status.finished, status.max_trials),
+                          _fmt(status.best_value), spread, _fmt_duration(status.seconds))
+        self.out.print(table)
+
+    def dry_run(self, unresolved_yaml: str, statuses: list[Any]) -> None:
+        """``hposweep run --dry-run``: the config and what a run would do, nothing more."""
+        self.out.print(unresolved_yaml, markup=False, end="")
+        for status in statuses:
+            action = (f"resume study {status.study_name!r}: {status.finished}/"
+                      f"{status.max_trials} finished, {status.remaining} to run"
+                      if status.exists else
+                      f"create study {status.study_name!r} ({status.storage}): "
+                      f"{status.max_trials} trials to run")
+            extra = f"; {len(status.pending)} to resume" if status.pending else ""
+            self.out.print(f"{status.backbone}: would {action}{extra}", markup=False)
+
+    def _summary_panel(self, result: BackboneResult) -> Panel:
+        lines = [f"trials: {result.n_complete} complete, {result.n_pruned} pruned, "
+                 f"{result.n_failed} failed (study total {result.n_complete + result.n_pruned}"
+                 f"/{result.max_trials})"]
+        if result.best_trial is None:
+            lines.append("[red]no trial completed[/]")
+        else:
+            lines += [f"best trial: {result.best_trial}  "
+                      f"{result.objective_metric} = {_fmt(result.best_value)}",
+                      f"params: {_fmt_params(result.best_params)}",
+                      f"checkpoint: {result.checkpoint or '(none on disk)'}"]
+        lines.append(f"MLflow parent run: {result.mlflow_parent_run_id or '(not tracked)'}")
+        return Panel("\n".join(lines), title=f"{result.backbone}", title_align="left", expand=False)
+
+    def print_json(self, results: list[BackboneResult], exit_code: int) -> None:
+        payload = {"exit_code": exit_code, "backbones": [r.to_json() for r in results]}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None) -> Table:
+    """One row per trial, one column per hyperparameter; the best marked with *."""
+    table = Table(title=title, title_justify="left")
+    names = list(dict.fromkeys(name for row in trials for name in row.params))
+    notes = any(row.reason or row.retried_from is not None for row in trials)
+    for column in ("#", "state", metric):
+        table.add_column(column, no_wrap=True, min_width=len(column))
+    for column in (*names, "s"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
+    if notes:
+        table.add_column("note", overflow="fold", ratio=1)
+    for row in trials:
+        seconds = "-" if row.duration_s is None else f"{row.duration_s:.1f}"
+        marker = " *" if row.number == best else ""
+        values = [_fmt_value(row.params[n]) if n in row.params else "-" for n in names]
+        note = " ".join(filter(None, [
+            f"retry of {row.retried_from}" if row.retried_from is not None else "",
+            row.reason or ""]))
+        table.add_row(str(row.number), row.state, _fmt(row.value) + marker, *values, seconds,
+                      *([note] if notes else []))
+    return table

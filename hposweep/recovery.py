@@ -1,0 +1,123 @@
+"""Telling a dead trial from a live one, and retrying it with the same hyperparameters.
+
+Each trial records its owner (host, pid, process start time). A RUNNING trial whose
+owner is on this host and no longer alive is failed and retried at once, with no
+grace period. Trials owned by other hosts are left to Optuna's heartbeat (RDB
+storages, SQLite included), which fails them after ``grace_period`` and calls
+:func:`retry_trial`. The journal storage has no heartbeat: there only same-host
+owners are detected. A trial stopped by Ctrl-C/SIGTERM queues its own retry as it
+ends (FAIL, reason "interrupted"): the next run, or another worker, continues it.
+
+Several workers may look at one dead trial at once: the RUNNING → FAIL transition is
+the claim (only one process makes it), and no trial is retried twice.
+
+Retries are compatible with Optuna's ``RetryHeartbeatStaleTrialCallback``: the new
+WAITING trial carries the system attrs ``failed_trial`` (the original trial) and
+``retry_history``, and the user attr ``retried_from``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hposweep.results import FAIL_REASON_ATTR, RETRIED_FROM_ATTR, owner_of
+
+
+def owner_identity() -> dict[str, Any]:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
+
+
+def _process_start(pid: int) -> str | None:
+    """The process' start time in clock ticks since boot (Linux), to tell a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def owner_is_gone(owner: dict[str, Any] | None) -> bool:
+    """True only when we can be sure: the owner ran on this host and is not running now."""
+    if not owner or owner.get("host") != socket.gethostname():
+        return False
+    pid = int(owner["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    started = owner.get("started")
+    return started is not None and _process_start(pid) not in (None, started)
+
+
+def root_trial(trial: Any) -> int:
+    """The original trial of a retry series (the trial itself when it is no retry).
+
+    Read from the user attrs, which a running ``optuna.Trial`` exposes (system attrs not).
+    """
+    return int(trial.user_attrs.get(RETRIED_FROM_ATTR, trial.number))
+
+
+def retry_trial(study: Any, trial: Any, max_retry: int) -> bool:
+    """Queue a WAITING copy of ``trial`` (same params). False when retries are used up or
+    the trial was retried already."""
+    import optuna
+
+    history = [*trial.system_attrs.get("retry_history", []), trial.number]
+    if len(history) > max_retry or trial.number in _retried(study):
+        return False
+    study.add_trial(optuna.trial.create_trial(
+        state=optuna.trial.TrialState.WAITING, params=trial.params,
+        distributions=trial.distributions, user_attrs={RETRIED_FROM_ATTR: history[0]},
+        system_attrs={"failed_trial": history[0], "retry_history": history},
+    ))
+    return True
+
+
+def _retried(study: Any) -> set[int]:
+    return {n for t in study.get_trials(deepcopy=False)
+            for n in t.system_attrs.get("retry_history", [])}
+
+
+def heartbeat_callback(max_retry: int) -> Callable[[Any, Any], None]:
+    """For ``RDBStorage(heartbeat_stale_trial_callback=...)``: retry what the heartbeat failed."""
+
+    def callback(study: Any, trial: Any) -> None:
+        retry_trial(study, trial, max_retry)
+
+    return callback
+
+
+def recover(study: Any, storage: Any, max_retry: int) -> list[Any]:
+    """Fail the RUNNING trials of dead same-host owners and retry them.
+
+    Returns the trials failed here (their MLflow runs need ending). Safe in several workers
+    at once: every storage changes a state atomically (RDB row locks, SQLite through
+    ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
+    """
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    recovered = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = owner_of(trial)
+        if not owner_is_gone(owner):
+            continue
+        try:
+            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
+                                        f"its process ({owner['pid']} on {owner['host']}) died")
+            claimed = storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        if claimed:
+            recovered.append(trial)
+            retry_trial(study, storage.get_trial(trial._trial_id), max_retry)
+    return recovered

@@ -1,0 +1,70 @@
+"""What a finished (or resumed-and-finished) sweep reports, per backbone."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+# Names of the attributes the sweep stores on the study and its trials.
+FAIL_REASON_ATTR = "fail_reason"
+PRUNE_REASON_ATTR = "prune_reason"
+RETRIED_FROM_ATTR = "retried_from"
+FOLD_VALUES_ATTR = "fold_values"
+PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
+FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
+# One record per trial, written once when it starts: who runs it and its MLflow run.
+TRIAL_ATTR = "hposweep.trial"
+
+
+def owner_of(trial: Any) -> dict[str, Any]:
+    return dict(trial.user_attrs.get(TRIAL_ATTR, {}).get("owner") or {})
+
+
+def mlflow_run_of(trial: Any) -> str | None:
+    return trial.user_attrs.get(TRIAL_ATTR, {}).get("mlflow_run_id")
+
+
+@dataclass
+class TrialRow:
+    number: int
+    state: str
+    value: float | None
+    params: dict[str, Any]
+    duration_s: float | None
+    reason: str | None = None
+    retried_from: int | None = None
+
+    @classmethod
+    def from_trial(cls, trial: Any) -> TrialRow:
+        """From an Optuna ``FrozenTrial``."""
+        duration = trial.duration.total_seconds() if trial.duration else None
+        return cls(trial.number, trial.state.name, trial.value, dict(trial.params), duration,
+                   reason_of(trial), trial.user_attrs.get(RETRIED_FROM_ATTR))
+
+
+def reason_of(trial: Any) -> str | None:
+    """Why a trial failed or was pruned, as the sweep recorded it."""
+    return trial.user_attrs.get(FAIL_REASON_ATTR) or trial.user_attrs.get(PRUNE_REASON_ATTR)
+
+
+@dataclass
+class BackboneResult:
+    backbone: str
+    study_name: str
+    storage: str
+    resumed: bool
+    n_trials: int
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    max_trials: int
+    objective_metric: str
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    mlflow_parent_run_id: str | None = None
+    trials: list[TrialRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

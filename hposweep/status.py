@@ -1,0 +1,101 @@
+"""``hposweep status``: where each backbone's study stands, read without writing anything
+and without importing any training library."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hposweep import recovery
+from hposweep.checkpoints import CheckpointLayout, CheckpointManager
+from hposweep.config import SweepConfig, backbone_slug, study_name_for
+from hposweep.results import FOLD_VALUES_ATTR, PARENT_RUN_ATTR, TrialRow, mlflow_run_of, owner_of
+from hposweep.study import RUN_ID_ATTR, finished_states, make_storage, storage_kind, storage_url
+
+
+@dataclass
+class StudyStatus:
+    backbone: str
+    study_name: str
+    storage: str
+    exists: bool
+    max_trials: int
+    objective_metric: str
+    finished: int = 0
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_fold_values: list[float] = field(default_factory=list)
+    checkpoint: str | None = None
+    mlflow_parent_run_id: str | None = None
+    mlflow_best_run_id: str | None = None
+    seconds: float = 0.0  # time spent in trials, summed
+    pending: list[str] = field(default_factory=list)  # what the next `run` resumes
+    trials: list[TrialRow] = field(default_factory=list)
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.max_trials - self.finished)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "remaining": self.remaining}
+
+
+def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
+    import optuna
+
+    name = study_name_for(cfg, backbone)
+    url = storage_url(cfg, name)
+    status = StudyStatus(backbone, name, storage_kind(url), False, cfg.study.max_trials,
+                         cfg.study.objective_metric)
+    if url is None or (url.startswith("sqlite:///") and
+                       not Path(url.removeprefix("sqlite:///")).is_file()):
+        return status  # nothing was ever stored: do not create a database by looking
+    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
+        return status
+    storage = make_storage(url)
+    if name not in [s.study_name for s in storage.get_all_studies()]:
+        return status
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    status.exists = True
+    status.trials = [TrialRow.from_trial(t) for t in trials]
+    status.finished = len([t for t in trials if t.state in finished_states()])
+    status.seconds = sum(r.duration_s or 0.0 for r in status.trials)
+    status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if any(t.state.name == "COMPLETE" for t in trials):
+        best = study.best_trial
+        status.best_trial, status.best_value = best.number, best.value
+        status.best_params = dict(best.params)
+        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, [best.value]))
+        status.mlflow_best_run_id = mlflow_run_of(best)
+        status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
+    status.pending = _pending(trials)
+    return status
+
+
+def _kept_checkpoint(cfg: SweepConfig, backbone: str, study: Any, number: int) -> str | None:
+    run_id = study.user_attrs.get(RUN_ID_ATTR)
+    if run_id is None:
+        return None
+    root = Path(cfg.output_dir) / "hpo" / backbone_slug(backbone)
+    manager = CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
+                                cfg.checkpoint.keep_best, True, warn=lambda message: None)
+    kept = manager.checkpoint_of(number)
+    return str(kept) if kept else None
+
+
+def _pending(trials: list[Any]) -> list[str]:
+    pending = []
+    for t in trials:
+        owner = owner_of(t)
+        if t.state.name == "RUNNING" and recovery.owner_is_gone(owner):
+            pending.append(f"trial {t.number}: its process died; the next run retries it")
+        elif t.state.name == "RUNNING":
+            pending.append(f"trial {t.number}: running (pid {owner.get('pid', '?')} on "
+                           f"{owner.get('host', '?')})")
+        elif t.state.name == "WAITING":
+            pending.append(f"trial {t.number}: queued retry of trial "
+                           f"{recovery.root_trial(t)} (continues from its saved state)")
+    return pending

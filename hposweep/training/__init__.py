@@ -1,0 +1,1 @@
+"""Trainers: the contract (``context``) and the built-in transformers trainer."""

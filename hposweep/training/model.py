@@ -1,0 +1,117 @@
+"""Building the tokenizer and the model for a backbone.
+
+Two paths: ``from_pretrained(name_or_path)`` for a real backbone, and
+``model.from_config`` (a small model built from a config dict, with a word-level
+tokenizer built from the training data) for offline use and CI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hposweep.config import SweepConfig
+from hposweep.data import Example
+from hposweep.errors import ConfigError
+
+SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
+                  "sep_token": "[SEP]", "mask_token": "[MASK]"}
+# Config attributes that hold a dropout probability, across transformers architectures.
+DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout",
+                      "attention_dropout", "classifier_dropout", "seq_classif_dropout",
+                      "hidden_dropout", "summary_last_dropout")
+
+
+def word_level_tokenizer(examples: list[Example], max_length: int) -> Any:
+    """A fast tokenizer whose vocabulary is every token of ``examples`` (one id per word)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS.values())}
+    for example in examples:
+        for token in example.tokens:
+            vocab.setdefault(token, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B {sep}",
+        special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=max_length,
+                                   **SPECIAL_TOKENS)
+
+
+def load_tokenizer(cfg: SweepConfig, backbone: str, examples: list[Example]) -> Any:
+    if cfg.model.from_config is not None:
+        return word_level_tokenizer(examples, cfg.data.max_length)
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            backbone, trust_remote_code=cfg.model.trust_remote_code
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"backbones: cannot load a tokenizer for {backbone!r}: {exc}") from None
+    if not tokenizer.is_fast:
+        raise ConfigError(f"backbones: {backbone!r} has no fast tokenizer (needed for word ids)")
+    return tokenizer
+
+
+def build_model(
+    cfg: SweepConfig, backbone: str, labels: list[str], tokenizer: Any, dropout: float | None
+) -> Any:
+    """A fresh model for one fold; call after seeding so its initial weights are reproducible."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoModelForTokenClassification,
+    )
+
+    token_task = cfg.data.task == "token-classification"
+    auto_model = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    trust = cfg.model.trust_remote_code
+    if cfg.model.from_config is not None:
+        spec = dict(cfg.model.from_config)
+        model_config = AutoConfig.for_model(spec.pop("model_type"), **spec)
+        model_config.vocab_size = len(tokenizer)
+        model_config.pad_token_id = tokenizer.pad_token_id
+    else:
+        model_config = AutoConfig.from_pretrained(backbone, trust_remote_code=trust)
+    model_config.num_labels = len(labels)
+    model_config.id2label = dict(enumerate(labels))
+    model_config.label2id = {label: i for i, label in enumerate(labels)}
+    if dropout is not None:
+        for attribute in DROPOUT_ATTRIBUTES:
+            if getattr(model_config, attribute, None) is not None:
+                setattr(model_config, attribute, dropout)
+    if cfg.model.from_config is not None:
+        return auto_model.from_config(model_config, trust_remote_code=trust)
+    return auto_model.from_pretrained(
+        backbone, config=model_config, trust_remote_code=trust, ignore_mismatched_sizes=True
+    )
+
+
+def check_backbone(cfg: SweepConfig, backbone: str) -> None:
+    """Fail before any trial when a ``from_pretrained`` backbone cannot be loaded."""
+    import logging
+    import os
+    from pathlib import Path
+
+    if cfg.model.from_config is not None:
+        return
+    if backbone.startswith(("/", ".", "~")) and not Path(backbone).expanduser().is_dir():
+        raise ConfigError(f"backbones: local model dir not found: {backbone}")
+    from transformers import AutoConfig
+
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter
+    try:
+        AutoConfig.from_pretrained(backbone, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        advice = ("" if offline else "; set HF_HUB_OFFLINE=1 to fail fast offline")
+        raise ConfigError(
+            f"backbones: cannot load {backbone!r}: not a local model dir, and the hub did not "
+            f"provide it ({str(exc).splitlines()[0][:160]}){advice}; model.from_config builds "
+            "a model without downloading"
+        ) from None

@@ -1,0 +1,109 @@
+"""Full training state for resuming a fold mid-way: saved atomically, loaded safely.
+
+Layout of a fold's resume dir::
+
+    latest.json            -> {"state": "state-<id>"}   (replaced atomically)
+    state-<id>/model.safetensors
+    state-<id>/trainer.pt  optimizer, scheduler, RNG states, progress (tensors and
+                           plain Python values only: read with ``weights_only=True``)
+
+A new state is written completely under a temporary name, renamed, and only then
+does ``latest.json`` point at it; older states are deleted after that. Nothing is
+ever unpickled beyond what ``torch.load(weights_only=True)`` allows, so a planted
+pickle is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hposweep.checkpoints import write_json_atomic
+
+POINTER = "latest.json"
+
+
+@dataclass
+class Progress:
+    """Where a fold's training stands; ``step`` > 0 means part-way through ``epoch``."""
+
+    epoch: int = 0
+    step: int = 0
+    train_loss: float = 0.0
+    history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, reported value)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class StateRefused(Exception):
+    """The saved state exists but cannot be trusted (corrupt, or not plain tensors/values)."""
+
+
+def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any,
+         epoch_generator_state: Any, progress: Progress) -> None:
+    import random
+
+    import torch
+    from safetensors.torch import save_model
+
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"state-{uuid.uuid4().hex[:8]}"
+    tmp = directory / f".tmp-{name}"
+    tmp.mkdir()
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save({
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python_rng": random.getstate(),
+        "generator": generator.get_state(),
+        "epoch_generator": epoch_generator_state,
+        "progress": {"epoch": progress.epoch, "step": progress.step,
+                     "train_loss": progress.train_loss,
+                     "history": [list(h) for h in progress.history],
+                     "metrics": dict(progress.metrics)},
+    }, tmp / "trainer.pt")
+    tmp.rename(directory / name)
+    write_json_atomic(directory / POINTER, {"state": name})
+    for old in directory.glob("state-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any
+         ) -> tuple[Progress, Any] | None:
+    """Restore everything saved in ``directory``; None when there is nothing to resume.
+
+    Returns the progress and the generator state at the start of the saved epoch.
+    Raises :class:`StateRefused` when the state is corrupt or not plain data.
+    """
+    import random
+
+    import torch
+    from safetensors.torch import load_model
+
+    pointer = directory / POINTER
+    if not pointer.is_file():
+        return None
+    try:
+        state_dir = directory / json.loads(pointer.read_text())["state"]
+        saved = torch.load(state_dir / "trainer.pt", weights_only=True)
+        load_model(model, str(state_dir / "model.safetensors"))
+    except Exception as exc:  # UnpicklingError for a planted pickle, OSError, KeyError...
+        raise StateRefused(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    if saved["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda_rng"])
+    version, internal, gauss = saved["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    generator.set_state(saved["generator"])
+    p = saved["progress"]
+    progress = Progress(p["epoch"], p["step"], p["train_loss"],
+                        [(int(e), float(v)) for e, v in p["history"]], dict(p["metrics"]))
+    return progress, saved["epoch_generator"]
