@@ -1,0 +1,347 @@
+"""End to end through the CLI with instant trainers (``tests/fake_trainers.py``):
+failure isolation, exit codes, flags on/off, resume, samplers and pruners, MLflow down."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import (
+    FAKE_CONFIG,
+    checkpoint_dirs,
+    fake_config,
+    hposweep,
+    load_study,
+    mlflow_client,
+    runs_by_kind,
+)
+
+
+def run_fake(workdir: Path, *overrides: str, text: str = FAKE_CONFIG):
+    return hposweep("run", fake_config(workdir, text), *overrides, "--json")
+
+
+def test_failing_trials_do_not_stop_the_sweep(workdir: Path) -> None:
+    result = run_fake(workdir, "train.trainer=fake_trainers:fails_when_x_high", "study.max_trials=8")
+    assert result.exit_code == 0
+    summary = result.json()["backbones"][0]
+    failed = [t for t in summary["trials"] if t["state"] == "FAIL"]
+    assert failed and summary["n_complete"] >= 1
+    assert all("simulated crash" in t["reason"] for t in failed)
+    runs = {r.data.tags["trial_number"]: r for r in runs_by_kind(mlflow_client(), "fake")["trial"]}
+    for t in failed:
+        run = runs[str(t["number"])]
+        assert run.info.status == "FAILED" and "simulated crash" in run.data.tags["fail_reason"]
+
+
+@pytest.mark.parametrize(("trainer", "reason"), [
+    ("returns_nan", "score is nan"),
+    ("out_of_memory", "OutOfMemoryError"),
+])
+def test_nan_and_oom_fail_the_trial_with_a_reason(workdir: Path, trainer: str, reason: str) -> None:
+    result = run_fake(workdir, f"train.trainer=fake_trainers:{trainer}", "study.max_trials=2")
+    assert result.exit_code == 1, "no trial completed"
+    trials = result.json()["backbones"][0]["trials"]
+    assert [t["state"] for t in trials] == ["FAIL", "FAIL"]
+    assert reason in trials[0]["reason"]
+
+
+def test_no_completed_trial_exits_1_and_logs_no_checkpoint(workdir: Path) -> None:
+    result = run_fake(workdir, "train.trainer=fake_trainers:always_fails", "study.max_trials=3")
+    assert result.exit_code == 1
+    summary = result.json()["backbones"][0]
+    assert summary["n_complete"] == 0 and summary["best_trial"] is None
+    assert checkpoint_dirs("outputs", "fake") == []
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    assert parent.info.status == "FAILED"
+    assert client.list_artifacts(parent.info.run_id, "best_trial_checkpoint") == []
+
+
+def test_save_only_best_false_keeps_every_trials_every_fold(workdir: Path) -> None:
+    result = run_fake(workdir, "checkpoint.save_only_best=false", "study.max_trials=3")
+    assert result.exit_code == 0
+    run_id = load_study("outputs", "fake_fake").user_attrs["hposweep.run_id"]
+    assert checkpoint_dirs("outputs", "fake") == sorted(
+        f"trial_{n}_{run_id}_fold{k}" for n in range(3) for k in range(2))
+
+
+def test_save_only_best_keeps_one_dir(workdir: Path) -> None:
+    result = run_fake(workdir, "study.max_trials=8")
+    assert result.exit_code == 0
+    best = result.json()["backbones"][0]["best_trial"]
+    (kept,) = checkpoint_dirs("outputs", "fake")
+    assert kept.startswith(f"trial_{best}_") and kept.endswith("_fold1")
+
+
+def test_log_best_checkpoint_false_logs_no_artifact(workdir: Path) -> None:
+    assert run_fake(workdir, "mlflow.log_best_checkpoint=false").exit_code == 0
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    assert client.list_artifacts(parent.info.run_id, "best_trial_checkpoint") == []
+    assert parent.data.tags["best_trial_number"]
+
+
+def test_log_best_checkpoint_true_logs_the_kept_checkpoint(workdir: Path) -> None:
+    assert run_fake(workdir).exit_code == 0
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    names = [a.path for a in client.list_artifacts(parent.info.run_id, "best_trial_checkpoint")]
+    assert names == ["best_trial_checkpoint/hposweep.json", "best_trial_checkpoint/weights.json"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_mlflow_warns_once_and_the_sweep_finishes(workdir: Path) -> None:
+    started = time.monotonic()
+    result = run_fake(workdir, f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 0
+    assert result.stderr.count("MLflow failed") == 1, result.stderr
+    assert "Connection refused" in result.stderr or "ConnectionError" in result.stderr
+    summary = result.json()["backbones"][0]
+    assert summary["n_complete"] == 6 and summary["mlflow_parent_run_id"] is None
+    assert checkpoint_dirs("outputs", "fake"), "checkpoints do not depend on MLflow"
+    print(f"sweep with MLflow down: {elapsed:.1f} s")
+
+
+def test_mlflow_store_that_errors_warns_once_and_the_sweep_finishes(workdir: Path) -> None:
+    broken = workdir / "broken.db"
+    broken.write_bytes(b"not a database" * 100)
+    result = run_fake(workdir, f"mlflow.tracking_uri=sqlite:///{broken}")
+    assert result.exit_code == 0
+    assert result.stderr.count("MLflow failed") == 1, result.stderr
+    assert result.json()["backbones"][0]["n_complete"] == 6
+
+
+def test_checkpoint_disabled_keeps_the_study_in_memory(workdir: Path) -> None:
+    result = run_fake(workdir, "checkpoint.enabled=false", "study.max_trials=3")
+    assert result.exit_code == 0
+    summary = result.json()["backbones"][0]
+    assert summary["storage"] == "memory" and summary["n_complete"] == 3
+    assert not (workdir / "outputs" / "hpo" / "fake_fake").exists()
+    assert len(checkpoint_dirs("outputs", "fake")) == 1, "model checkpoints are still kept"
+    again = run_fake(workdir, "checkpoint.enabled=false", "study.max_trials=3")
+    assert again.json()["backbones"][0]["resumed"] is False
+
+
+def test_mlflow_disabled(workdir: Path) -> None:
+    result = run_fake(workdir, "mlflow.enabled=false")
+    assert result.exit_code == 0 and result.json()["backbones"][0]["mlflow_parent_run_id"] is None
+    assert mlflow_client().get_experiment_by_name("fake") is None, "nothing was tracked"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "gp", "nsga2"])
+def test_every_sampler_runs(workdir: Path, sampler: str) -> None:
+    result = run_fake(workdir, f"study.sampler.name={sampler}", "search_space.x.step=0.25",
+                      "study.max_trials=4", "mlflow.enabled=false")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["backbones"][0]["n_complete"] == 4  # which class: tests/unit/test_study.py
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving", "none"])
+def test_every_pruner_runs(workdir: Path, pruner: str) -> None:
+    result = run_fake(workdir, f"study.pruner.name={pruner}", "study.max_trials=4",
+                      "mlflow.enabled=false")
+    assert result.exit_code == 0, result.stderr
+
+
+def test_seeded_sampler_gives_the_same_params(workdir: Path, tmp_path: Path) -> None:
+    first = run_fake(workdir, "mlflow.enabled=false", "study.sampler.name=tpe")
+    second = hposweep("run", fake_config(workdir), "mlflow.enabled=false", "study.sampler.name=tpe",
+                      "output_dir=again", "--json")
+    params = [[t["params"] for t in r.json()["backbones"][0]["trials"]] for r in (first, second)]
+    assert params[0] == params[1]
+
+
+def test_timeout_stops_the_study_early(workdir: Path) -> None:
+    result = run_fake(workdir, "study.timeout_minutes=0.0001", "study.max_trials=50",
+                      "mlflow.enabled=false")
+    assert result.exit_code == 0
+    assert 1 <= result.json()["backbones"][0]["n_trials"] < 50
+
+
+def test_resume_reaches_max_trials_with_one_parent_and_one_run_id(workdir: Path) -> None:
+    assert run_fake(workdir, "study.max_trials=3").exit_code == 0
+    run_id = load_study("outputs", "fake_fake").user_attrs["hposweep.run_id"]
+    again = run_fake(workdir, "study.max_trials=6")
+    assert again.exit_code == 0
+    summary = again.json()["backbones"][0]
+    assert summary["resumed"] is True and summary["n_trials"] == 6
+    study = load_study("outputs", "fake_fake")
+    assert study.user_attrs["hposweep.run_id"] == run_id
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    runs = runs_by_kind(mlflow_client(), "fake")
+    (parent,) = runs["parent"]
+    assert parent.data.tags["hposweep.resumed"] == "true" and len(runs["trial"]) == 6
+    (kept,) = checkpoint_dirs("outputs", "fake")
+    assert f"_{run_id}_" in kept
+
+
+def test_a_finished_study_runs_nothing_more(workdir: Path) -> None:
+    assert run_fake(workdir, "study.max_trials=2").exit_code == 0
+    again = run_fake(workdir, "study.max_trials=2")
+    assert again.exit_code == 0 and again.json()["backbones"][0]["n_trials"] == 2
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    assert len(client.list_artifacts(parent.info.run_id, "best_trial_checkpoint")) == 2
+
+
+def test_existing_study_without_auto_resume_is_exit_2_then_fresh_archives(workdir: Path) -> None:
+    assert run_fake(workdir, "study.max_trials=2").exit_code == 0
+    refused = run_fake(workdir, "checkpoint.auto_resume=false")
+    assert refused.exit_code == 2
+    assert "--fresh" in refused.stderr and "auto_resume" in refused.stderr
+    fresh = hposweep("run", workdir / "fake.yaml", "study.max_trials=2", "--fresh", "--json")
+    assert fresh.exit_code == 0 and fresh.json()["backbones"][0]["resumed"] is False
+    archived = list((workdir / "outputs" / "hpo").glob("fake_fake.archived-*"))
+    assert len(archived) == 1 and (archived[0] / "study.db").is_file()
+
+
+def test_corrupt_study_db_is_exit_2_and_left_untouched(workdir: Path) -> None:
+    db = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
+    db.parent.mkdir(parents=True)
+    db.write_bytes(b"this is not sqlite" * 10)
+    result = run_fake(workdir)
+    assert result.exit_code == 2 and "corrupt" in result.stderr
+    assert db.read_bytes() == b"this is not sqlite" * 10
+
+
+@pytest.mark.parametrize("override", ["study.n_trails=3", "search_space.x.low=5",
+                                      "train.trainer=no_such_module:train"])
+def test_bad_input_is_exit_2_one_line_nothing_written(workdir: Path, override: str) -> None:
+    before = sorted(p.name for p in (workdir / "outputs").iterdir())
+    result = run_fake(workdir, override)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert sorted(p.name for p in (workdir / "outputs").iterdir()) == before
+
+
+def test_validate_prints_the_merged_config_or_the_error(workdir: Path) -> None:
+    config = fake_config(workdir)
+    ok = hposweep("validate", config, "study.max_trials=9")
+    assert ok.exit_code == 0 and "max_trials: 9" in ok.stdout
+    bad = hposweep("validate", config, "k_fold.n_splits=1")
+    assert bad.exit_code == 2 and "k_fold.n_splits" in bad.stderr
+
+
+def test_a_deleted_parent_run_is_replaced_and_recorded(workdir: Path) -> None:
+    assert run_fake(workdir, "study.max_trials=2").exit_code == 0
+    client = mlflow_client()
+    (old,) = runs_by_kind(client, "fake")["parent"]
+    client.delete_run(old.info.run_id)
+    again = run_fake(workdir, "study.max_trials=3")
+    assert again.exit_code == 0 and "no longer exists" in again.stderr
+    new_id = again.json()["backbones"][0]["mlflow_parent_run_id"]
+    assert new_id != old.info.run_id
+    assert load_study("outputs", "fake_fake").user_attrs["hposweep.mlflow_parent_run_id"] == new_id
+
+
+def test_status_reads_without_writing(workdir: Path) -> None:
+    config = fake_config(workdir)
+    empty = hposweep("status", config, "--json")
+    assert empty.exit_code == 0 and empty.json()[0]["exists"] is False
+    assert not (workdir / "outputs" / "hpo").exists(), "status created nothing"
+    assert run_fake(workdir, "study.max_trials=2").exit_code == 0
+    (status,) = hposweep("status", config, "--json").json()
+    assert status["finished"] == 2 and status["remaining"] == 4 and status["pending"] == []
+    assert [t["state"] for t in status["trials"]] == ["COMPLETE", "COMPLETE"]
+    text = hposweep("status", config)
+    assert "finished: 2/6" in text.stdout and "resume pending: nothing" in text.stdout
+
+
+def test_trust_remote_code_is_never_a_search_parameter(workdir: Path) -> None:
+    text = FAKE_CONFIG.replace("  x: {type: float, low: 0.0, high: 1.0}",
+                               "  x: {type: float, low: 0.0, high: 1.0}\n"
+                               "  trust_remote_code: {type: categorical, choices: [true, false]}")
+    result = hposweep("run", fake_config(workdir, text))
+    assert result.exit_code == 2 and "security setting" in result.stderr
+
+
+def test_a_new_best_after_resume_replaces_the_whole_logged_checkpoint(workdir: Path) -> None:
+    """The first sweep logs trial A; resumed with more trials, trial B wins: every file of
+    best_trial_checkpoint/ must then be B's (the weights have the same size as A's)."""
+    assert run_fake(workdir, "study.max_trials=1").exit_code == 0
+    again = run_fake(workdir, "study.max_trials=12")
+    assert again.exit_code == 0
+    summary = again.json()["backbones"][0]
+    assert summary["best_trial"] != 0, "the seeded sampler finds a better trial than the first"
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    downloaded = Path(client.download_artifacts(parent.info.run_id, "best_trial_checkpoint",
+                                                str(workdir / "dl")))
+    local = Path(summary["checkpoint"])
+    for name in ("weights.json", "hposweep.json"):
+        assert (downloaded / name).read_text() == (local / name).read_text(), name
+
+
+def redis_answers() -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url("redis://127.0.0.1:6379/0").ping())
+    except Exception:
+        return False
+
+
+@pytest.mark.parametrize("storage", ["journal:{dir}/study.log", "journal+redis://127.0.0.1:6379/0"])
+def test_journal_storages_run_and_resume(workdir: Path, storage: str) -> None:
+    if storage.startswith("journal+redis") and not redis_answers():
+        pytest.skip("no Redis server answers on 127.0.0.1:6379")
+    # A study name of its own: one Redis database serves every test run.
+    overrides = [f"study.storage={storage.format(dir=workdir)}",
+                 f"study.name=j{uuid.uuid4().hex[:8]}_{{backbone}}"]
+    first = run_fake(workdir, *overrides, "study.max_trials=3")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["backbones"][0]["storage"] in ("journal", "journal-redis")
+    again = run_fake(workdir, *overrides, "study.max_trials=5").json()["backbones"][0]
+    assert again["resumed"] is True and again["n_trials"] == 5
+
+
+def mysql_answers() -> bool:
+    try:
+        import pymysql
+
+        pymysql.connect(host="127.0.0.1", user="root", database="test").close()
+        return True
+    except Exception:
+        return False
+
+
+def test_a_mysql_study_storage(workdir: Path) -> None:
+    if not mysql_answers():
+        pytest.skip("no MySQL/MariaDB server answers on 127.0.0.1:3306")
+    overrides = ["study.storage=mysql+pymysql://root@127.0.0.1/test",
+                 f"study.name=m{uuid.uuid4().hex[:8]}_{{backbone}}", "study.max_trials=3"]
+    result = run_fake(workdir, *overrides)
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()["backbones"][0]
+    assert summary["storage"] == "mysql" and summary["n_complete"] == 3
+
+
+def test_a_resumed_study_samples_new_hyperparameters(workdir: Path) -> None:
+    """The seed moves on with the study: resuming must not replay the first trials."""
+    assert run_fake(workdir, "study.max_trials=4", "study.sampler.name=tpe").exit_code == 0
+    again = run_fake(workdir, "study.max_trials=8", "study.sampler.name=tpe")
+    xs = [t["params"]["x"] for t in again.json()["backbones"][0]["trials"]]
+    assert len(set(xs)) == 8, xs
+
+
+def test_resuming_with_a_different_objective_is_refused(workdir: Path) -> None:
+    assert run_fake(workdir, "study.max_trials=2", "k_fold.enabled=false").exit_code == 0
+    mixed = run_fake(workdir, "study.max_trials=4", "k_fold.enabled=true")
+    assert mixed.exit_code == 2 and "k_fold.n_splits=None" in mixed.stderr
+    assert "--fresh" in mixed.stderr
+    assert len(load_study("outputs", "fake_fake").trials) == 2
+    widened = run_fake(workdir, "study.max_trials=3", "k_fold.enabled=false",
+                       "search_space.x.high=2.0", "study.sampler.name=random")
+    assert widened.exit_code == 0, "search space and sampler may change on resume"

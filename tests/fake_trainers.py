@@ -1,0 +1,102 @@
+"""Trainers for tests that need a trial outcome on demand (no model, instant).
+
+They follow the same contract as the built-in trainer: ``(params, data, ctx) -> metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def wait_if_told() -> None:
+    """Timing a test controls without changing the config (a resumed study must keep its
+    trainer): HPOSWEEP_TEST_HOLD=1 makes the trial run until the process is stopped
+    (at most 120 s); HPOSWEEP_TEST_GATE=<file> makes it wait until that file exists, then
+    remove it: each file the test creates lets exactly one trial through."""
+    import os
+    import time
+    from pathlib import Path
+
+    hold = os.environ.get("HPOSWEEP_TEST_HOLD") == "1"
+    gate = os.environ.get("HPOSWEEP_TEST_GATE")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (hold or (gate and not Path(gate).exists())):
+        time.sleep(0.02)
+    if gate:
+        Path(gate).unlink(missing_ok=True)
+
+
+def quadratic(params, data, ctx):
+    """score peaks at x = 0.3; saves a small 'checkpoint' when asked to."""
+    wait_if_told()
+    score = 1.0 - (params["x"] - 0.3) ** 2
+    ctx.report(score, 0)
+    if ctx.checkpoint_dir is not None:
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "weights.json").write_text(json.dumps({"x": params["x"]}))
+    return {"score": score, "n_train": float(len(data.train))}
+
+
+def fails_when_x_high(params, data, ctx):
+    if params["x"] > 0.5:
+        raise RuntimeError(f"simulated crash at x={params['x']:.2f}")
+    return quadratic(params, data, ctx)
+
+
+def always_fails(params, data, ctx):
+    raise RuntimeError("this trainer always fails")
+
+
+def returns_nan(params, data, ctx):
+    return {"score": float("nan")}
+
+
+def out_of_memory(params, data, ctx):
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def wrong_arity(params):
+    return {"score": 1.0}
+
+
+def declared_float(params, data, ctx) -> float:
+    return 1.0
+
+
+not_a_function = 42
+
+
+def no_op(params, data, ctx):
+    """Returns at once and saves nothing: for measuring orchestration overhead."""
+    ctx.report(params["x"], 0)
+    return {"score": params["x"]}
+
+
+def sleepy(params, data, ctx):
+    """0.3 s of 'training': long enough for several workers' trials to overlap."""
+    import time
+
+    time.sleep(0.3)
+    return quadratic(params, data, ctx)  # which also holds when the test says so
+
+
+def records_threads(params, data, ctx):
+    """Keeps, with its checkpoint, how many threads torch had and which GPUs it saw."""
+    import os
+
+    import torch
+
+    ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    (ctx.checkpoint_dir / "threads.json").write_text(json.dumps(
+        {"threads": torch.get_num_threads(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}))
+    return {"score": params["x"]}
+
+
+def sleeps_one_second(params, data, ctx):
+    """A trial that takes 1 s and no CPU: measures orchestration scaling alone."""
+    import time
+
+    time.sleep(1.0)
+    return {"score": params["x"]}

@@ -1,0 +1,111 @@
+"""Helpers for tests: run the CLI in-process, read MLflow and the study back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from hposweep.cli import app
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+def hposweep(*args: str | Path) -> CliResult:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def mlflow_client(output_dir: Path | str = "outputs") -> Any:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{Path(output_dir).resolve() / 'mlflow.db'}")
+
+
+def runs_by_kind(client: Any, experiment: str) -> dict[str, list[Any]]:
+    """The experiment's runs split into parents, trial runs and fold runs."""
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=5000)
+    kinds: dict[str, list[Any]] = {"parent": [], "trial": [], "fold": []}
+    for run in runs:
+        tags = run.data.tags
+        kind = ("parent" if tags.get("hposweep.runType") == "sweep"
+                else "fold" if "fold_idx" in tags else "trial")
+        kinds[kind].append(run)
+    return kinds
+
+
+def load_study(output_dir: Path | str, study_name: str) -> Any:
+    import optuna
+
+    db = Path(output_dir).resolve() / "hpo" / study_name / "study.db"
+    return optuna.load_study(study_name=study_name, storage=f"sqlite:///{db}")
+
+
+def checkpoint_dirs(output_dir: Path | str, backbone: str) -> list[str]:
+    root = Path(output_dir) / "hpo" / backbone
+    return sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+
+
+FAKE_CONFIG = """\
+study:
+  name: "fake_{backbone}"
+  objective_metric: score
+  max_trials: 6
+  sampler: {name: random, seed: 0}
+  pruner: {name: none}
+search_space:
+  x: {type: float, low: 0.0, high: 1.0}
+backbones: [fake]
+data:
+  synthetic: {sentences: 20, seed: 0}
+train:
+  trainer: "fake_trainers:quadratic"
+  epochs: 1
+k_fold: {enabled: true, n_splits: 2}
+checkpoint: {save_only_best: true}
+mlflow: {experiment: fake}
+"""
+
+
+def fake_config(directory: Path, text: str = FAKE_CONFIG) -> Path:
+    """A sweep config that uses an instant trainer from ``fake_trainers``."""
+    path = directory / "fake.yaml"
+    path.write_text(text)
+    return path
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of an `hposweep` subprocess in a test: the test trainers importable,
+    output unbuffered, and nothing inherited that steers it (tracking URI, kill points,
+    timing switches) unless given in ``extra``."""
+    import os
+
+    steering = ("MLFLOW_TRACKING_URI", "HPOSWEEP_KILL_AT", "HPOSWEEP_TEST_HOLD",
+                "HPOSWEEP_TEST_GATE")
+    env = {k: v for k, v in os.environ.items() if k not in steering}
+    env.update(PYTHONPATH=str(Path(__file__).resolve().parent), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def dead_owner() -> dict[str, Any]:
+    """A trial owner identity of this host whose process has ended."""
+    from hposweep.recovery import owner_identity
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = {**owner_identity(), "pid": child.pid}
+    child.wait()
+    return owner

@@ -1,0 +1,158 @@
+"""Config loading: every kind of bad input is one clear ConfigError naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hposweep.config import backbone_slug, load, study_name_for
+from hposweep.errors import ConfigError
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+
+
+def error_of(path: Path | str, *overrides: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path, list(overrides))
+    message = str(info.value)
+    assert "\n" not in message, "a config error is one line"
+    return message
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_smoke_config_loads_with_its_values() -> None:
+    cfg = load(SMOKE).config
+    assert cfg.study.max_trials == 4
+    assert cfg.k_fold.n_splits == 2
+    assert cfg.search_space["batch_size"].choices == [16, 32]
+    assert cfg.checkpoint.save_only_best is True
+
+
+def test_dotlist_overrides_apply_with_types() -> None:
+    cfg = load(SMOKE, ["study.max_trials=40", "train.epochs=1", "k_fold.enabled=false"]).config
+    assert (cfg.study.max_trials, cfg.train.epochs, cfg.k_fold.enabled) == (40, 1, False)
+
+
+def test_unknown_key_suggests_the_right_one() -> None:
+    message = error_of(SMOKE, "study.n_trails=3")
+    assert "study.n_trails" in message and "did you mean 'max_trials'" in message
+
+
+def test_unknown_key_in_file_names_the_file(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("  max_trials: 4", "  max_trails: 4")
+    message = error_of(write(tmp_path, text))
+    assert str(tmp_path / "c.yaml") in message and "study.max_trails" in message
+
+
+def test_wrong_type_names_the_key() -> None:
+    message = error_of(SMOKE, "study.max_trials=many")
+    assert "study.max_trials" in message and "many" in message
+
+
+@pytest.mark.parametrize(
+    ("override", "key", "problem"),
+    [
+        ("search_space.learning_rate.low=1", "search_space.learning_rate", "greater than high"),
+        ("k_fold.n_splits=1", "k_fold.n_splits", "at least 2"),
+        ("study.sampler.name=bayes", "study.sampler.name", "unknown sampler"),
+        ("study.pruner.name=early", "study.pruner.name", "unknown pruner"),
+        ("search_space.dropout.type=uniform", "search_space.dropout.type", "unknown distribution"),
+        ("study.name=../escape", "study.name", "not a safe file name"),
+        ("study.name=a/b", "study.name", "not a safe file name"),
+        ("study.name=x_{model}", "study.name", "unknown placeholder"),
+        ("study.objective_goal=up", "study.objective_goal", "maximize"),
+        ("study.objective_metric=bleu", "study.objective_metric", "does not report"),
+        ("study.max_trials=0", "study.max_trials", "at least 1"),
+        ("train.device=gpu", "train.device", "auto, cpu"),
+        ("checkpoint.keep_best=0", "checkpoint.keep_best", "at least 1"),
+        ("search_space.lr.type=float", "search_space.lr", "no hyperparameter 'lr'"),
+        ("study.storage=redis://x", "study.storage", "not a storage URL"),
+        ("data.train=missing.conll", "data", "exactly one"),
+        ("train.trainer=not a path", "train.trainer", "package.module:function"),
+    ],
+)
+def test_impossible_values_are_rejected(override: str, key: str, problem: str) -> None:
+    message = error_of(SMOKE, override)
+    assert f"{key}:" in message and problem in message
+
+
+def test_log_scale_needs_positive_low() -> None:
+    assert "with log: true" in error_of(SMOKE, "search_space.learning_rate.low=0")
+
+
+def test_grid_sampler_needs_steps_for_floats() -> None:
+    assert "grid sampler needs a step" in error_of(SMOKE, "study.sampler.name=grid")
+
+
+def test_missing_data_file_is_named(tmp_path: Path) -> None:
+    message = error_of(SMOKE, "data.synthetic=null", f"data.train={tmp_path}/nope.conll")
+    assert "data.train" in message and "nope.conll" in message
+
+
+def test_missing_config_file() -> None:
+    assert "config file not found" in error_of("no/such/file.yaml")
+
+
+def test_malformed_yaml_gives_position(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study: {name: [x\n"))
+    assert "line 2, column 1" in message and "started at line 1" in message
+
+
+def test_python_object_tags_are_refused(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study: !!python/object/apply:os.system ['echo pwned']\n"))
+    assert "not valid YAML" in message
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
+    lines = ['a: &a ["x","x","x","x","x","x","x","x","x"]']
+    for prev, name in zip("abcdefg", "bcdefgh", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    assert "not valid YAML" in error_of(write(tmp_path, "\n".join(lines) + "\n"))
+
+
+def test_top_level_list_is_refused(tmp_path: Path) -> None:
+    assert "top level must be a mapping" in error_of(write(tmp_path, "- 1\n- 2\n"))
+
+
+@pytest.mark.parametrize(("old", "new"), [("study_name", "study.name"),
+                                          ("storage_path", "study.storage")])
+def test_seed_spelling_names_the_new_key(tmp_path: Path, old: str, new: str) -> None:
+    text = SMOKE.read_text().replace("checkpoint:\n", f"checkpoint:\n  {old}: x\n")
+    message = error_of(write(tmp_path, text))
+    assert f"checkpoint.{old}" in message and new in message
+
+
+def test_override_without_equals_sign() -> None:
+    assert "expected key=value" in error_of(SMOKE, "study.max_trials")
+
+
+def test_missing_env_var_is_a_config_error() -> None:
+    message = error_of(SMOKE, "study.storage=${oc.env:HPOSWEEP_TEST_UNSET_VAR}")
+    assert "study.storage" in message and "HPOSWEEP_TEST_UNSET_VAR" in message
+
+
+def test_env_secrets_stay_out_of_the_unresolved_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPOSWEEP_TEST_SECRET", "s3cr3t-value")
+    loaded = load(SMOKE, ["mlflow.experiment=${oc.env:HPOSWEEP_TEST_SECRET}"])
+    assert loaded.config.mlflow.experiment == "s3cr3t-value"
+    assert "s3cr3t-value" not in loaded.unresolved_yaml
+    assert "${oc.env:HPOSWEEP_TEST_SECRET}" in loaded.unresolved_yaml
+
+
+def test_several_backbones_need_distinct_study_names() -> None:
+    message = error_of(SMOKE, "study.name=fixed", "backbones=[a,b]")
+    assert "study.name" in message and "{backbone}" in message
+
+
+def test_backbone_slug_and_study_name() -> None:
+    assert backbone_slug("distilbert-base-cased") == "distilbert-base-cased"
+    assert backbone_slug("/models/my bert/") == "my_bert"
+    assert backbone_slug("org/model") == "model"
+    cfg = load(SMOKE, ["backbones=[/tmp/x/tiny]"]).config
+    assert study_name_for(cfg, cfg.backbones[0]) == "smoke_tiny"

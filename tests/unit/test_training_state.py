@@ -1,0 +1,96 @@
+"""Mid-trial resume of the built-in trainer: a resumed fold ends exactly where an
+uninterrupted one does (CPU, same seed), and a planted pickle is refused."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hposweep.training.builtin import train
+from tests.unit.test_builtin_trainer import context, setup
+
+PARAMS = {"learning_rate": 5e-3, "batch_size": 8, "dropout": 0.1}
+
+
+class Stop(Exception):
+    """Stands for the process dying right after the trainer reported an epoch."""
+
+
+def test_resume_after_an_epoch_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    cfg, fold = setup("train.epochs=3")
+    expected_reports: list = []
+    expected = train(PARAMS, fold, context(cfg, reports=expected_reports))
+
+    def stop_after_epoch_1(value: float, step: int) -> None:
+        if step == 1:
+            raise Stop
+
+    ctx = context(cfg, resume_dir=tmp_path / "resume")
+    ctx._report = stop_after_epoch_1
+    with pytest.raises(Stop):
+        train(PARAMS, fold, ctx)
+    assert (tmp_path / "resume" / "latest.json").is_file()
+
+    reports: list = []
+    resumed = train(PARAMS, fold, context(cfg, resume_dir=tmp_path / "resume", reports=reports))
+    assert resumed == expected
+    assert reports == expected_reports, "the retried fold reports its predecessor's epochs too"
+
+
+STEP_KILL = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {repo!r})
+    from pathlib import Path
+    from hposweep.training.builtin import train
+    from tests.unit.test_builtin_trainer import context, setup
+    from tests.unit.test_training_state import PARAMS
+    cfg, fold = setup("train.epochs=2", "train.resume_every_steps=2")
+    metrics = train(PARAMS, fold, context(cfg, resume_dir=Path(sys.argv[1])))
+    print(repr(metrics))
+""")
+
+
+def run_trainer_process(resume_dir: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, **({"HPOSWEEP_KILL_AT": kill_at} if kill_at else {})}
+    return subprocess.run([sys.executable, "-c", STEP_KILL.format(repo=repo), str(resume_dir)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_kill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    """A real SIGKILL part-way through epoch 2 (state saved every 2 steps)."""
+    baseline = run_trainer_process(tmp_path / "baseline", None)
+    assert baseline.returncode == 0, baseline.stderr
+    killed = run_trainer_process(tmp_path / "resume", "state:trial0:epoch1:step2")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    resumed = run_trainer_process(tmp_path / "resume", None)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == baseline.stdout
+
+
+class Planted:
+    def __reduce__(self):  # what a malicious checkpoint does on unpickling
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = Path("/tmp") / f"hposweep-pwned-{os.getpid()}"
+
+
+def test_a_planted_pickle_in_the_resume_dir_is_refused_never_executed(tmp_path: Path) -> None:
+    cfg, fold = setup()
+    resume = tmp_path / "resume"
+    (resume / "state-evil").mkdir(parents=True)
+    (resume / "latest.json").write_text('{"state": "state-evil"}')
+    (resume / "state-evil" / "trainer.pt").write_bytes(pickle.dumps(Planted()))
+    warnings: list = []
+    metrics = train(PARAMS, fold, context(cfg, resume_dir=resume, warnings=warnings))
+    assert not MARKER.exists(), "the pickle's payload ran"
+    assert "refused" in warnings[0]
+    assert metrics == train(PARAMS, fold, context(cfg)), "it trained from the start instead"
