@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -92,8 +93,6 @@ def process_env(**extra: str) -> dict[str, str]:
     """The environment of an `hposweep` subprocess in a test: the test trainers importable,
     output unbuffered, and nothing inherited that steers it (tracking URI, kill points,
     timing switches) unless given in ``extra``."""
-    import os
-
     steering = ("MLFLOW_TRACKING_URI", "HPOSWEEP_KILL_AT", "HPOSWEEP_TEST_HOLD",
                 "HPOSWEEP_TEST_GATE")
     env = {k: v for k, v in os.environ.items() if k not in steering}
