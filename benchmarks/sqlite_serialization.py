@@ -35,10 +35,10 @@ def ms_per_trial(url: str, serialize: bool) -> float:
     return (time.perf_counter() - start) / TRIALS * 1000
 
 
-def _ask(url: str, serialize: bool, barrier: Any, out: Any) -> None:
+def _ask(url: str, serialize: bool, barrier: Any) -> list[int]:
     study = optuna.load_study(study_name="queue", storage=storage(url, serialize))
     barrier.wait()
-    out.put([study.ask().number for _ in range(ASKS)])
+    return [study.ask().number for _ in range(ASKS)]
 
 
 def popped_twice(url: str, serialize: bool) -> bool:
@@ -46,14 +46,10 @@ def popped_twice(url: str, serialize: bool) -> bool:
     for _ in range(WORKERS * ASKS):
         study.enqueue_trial({"x": 0.5}, skip_if_exists=False)
     context = multiprocessing.get_context("fork")
-    barrier, out = context.Barrier(WORKERS), context.Queue()
-    processes = [context.Process(target=_ask, args=(url, serialize, barrier, out))
-                 for _ in range(WORKERS)]
-    for process in processes:
-        process.start()
-    numbers = [n for _ in processes for n in out.get(timeout=120)]
-    for process in processes:
-        process.join()
+    with context.Manager() as manager, context.Pool(WORKERS) as pool:
+        barrier = manager.Barrier(WORKERS)
+        asked = pool.starmap(_ask, [(url, serialize, barrier)] * WORKERS)
+    numbers = [n for numbers in asked for n in numbers]
     return len(set(numbers)) < len(numbers)
 
 
