@@ -11,13 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psycopg
 import pytest
 
 from tests.e2e.test_processes import MlflowServer
-from tests.helpers import fake_config, process_env
+from tests.helpers import fake_config, load_study, mlflow_client, process_env, runs_by_kind
 
 BIN = Path(sys.executable).parent
 MAX_TRIALS = 12
@@ -148,3 +149,51 @@ def test_each_worker_gets_its_share_of_cores(workdir: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (kept,) = (workdir / "outputs" / "hpo" / "fake").glob("trial_*/checkpoint/threads.json")
     assert json.loads(kept.read_text())["threads"] == max(1, (os.cpu_count() or 1) // 2)
+
+
+def test_workers_interrupted_together_resume_each_trial_exactly_once(workdir: Path) -> None:
+    """Ctrl-C reaches every worker (one process group); each queues its trial's retry, and
+    the next run's workers run each retry once. (Workers rarely ask at the same instant
+    here; tests/unit/test_shared_storage.py forces that race.)"""
+    command = [str(BIN / "hposweep"), "run", str(fake_config(workdir)), "--workers", "2",
+               "study.max_trials=4", "k_fold.enabled=false"]
+    first = subprocess.Popen(command, cwd=workdir, env=process_env(HPOSWEEP_TEST_HOLD="1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(trials_in_trainer(workdir)) < 2:
+        assert first.poll() is None and time.monotonic() < deadline, "no 2 trials running"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGINT)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    assert sorted(t.state.name for t in load_study(workdir / "outputs", "fake_fake").trials) == [
+        "FAIL", "FAIL", "WAITING", "WAITING"]
+
+    resumed = subprocess.run(command, cwd=workdir, env=process_env(), capture_output=True,
+                             text=True, timeout=300)
+
+    assert resumed.returncode == 0, resumed.stderr
+    trials = load_study(workdir / "outputs", "fake_fake").trials
+    ran = [t for t in trials if "hposweep.trial" in t.user_attrs]
+    # 2 interrupted, their 2 retries, 2 new; any other trial was asked as the study filled
+    # up and never ran.
+    assert sorted(t.user_attrs.get("retried_from", -1) for t in ran) == [-1, -1, -1, -1, 0, 1]
+    assert all(t.user_attrs["fail_reason"].startswith("not run") for t in trials if t not in ran)
+    assert [t.state.name for t in trials].count("COMPLETE") == 4
+    numbers = [int(r.data.tags["trial_number"])
+               for r in runs_by_kind(mlflow_client(workdir / "outputs"), "fake")["trial"]]
+    assert sorted(numbers) == [t.number for t in ran], "every trial ran in one process"
+
+
+def trials_in_trainer(workdir: Path) -> list[Any]:
+    """The RUNNING trials that have reached the trainer (their owner and MLflow run are
+    recorded just before); none while the workers have not created the study yet."""
+    if not (workdir / "outputs" / "hpo" / "fake_fake" / "study.db").exists():
+        return []
+    try:
+        study = load_study(workdir / "outputs", "fake_fake")
+    except KeyError:  # the file exists, the study not yet
+        return []
+    return [t for t in study.trials
+            if t.state.name == "RUNNING" and "hposweep.trial" in t.user_attrs]
