@@ -19,6 +19,7 @@ from tests.helpers import dead_owner
 STUDY = "shared"
 WORKERS = 4
 ASKS = 5
+DEAD = 5
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgresql"])
@@ -41,7 +42,7 @@ def _at_the_barrier(step: Callable[[Any, Any], Any], url: str, barrier: Any, out
 
 def together(step: Callable[[Any, Any], Any], url: str) -> list[Any]:
     """Run ``step(study, storage)`` in WORKERS processes released at one barrier."""
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")
     barrier, out = context.Barrier(WORKERS), context.Queue()
     processes = [context.Process(target=_at_the_barrier, args=(step, url, barrier, out))
                  for _ in range(WORKERS)]
@@ -73,14 +74,16 @@ def test_workers_asking_together_never_run_one_queued_trial_twice(url: str) -> N
     assert sorted(numbers) == list(range(WORKERS * ASKS)), "each queued trial runs once"
 
 
-def test_workers_recovering_together_queue_exactly_one_retry(url: str) -> None:
+def test_workers_recovering_together_retry_each_dead_trial_exactly_once(url: str) -> None:
     study = optuna.create_study(study_name=STUDY, storage=make_storage(url))
-    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr(TRIAL_ATTR, {"owner": dead_owner()})
+    owner = dead_owner()
+    for _ in range(DEAD):
+        study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}).set_user_attr(
+            TRIAL_ATTR, {"owner": owner})
 
     claimed = together(recover, url)
 
-    assert sorted(claimed) == [[]] * (WORKERS - 1) + [[trial.number]]
+    assert sorted(n for numbers in claimed for n in numbers) == list(range(DEAD))
     trials = study.get_trials()
-    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
-    assert trials[1].user_attrs[RETRIED_FROM_ATTR] == trial.number
+    assert [t.state.name for t in trials] == ["FAIL"] * DEAD + ["WAITING"] * DEAD
+    assert sorted(t.user_attrs[RETRIED_FROM_ATTR] for t in trials[DEAD:]) == list(range(DEAD))
