@@ -55,7 +55,6 @@ class SweepConsole:
         self._progress: Any = None
         self._task: Any = None
         self._finished = 0
-        self._total = 0
         self._best: float | None = None
         self._maximize = True
         self._backbone = ""
@@ -80,7 +79,7 @@ class SweepConsole:
 
     def sweep_started(self, backbone: str, study_name: str, resumed: bool, done: int,
                       total: int, maximize: bool = True) -> None:
-        self._backbone, self._finished, self._total = backbone, done, total
+        self._backbone, self._finished = backbone, done
         self._maximize, self._best = maximize, None
         verb = "resuming" if resumed else "starting"
         self.info(f"[bold]{backbone}[/]: {verb} study {study_name!r} "

@@ -25,6 +25,7 @@ from hposweep.config import SweepConfig
 from hposweep.errors import UserError
 from hposweep.provenance import timestamp
 from hposweep.status import StudyStatus
+from hposweep.training.model import AUTO_MODEL
 
 MANIFEST = "MANIFEST.sha256"
 CARD = "README.md"
@@ -74,7 +75,7 @@ def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
         raise UserError(f"{status.backbone}: the best checkpoint is not on disk and MLflow could "
                         f"not provide {ARTIFACT_PATH}/ ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]})") from None
-    meta = json.loads((path / METADATA_FILE).read_text()) if (path / METADATA_FILE).is_file() else {}
+    meta = _read_json(path / METADATA_FILE)
     if meta.get("trial_number") != status.best_trial:
         warn(f"{status.backbone}: MLflow's {ARTIFACT_PATH}/ is trial {meta.get('trial_number')}, "
              f"the study's best is trial {status.best_trial}")
@@ -89,6 +90,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
     data = cfg.data.train or (f"generated NER data ({synthetic.sentences} sentences, seed "
                               f"{synthetic.seed})" if synthetic else "?")
     folds = status.best_fold_values
+    auto_model = AUTO_MODEL[cfg.data.task]
     lines = [
         f"# {status.study_name}: best trial {status.best_trial}",
         "",
@@ -129,8 +131,8 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "## Use",
         "",
         "```python",
-        "from transformers import AutoModelForTokenClassification, AutoTokenizer",
-        'model = AutoModelForTokenClassification.from_pretrained("path/to/this/dir")',
+        f"from transformers import {auto_model}, AutoTokenizer",
+        f'model = {auto_model}.from_pretrained("path/to/this/dir")',
         'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
         "```",
         "",

@@ -99,7 +99,7 @@ def heartbeat_callback(max_retry: int) -> Callable[[Any, Any], None]:
 def recover(study: Any, storage: Any, max_retry: int) -> list[Any]:
     """Fail the RUNNING trials of dead same-host owners and retry them.
 
-    Returns the trials failed here (their MLflow runs need ending). Safe in several workers
+    Returns the trials failed here, to tell the user. Safe in several workers
     at once: every storage changes a state atomically (RDB row locks, SQLite through
     ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
     """
@@ -119,5 +119,5 @@ def recover(study: Any, storage: Any, max_retry: int) -> list[Any]:
             continue
         if claimed:
             recovered.append(trial)
-            retry_trial(study, storage.get_trial(trial._trial_id), max_retry)
+            retry_trial(study, trial, max_retry)  # its params and history are unchanged
     return recovered

@@ -64,6 +64,7 @@ class BackboneResult:
     best_params: dict[str, Any] = field(default_factory=dict)
     checkpoint: str | None = None
     mlflow_parent_run_id: str | None = None
+    mlflow_best_run_id: str | None = None
     trials: list[TrialRow] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:

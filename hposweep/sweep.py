@@ -6,6 +6,7 @@ study, the trainer, the checkpoint manager and the tracker, and tells the consol
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -108,7 +109,12 @@ class BackboneSweep:
         self.checkpoints: CheckpointManager | None = None
         self.layout: CheckpointLayout | None = None
         self._step_offset = 0
-        self._device = resolve_device(self.cfg.train.device)  # once: asking CUDA costs ms
+
+    @functools.cached_property
+    def _device(self) -> str:
+        """Recorded in checkpoint metadata; resolved once (asking CUDA costs ms) and only
+        when a checkpoint is sealed."""
+        return resolve_device(self.cfg.train.device)
 
     def run(self, fresh: bool) -> BackboneResult:
         import optuna
@@ -285,12 +291,13 @@ class BackboneSweep:
             metrics = _checked_metrics(self.trainer(params, fold, ctx),
                                        self.cfg.study.objective_metric)
         except BaseException as exc:
-            state = {Pruned: "PRUNED", KeyboardInterrupt: "KILLED"}.get(type(exc), "FAIL")
+            # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
+            state = ("PRUNED" if isinstance(exc, Pruned) else
+                     "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
             self.tracker.end_run(fold_run, state)
             raise
-        if not logged_any:  # the trainer logged no per-epoch metrics: log its result once
-            self.tracker.log(fold_run, metrics=metrics)
-        self.tracker.end_run(fold_run, "COMPLETE")
+        # A trainer that logged no per-epoch metrics gets its result logged once.
+        self.tracker.end_run(fold_run, "COMPLETE", metrics=None if logged_any else metrics)
         self.checkpoints.fold_finished(number, self._metadata(number, params, metrics, fold.fold,
                                                               metrics[ctx.objective_metric]))
         if not last:  # the last fold's state stays until the trial is recorded
@@ -401,6 +408,7 @@ class BackboneSweep:
             result.best_trial, result.best_value = best.number, best.value
             result.best_params = dict(best.params)
             result.checkpoint = str(checkpoint) if checkpoint else None
+            result.mlflow_best_run_id = mlflow_run_of(best)
         return result
 
     def _finish_tracking(self, result: BackboneResult) -> None:
@@ -414,17 +422,16 @@ class BackboneSweep:
                                      "n_completed_trials": result.n_complete}
         tags: dict[str, str] = {}
         if result.best_trial is not None:
-            best = self.study.trials[result.best_trial]
             metrics[f"best_{metric}"] = float(result.best_value)  # type: ignore[arg-type]
             metrics.update({f"best_{k}": float(v) for k, v in result.best_params.items()
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
             tags = {"best_trial_number": str(result.best_trial),
-                    "best_trial_run_id": str(mlflow_run_of(best) or "")}
+                    "best_trial_run_id": result.mlflow_best_run_id or ""}
         checkpoint = Path(result.checkpoint) if result.checkpoint else None
         self.tracker.log_plots(self.study)
         if result.best_trial is None:
-            self.tracker.log(self.tracker.parent_run_id, metrics=metrics)
-            self.tracker.end_run(self.tracker.parent_run_id, "FAIL", "no trial completed")
+            self.tracker.end_run(self.tracker.parent_run_id, "FAIL", "no trial completed",
+                                 metrics=metrics)
         else:
             self.tracker.finish_sweep(metrics, tags, checkpoint)
         if self.tracker.enabled and self.tracker.parent_run_id is not None:

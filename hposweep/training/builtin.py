@@ -34,11 +34,11 @@ def hyperparameters(cfg: SweepConfig, params: Mapping[str, Any]) -> dict[str, An
 
 
 def resolve_device(requested: str) -> str:
+    if requested != "auto":
+        return requested  # no torch import: a custom trainer may not use torch at all
     import torch
 
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seed_everything(seed: int) -> None:

@@ -58,18 +58,18 @@ def load_tokenizer(cfg: SweepConfig, backbone: str, examples: list[Example]) -> 
     return tokenizer
 
 
+AUTO_MODEL = {"token-classification": "AutoModelForTokenClassification",
+              "sequence-classification": "AutoModelForSequenceClassification"}
+
+
 def build_model(
     cfg: SweepConfig, backbone: str, labels: list[str], tokenizer: Any, dropout: float | None
 ) -> Any:
     """A fresh model for one fold; call after seeding so its initial weights are reproducible."""
-    from transformers import (
-        AutoConfig,
-        AutoModelForSequenceClassification,
-        AutoModelForTokenClassification,
-    )
+    import transformers
+    from transformers import AutoConfig
 
-    token_task = cfg.data.task == "token-classification"
-    auto_model = AutoModelForTokenClassification if token_task else AutoModelForSequenceClassification
+    auto_model = getattr(transformers, AUTO_MODEL[cfg.data.task])
     trust = cfg.model.trust_remote_code
     if cfg.model.from_config is not None:
         spec = dict(cfg.model.from_config)
