@@ -100,3 +100,15 @@ def sleeps_one_second(params, data, ctx):
 
     time.sleep(1.0)
     return {"score": params["x"]}
+
+
+def stepwise(params, data, ctx):
+    """quadratic's score reported over 4 steps, asking the pruner after each."""
+    from hposweep.training.context import Pruned
+
+    score = 1.0 - (params["x"] - 0.3) ** 2
+    for step in range(4):
+        ctx.report(score, step)
+        if ctx.should_prune():
+            raise Pruned(f"pruned at step {step}: score={score:.3f}")
+    return {"score": score}

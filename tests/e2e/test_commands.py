@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import fake_config, hposweep, load_study
+from tests.helpers import fake_config, hposweep, load_study, mlflow_client
 
 TWO = ["backbones=[alpha,beta]"]
 
@@ -28,9 +28,12 @@ def test_best_names_trial_value_params_checkpoint_and_runs(finished: Path) -> No
         assert entry["best_trial"] == study.best_trial.number
         assert entry["best_value"] == study.best_value and entry["best_params"] == study.best_params
         assert Path(entry["checkpoint"], "weights.json").is_file()
-        assert entry["mlflow_parent_run_id"] == study.user_attrs["hposweep.mlflow_parent_run_id"]
-        assert entry["mlflow_best_run_id"] == study.best_trial.user_attrs["hposweep.trial"][
-            "mlflow_run_id"]
+        # The run ids are checked against MLflow itself, not the attrs they were read from.
+        best_run = mlflow_client().get_run(entry["mlflow_best_run_id"])
+        assert best_run.data.tags["trial_number"] == str(entry["best_trial"])
+        assert best_run.data.tags["mlflow.parentRunId"] == entry["mlflow_parent_run_id"]
+        parent = mlflow_client().get_run(entry["mlflow_parent_run_id"])
+        assert parent.data.tags["best_trial_number"] == str(entry["best_trial"])
     text = hposweep("best", finished, *TWO)
     assert "best trial:" in text.stdout and "MLflow best trial run" in text.stdout
 

@@ -154,6 +154,23 @@ def test_every_pruner_runs(workdir: Path, pruner: str) -> None:
     assert result.exit_code == 0, result.stderr
 
 
+@pytest.mark.parametrize(("pruner", "prunes"), [("median", True), ("none", False)])
+def test_the_pruner_stops_poor_trials_early(workdir: Path, pruner: str, prunes: bool) -> None:
+    result = run_fake(workdir, f"study.pruner.name={pruner}", "study.pruner.n_startup_trials=1",
+                      "train.trainer=fake_trainers:stepwise", "k_fold.enabled=false",
+                      "study.max_trials=8")
+    assert result.exit_code == 0, result.stderr
+    study = load_study("outputs", "fake_fake")
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert bool(pruned) is prunes
+    assert result.json()["backbones"][0]["n_pruned"] == len(pruned)
+    runs = {int(r.data.tags["trial_number"]): r for r in runs_by_kind(mlflow_client(), "fake")["trial"]}
+    for trial in pruned:
+        assert trial.user_attrs["prune_reason"].startswith("pruned at step")
+        assert max(trial.intermediate_values) < 3, "stopped before its last step"
+        assert runs[trial.number].data.tags["state"] == "PRUNED"
+
+
 def test_seeded_sampler_gives_the_same_params(workdir: Path, tmp_path: Path) -> None:
     first = run_fake(workdir, "mlflow.enabled=false", "study.sampler.name=tpe")
     second = hposweep("run", fake_config(workdir), "mlflow.enabled=false", "study.sampler.name=tpe",

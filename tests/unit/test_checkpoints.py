@@ -16,6 +16,11 @@ from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 WARNINGS: list[str] = []
 
 
+@pytest.fixture(autouse=True)
+def _no_warnings_from_other_tests() -> None:
+    WARNINGS.clear()
+
+
 def manager(root: Path, save_only_best: bool = True, keep_best: int = 1,
             maximize: bool = True, run_id: str = "abcd1234") -> CheckpointManager:
     return CheckpointManager(CheckpointLayout(root, run_id), save_only_best, keep_best,
