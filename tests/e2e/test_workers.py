@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 import psycopg
 import pytest
+import sqlalchemy.exc
 
 from tests.e2e.test_processes import MlflowServer
 from tests.helpers import fake_config, load_study, mlflow_client, process_env, runs_by_kind
@@ -193,7 +194,7 @@ def trials_in_trainer(workdir: Path) -> list[Any]:
         return []
     try:
         study = load_study(workdir / "outputs", "fake_fake")
-    except KeyError:  # the file exists, the study not yet
+    except (KeyError, sqlalchemy.exc.OperationalError):  # the workers are creating it
         return []
     return [t for t in study.trials
             if t.state.name == "RUNNING" and "hposweep.trial" in t.user_attrs]
