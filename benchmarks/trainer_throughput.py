@@ -27,8 +27,8 @@ def setup():
 
 
 def builtin_once(cfg, fold) -> float:
+    from hposweep.api import TrialContext
     from hposweep.training.builtin import train
-    from hposweep.training.context import TrialContext
 
     ctx = TrialContext(cfg, "tiny", 0, None, 42, "macro-f1-span", checkpoint_dir=None,
                        resume_dir=None, _report=lambda v, s: None, _should_prune=lambda: False,

@@ -115,10 +115,18 @@ def run(
         console.error(f"interrupted; the study is saved. Resume with: hposweep run {config}"
                       + "".join(f" {o}" for o in overrides or []))
         raise typer.Exit(code) from None
-    code = EXIT_OK if all(r.n_complete > 0 for r in results) else EXIT_NO_TRIAL
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
+        console.internal_error(exc)
+        raise typer.Exit(EXIT_NO_TRIAL) from None
+    stopped = [r for r in results if r.stopped == "max_failures"]
+    code = EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped else EXIT_NO_TRIAL
     if json_output:
         console.print_json(results, code)
-    elif code == EXIT_NO_TRIAL:
+    for result in stopped:
+        console.error(f"{result.backbone}: {result.stop_message}")
+    if code == EXIT_NO_TRIAL and not stopped:
         console.error("no trial completed in at least one study")
     raise typer.Exit(code)
 
@@ -225,7 +233,7 @@ def plot(
             page = out / f"{status.study_name}.html"
             if page.exists() and not force:
                 raise UserError(f"{page} exists: use --force to replace it, or another --out")
-            storage = make_storage(storage_url(cfg, status.study_name))
+            storage = make_storage(storage_url(cfg, status.study_name), reading=True)
             study = optuna.load_study(study_name=status.study_name, storage=storage)
             for path in write_plots(study, out, console.warn):
                 console.info(f"{status.backbone}: {path}")

@@ -67,6 +67,7 @@ class StudyConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     storage: str | None = None
     max_retry: int = 3  # re-runs of a trial whose process died or was interrupted
+    max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
     n_workers: int = 1  # trials at once on this machine, each in its own process
     heartbeat_interval: int | None = 60  # seconds; RDB storages (SQLite, PostgreSQL, MySQL)
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale

@@ -71,6 +71,20 @@ class SweepConsole:
         if self.mode != "json":
             self.out.print(message, soft_wrap=True)
 
+    def internal_error(self, exc: BaseException) -> None:
+        """A bug of hposweep's: the whole traceback, and who is to blame."""
+        self.stop_live()
+        self.err.print("".join(traceback.format_exception(exc)), markup=False, end="")
+        self.error(f"internal error in hposweep ({type(exc).__name__}: {exc}); this is a bug, "
+                   "not your config or your trainer: please report it with the traceback above. "
+                   "The study is saved: fix or upgrade and run the same command to resume")
+
+    def stop_live(self) -> None:
+        """End the live progress display before anything else is printed."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
     def debug_exception(self, exc: BaseException) -> None:
         if self.verbose:
             self.err.print("".join(traceback.format_exception(exc)), markup=False)
@@ -135,9 +149,7 @@ class SweepConsole:
             self._progress.update(self._task, description=f"{self._backbone} {text}{best}")
 
     def sweep_finished(self, result: BackboneResult) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        self.stop_live()
         if self.mode == "json":
             return
         self.out.print(trial_table(f"{result.study_name}: trials", result.trials,
@@ -215,6 +227,8 @@ class SweepConsole:
                       f"params: {_fmt_params(result.best_params)}",
                       f"checkpoint: {result.checkpoint or '(none on disk)'}"]
         lines.append(f"MLflow parent run: {result.mlflow_parent_run_id or '(not tracked)'}")
+        if result.stopped != "max_trials":
+            lines.append(f"stopped early: {result.stop_message}")
         return Panel("\n".join(lines), title=f"{result.backbone}", title_align="left", expand=False)
 
     def print_json(self, results: list[BackboneResult], exit_code: int) -> None:

@@ -8,28 +8,11 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
+from hposweep.api import Example, FoldData
 from hposweep.config import SweepConfig
 from hposweep.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Example:
-    tokens: tuple[str, ...]
-    tags: tuple[str, ...] = ()
-    label: str | None = None
-
-
-@dataclass(frozen=True)
-class FoldData:
-    """What a trainer trains and evaluates on for one fold (or the one split)."""
-
-    train: list[Example]
-    validation: list[Example]
-    labels: list[str]
-    fold: int | None  # None when k-fold is off
 
 
 def read_examples(path: str | Path, task: str) -> list[Example]:

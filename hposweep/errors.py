@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 
 class UserError(Exception):
     """Bad input from the user: the CLI prints the message (no traceback) and exits 2."""
@@ -17,3 +20,19 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message: library messages append debug detail."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+class InternalError(Exception):
+    """A bug of hposweep's surfaced through a trainer's call (a ``ctx`` callback failed):
+    never counted as the trial's failure; it propagates to the CLI with its traceback."""
+
+
+@contextlib.contextmanager
+def reported_os_errors(what: str) -> Iterator[None]:
+    """Turn a file-system error (read-only dir, a file where a dir should be, a name too
+    long, ...) into one line for the user: exit 2, no traceback."""
+    try:
+        yield
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise UserError(f"{what}:{where}: {exc.strerror or first_line(exc)}") from None

@@ -63,11 +63,9 @@ def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
     if not status.mlflow_parent_run_id:
         raise UserError(f"{status.backbone}: the best checkpoint is not on disk and the study "
                         "has no MLflow parent run to fetch it from")
-    from mlflow import MlflowClient
+    from hposweep.tracking import ARTIFACT_PATH, mlflow_client
 
-    from hposweep.tracking import ARTIFACT_PATH, tracking_uri
-
-    client = MlflowClient(tracking_uri=tracking_uri(cfg))
+    client = mlflow_client(cfg)
     try:
         path = Path(client.download_artifacts(status.mlflow_parent_run_id, ARTIFACT_PATH,
                                               str(download)))

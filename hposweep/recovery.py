@@ -1,8 +1,9 @@
 """Telling a dead trial from a live one, and retrying it with the same hyperparameters.
 
-Each trial records its owner (host, pid, process start time). A RUNNING trial whose
-owner is on this host and no longer alive is failed and retried at once, with no
-grace period. Trials owned by other hosts are left to Optuna's heartbeat (RDB
+Each trial records its owner (host, pid, process start time) under the study lock, in
+the same locked step that creates it. A RUNNING trial whose owner is on this host and
+no longer alive, or that has no owner when looked at under the lock, is failed and
+retried at once, with no grace period. Trials owned by other hosts are left to Optuna's heartbeat (RDB
 storages, SQLite included), which fails them after ``grace_period`` and calls
 :func:`retry_trial`. The journal storage has no heartbeat: there only same-host
 owners are detected. A trial stopped by Ctrl-C/SIGTERM queues its own retry as it
@@ -42,8 +43,12 @@ def _process_start(pid: int) -> str | None:
 
 
 def owner_is_gone(owner: dict[str, Any] | None) -> bool:
-    """True only when we can be sure: the owner ran on this host and is not running now."""
-    if not owner or owner.get("host") != socket.gethostname():
+    """True only when we can be sure: the owner ran on this host and is not running now,
+    or the trial has no owner (read under the study lock, that means its process died
+    between creating the trial and recording itself: see :func:`hposweep.study.study_lock`)."""
+    if not owner:
+        return True
+    if owner.get("host") != socket.gethostname():
         return False
     pid = int(owner["pid"])
     if pid == os.getpid():
@@ -96,28 +101,30 @@ def heartbeat_callback(max_retry: int) -> Callable[[Any, Any], None]:
     return callback
 
 
-def recover(study: Any, storage: Any, max_retry: int) -> list[Any]:
-    """Fail the RUNNING trials of dead same-host owners and retry them.
+def recover(opened: Any, max_retry: int) -> list[Any]:
+    """Fail the RUNNING trials of dead same-host owners (and ownerless ones) and retry them.
 
-    Returns the trials failed here, to tell the user. Safe in several workers
-    at once: every storage changes a state atomically (RDB row locks, SQLite through
-    ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
+    Call under the study lock. Returns the trials failed here, to tell the user. Safe in
+    several workers at once: every storage changes a state atomically (RDB row locks,
+    SQLite through ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
     recovered = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = owner_of(trial)
         if not owner_is_gone(owner):
             continue
+        trial_id = opened.trial_id(trial.number)
+        why = (f"its process ({owner['pid']} on {owner['host']}) died" if owner else
+               "its process died as the trial was created")
         try:
-            storage.set_trial_user_attr(trial._trial_id, FAIL_REASON_ATTR,
-                                        f"its process ({owner['pid']} on {owner['host']}) died")
-            claimed = storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            opened.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, why)
+            claimed = opened.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         except UpdateFinishedTrialError:  # another worker failed it first
             continue
         if claimed:
             recovered.append(trial)
-            retry_trial(study, trial, max_retry)  # its params and history are unchanged
+            retry_trial(opened.study, trial, max_retry)  # its params and history are unchanged
     return recovered

@@ -53,6 +53,8 @@ class BackboneResult:
     study_name: str
     storage: str
     resumed: bool
+    stopped: str  # why this process started no more trials: max_trials, timeout, max_failures
+    stop_message: str
     n_trials: int
     n_complete: int
     n_pruned: int

@@ -49,12 +49,9 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     url = storage_url(cfg, name)
     status = StudyStatus(backbone, name, storage_kind(url), False, cfg.study.max_trials,
                          cfg.study.objective_metric)
-    if url is None or (url.startswith("sqlite:///") and
-                       not Path(url.removeprefix("sqlite:///")).is_file()):
-        return status  # nothing was ever stored: do not create a database by looking
-    if url.startswith("journal:") and not Path(url.removeprefix("journal:")).is_file():
-        return status
-    storage = make_storage(url)
+    if not _anything_stored(url):
+        return status  # do not create a database, a file or Optuna's tables by looking
+    storage = make_storage(url, reading=True)
     if name not in [s.study_name for s in storage.get_all_studies()]:
         return status
     study = optuna.load_study(study_name=name, storage=storage)
@@ -73,6 +70,31 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
         status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
     status.pending = _pending(trials)
     return status
+
+
+def _anything_stored(url: str | None) -> bool:
+    """Whether the storage holds Optuna's data at all (checked without writing)."""
+    if url is None:
+        return False
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).is_file()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).is_file()
+    if url.startswith("journal+redis://"):
+        return True
+    import sqlalchemy
+
+    from hposweep.errors import UserError, first_line
+    from hposweep.study import redact_url
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
 def _kept_checkpoint(cfg: SweepConfig, backbone: str, study: Any, number: int) -> str | None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hposweep.config import SweepConfig
 from hposweep.errors import UserError, first_line
+from hposweep.results import owner_of
 from hposweep.space import grid
 
 RUN_ID_ATTR = "hposweep.run_id"  # study user attribute: the sweep id in checkpoint dir names
@@ -44,9 +45,11 @@ def storage_kind(url: str | None) -> str:
     return url.split(":", 1)[0].split("+", 1)[0]
 
 
-def make_storage(url: str | None, cfg: SweepConfig | None = None) -> Any:
+def make_storage(url: str | None, cfg: SweepConfig | None = None, reading: bool = False) -> Any:
     """The Optuna storage for ``url``; with ``cfg``, RDB storages get heartbeats that fail
-    and retry the trials of workers that died (see :mod:`hposweep.recovery`)."""
+    and retry the trials of workers that died (see :mod:`hposweep.recovery`). ``reading``:
+    for the commands that only look (``status``, ``best``, ...): no table is created, no
+    write lock is taken."""
     import optuna
 
     if url is None:
@@ -65,10 +68,11 @@ def make_storage(url: str | None, cfg: SweepConfig | None = None) -> Any:
         return optuna.storages.JournalStorage(backend)
     if url.startswith("sqlite:///"):
         database = Path(url.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
+        if not reading:
+            database.parent.mkdir(parents=True, exist_ok=True)
         _check_sqlite_file(database)
     heartbeat: dict[str, Any] = {}
-    if cfg is not None and cfg.study.heartbeat_interval:
+    if cfg is not None and cfg.study.heartbeat_interval and not reading:
         from hposweep.recovery import heartbeat_callback
 
         heartbeat = {"heartbeat_interval": cfg.study.heartbeat_interval,
@@ -77,7 +81,7 @@ def make_storage(url: str | None, cfg: SweepConfig | None = None) -> Any:
     for attempt in range(SCHEMA_RACE_RETRIES + 1):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url),
-                                                 **heartbeat)
+                                                 skip_table_creation=reading, **heartbeat)
         except Exception as exc:
             # Workers starting together on a fresh database all create Optuna's tables; the
             # losers hit a unique constraint. Once the winner is done the tables exist.
@@ -85,7 +89,7 @@ def make_storage(url: str | None, cfg: SweepConfig | None = None) -> Any:
                 time.sleep(0.2 * (attempt + 1))
                 continue
             raise UserError(f"study.storage: cannot open {_redact(url)}: {first_line(exc)}") from None
-        if url.startswith("sqlite"):
+        if url.startswith("sqlite") and not reading:
             _serialize_sqlite(storage.engine)
         return storage
     raise AssertionError("unreachable")
@@ -124,31 +128,34 @@ def _serialize_sqlite(engine: Any) -> None:
 
 
 def _check_sqlite_file(database: Path) -> None:
-    if database.exists() and database.stat().st_size > 0:
-        with database.open("rb") as handle:
-            if handle.read(16) != b"SQLite format 3\x00":
-                raise UserError(f"{database}: not an SQLite database; the study file is corrupt "
-                                "(left untouched: move it away or use --fresh)")
+    """Refuse a study file that is not an SQLite database, or is empty: an empty one is no
+    new study (ours is created whole, under the study lock) but a lost one, and starting
+    afresh beside the old sweep's best checkpoint would fork the sweep."""
+    if not database.exists():
+        return
+    if database.is_dir():
+        raise UserError(f"{database}: is a directory, not the study's SQLite file; move it away")
+    with database.open("rb") as handle:
+        header = handle.read(16)
+    if header == b"":
+        raise UserError(f"{database}: the study file is empty (0 bytes): its trials are lost. Left "
+                        "untouched: run with --fresh to archive it and start a new study")
+    if header != b"SQLite format 3\x00":
+        raise UserError(f"{database}: not an SQLite database; the study file is corrupt "
+                        "(left untouched: move it away or use --fresh)")
 
 
-WORKER_INDEX_ENV = "HPOSWEEP_WORKER_INDEX"
+def make_sampler(cfg: SweepConfig, trial_number: int = 0) -> Any:
+    """The sampler that draws trial ``trial_number``, seeded with ``sampler.seed + trial_number``.
 
-
-def sampler_seed(base: int | None, trials_so_far: int) -> int | None:
-    """The configured seed, moved on by the trials the study already has and by the worker
-    index: a fresh single run is reproducible, while a resumed run or a second worker does
-    not replay the same hyperparameters."""
-    if base is None:
-        return None
-    worker = int(os.environ.get(WORKER_INDEX_ENV, "0") or 0)
-    return base + trials_so_far + 7919 * worker
-
-
-def make_sampler(cfg: SweepConfig, trials_so_far: int = 0) -> Any:
+    A new sampler per trial (samplers keep their state in the study, not in the object):
+    one process replays the same sweep from the same seed, while processes sharing a
+    study never draw the same stream, because each trial number is handed out once.
+    """
     import optuna
 
     s = cfg.study.sampler
-    seed = sampler_seed(s.seed, trials_so_far)
+    seed = None if s.seed is None else s.seed + trial_number
     if s.name == "grid":
         return optuna.samplers.GridSampler(grid(cfg.search_space), seed=seed)
     factories = {
@@ -178,8 +185,45 @@ def make_pruner(cfg: SweepConfig) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def open_study(cfg: SweepConfig, study_name: str) -> tuple[Any, Any, bool]:
-    """Create the study, or load it to resume. Returns (study, storage, resumed)."""
+def study_lock(cfg: SweepConfig, study_name: str) -> Any:
+    """The lock every process of a study takes to set the sweep up and to start a trial
+    (an OS file lock in the study dir: it dies with its process, so a crash never leaves
+    it held). Under it a trial's owner is recorded before anyone else can look, so a
+    RUNNING trial seen without an owner under the lock is one whose process died."""
+    from filelock import FileLock
+
+    directory = study_dir(cfg, study_name)
+    directory.mkdir(parents=True, exist_ok=True)
+    return FileLock(directory / LOCK_FILE, timeout=600)
+
+
+LOCK_FILE = ".study.lock"
+
+
+@dataclass(frozen=True)
+class OpenStudy:
+    """A study with its storage: trials are addressed by number through the storage's
+    public API (no private Optuna attributes)."""
+
+    study: Any
+    storage: Any
+    study_id: int
+    resumed: bool  # the study had trials that no live process is running
+
+    @property
+    def run_id(self) -> str:
+        return str(self.study.user_attrs[RUN_ID_ATTR])
+
+    def trial_id(self, number: int) -> int:
+        return int(self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number))
+
+    def frozen_trial(self, number: int) -> Any:
+        return self.storage.get_trial(self.trial_id(number))
+
+
+def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
+    """Create the study, or load it to resume; call under :func:`study_lock`, so that
+    processes starting together agree on one sweep id and on whether it resumes."""
     import optuna
 
     url = storage_url(cfg, study_name)
@@ -191,17 +235,24 @@ def open_study(cfg: SweepConfig, study_name: str) -> tuple[Any, Any, bool]:
             "false: run with checkpoint.auto_resume=true to resume it, or --fresh to archive it "
             "and start again"
         )
-    trials_so_far = (storage.get_n_trials(storage.get_study_id_from_name(study_name))
-                     if exists else 0)
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        direction=cfg.study.objective_goal, sampler=make_sampler(cfg, trials_so_far),
-        pruner=make_pruner(cfg),
+        direction=cfg.study.objective_goal, sampler=make_sampler(cfg), pruner=make_pruner(cfg),
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
     _check_same_objective(cfg, study)
-    return study, storage, exists
+    return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
+                     exists and _has_past_trials(study))
+
+
+def _has_past_trials(study: Any) -> bool:
+    """Trials other than those that live processes run now (workers started together join
+    one fresh sweep; they do not resume it)."""
+    from hposweep.recovery import owner_is_gone
+
+    return any(t.state.name != "RUNNING" or owner_is_gone(owner_of(t))
+               for t in study.get_trials(deepcopy=False))
 
 
 def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
@@ -216,9 +267,9 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
         "study.objective_metric": cfg.study.objective_metric,
         "k_fold.n_splits": kfold,
         "data.task": d.task,
-        "data.train": str(Path(d.train).resolve()) if d.train else None,
+        "data.train": file_digest(d.train) if d.train else None,
         "data.synthetic": asdict(d.synthetic) if d.synthetic else None,
-        "data.validation": (str(Path(d.validation).resolve())
+        "data.validation": (file_digest(d.validation)
                             if d.validation and kfold is None else None),
         "data.validation_split": d.validation_split if kfold is None else None,
         "data.max_length": d.max_length,
@@ -229,11 +280,25 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     }
 
 
+def file_digest(path: str) -> str:
+    """A data file's identity: its bytes, not its path (a moved checkout, or workers whose
+    shared mount has another path, still hold the same study)."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+DATA_FILE_KEYS = ("data.train", "data.validation")
+
+
 def _check_same_objective(cfg: SweepConfig, study: Any) -> None:
     import json
 
     current = json.loads(json.dumps(objective_settings(cfg), default=str))
     stored = study.user_attrs.get(OBJECTIVE_ATTR)
+    if stored is not None and _upgrade_data_identity(stored, current):
+        study.set_user_attr(OBJECTIVE_ATTR, stored)
     if stored is None:
         study.set_user_attr(OBJECTIVE_ATTR, current)
         return
@@ -246,6 +311,18 @@ def _check_same_objective(cfg: SweepConfig, study: Any) -> None:
             f"{current.get(key)!r}: its trials would not be comparable. Use another study.name "
             "or --fresh (which archives the old study)"
             + (f" ({len(changed) - 1} more setting(s) differ)" if len(changed) > 1 else ""))
+
+
+def _upgrade_data_identity(stored: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Studies made before data was identified by content stored its absolute path: the
+    same path still names the same data, and its digest is stored from now on."""
+    upgraded = False
+    for key in DATA_FILE_KEYS:
+        old = stored.get(key)
+        if isinstance(old, str) and not old.startswith("sha256:") and Path(old).is_file():
+            stored[key] = file_digest(old)
+            upgraded = True
+    return upgraded
 
 
 def _study_names(storage: Any, url: str | None) -> list[str]:
@@ -277,3 +354,6 @@ def _redact(url: str | None) -> str:
         credentials, host = rest.rsplit("@", 1)
         return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
     return url
+
+
+redact_url = _redact

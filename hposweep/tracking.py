@@ -21,6 +21,7 @@ from hposweep.errors import first_line
 from hposweep.faults import kill_point
 
 ARTIFACT_PATH = "best_trial_checkpoint"
+SWEEP_ID_TAG = "hposweep.run_id"  # the parent run of the sweep with this id (the study's run_id)
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) stall for minutes.
 HTTP_DEFAULTS = {
@@ -45,6 +46,22 @@ def default_artifact_location(cfg: SweepConfig, uri: str) -> str | None:
     if cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     return (Path(cfg.output_dir) / "mlartifacts").resolve().as_uri()
+
+
+def mlflow_client(cfg: SweepConfig) -> Any:
+    """The one place an ``MlflowClient`` is made: short HTTP retries (unless the user set
+    them), our log levels, the store's directory created for a local SQLite URI."""
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    from mlflow import MlflowClient
+
+    # After the import: importing mlflow sets its own logger to INFO.
+    for name in ("alembic", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri)
 
 
 class SweepTracker:
@@ -76,18 +93,8 @@ class SweepTracker:
             return None
 
     def _connect(self) -> None:
-        for key, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-        from mlflow import MlflowClient
-
-        # After the import: importing mlflow sets its own logger to INFO.
-        for name in ("alembic", "mlflow"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
+        self._client = mlflow_client(self.cfg)
         uri = tracking_uri(self.cfg)
-        if uri.startswith("sqlite:///"):
-            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self._client = MlflowClient(tracking_uri=uri)
         name = self.cfg.mlflow.experiment
         experiment = self._client.get_experiment_by_name(name)
         if experiment is None:
@@ -98,44 +105,56 @@ class SweepTracker:
 
     # ------------------------------------------------------------ runs
 
-    def start_sweep(self, study_name: str, backbone: str, params: Mapping[str, Any],
-                    stored_parent_id: str | None, config_yaml: str,
-                    nothing_to_run: bool = False) -> str | None:
-        """Reuse the study's parent run when it still exists; else create one.
-
-        A finished study whose parent run is FINISHED is left exactly as it is: resuming
-        it logs nothing twice.
-        """
+    def start_sweep(self, study_name: str, backbone: str, sweep_id: str,
+                    params: Mapping[str, Any], stored_parent_id: str | None, config_yaml: str,
+                    resumed: bool, nothing_to_run: bool = False) -> str | None:
+        """The sweep's one parent run: the study's stored one, else the one tagged with
+        this sweep's id (a process killed between creating it and storing its id made
+        it), else a new one. A finished study whose parent run is FINISHED is left
+        exactly as it is: resuming it logs nothing twice."""
         self._call("connect", self._connect)
         if not self.enabled:
             return None
         self.study_name = study_name
         self.parent_run_id = self._call(
-            "start the parent run", self._start_parent, study_name, backbone, params,
-            stored_parent_id, config_yaml, nothing_to_run)
+            "start the parent run", self._start_parent, study_name, backbone, sweep_id, params,
+            stored_parent_id, config_yaml, resumed, nothing_to_run)
         return self.parent_run_id
 
-    def _start_parent(self, study_name: str, backbone: str, params: Mapping[str, Any],
-                      stored_parent_id: str | None, config_yaml: str, nothing_to_run: bool) -> str:
+    def _start_parent(self, study_name: str, backbone: str, sweep_id: str,
+                      params: Mapping[str, Any], stored_parent_id: str | None, config_yaml: str,
+                      resumed: bool, nothing_to_run: bool) -> str:
         client = self._client
-        if stored_parent_id:
-            run = _existing_run(client, stored_parent_id)
-            if run is not None and nothing_to_run and run.info.status == "FINISHED":
-                self._finished = True
-                return stored_parent_id
-            if run is not None:
-                client.update_run(stored_parent_id, status="RUNNING")
-                client.set_tag(stored_parent_id, "hposweep.resumed", "true")
-                return stored_parent_id
+        run = _existing_run(client, stored_parent_id) if stored_parent_id else None
+        if stored_parent_id and run is None:
             self.warn(f"the study's MLflow parent run {stored_parent_id} no longer exists; "
                       "starting a new parent run")
+        if run is None and not stored_parent_id:
+            run = self._tagged_parent(sweep_id)
+        if run is not None:
+            run_id = run.info.run_id
+            if nothing_to_run and run.info.status == "FINISHED":
+                self._finished = True
+                return run_id
+            if run.info.status != "RUNNING":
+                client.update_run(run_id, status="RUNNING")
+            if resumed:
+                client.set_tag(run_id, "hposweep.resumed", "true")
+            return run_id
         tags = {"hposweep.runType": "sweep", "hposweep.study_name": study_name,
-                "hposweep.backbone": backbone}
-        run = client.create_run(self._experiment_id, run_name=study_name, tags=tags)
-        run_id = run.info.run_id
+                "hposweep.backbone": backbone, SWEEP_ID_TAG: sweep_id}
+        run_id = client.create_run(self._experiment_id, run_name=study_name, tags=tags).info.run_id
+        kill_point("mlflow:parent-created")
         _log_batch(client, run_id, params=params)
         client.log_text(run_id, config_yaml, "config.yaml")
         return run_id
+
+    def _tagged_parent(self, sweep_id: str) -> Any:
+        found = self._client.search_runs(
+            [self._experiment_id], max_results=1,
+            filter_string=f"tags.`{SWEEP_ID_TAG}` = '{sweep_id}' "
+                          "and tags.`hposweep.runType` = 'sweep'")
+        return found[0] if found else None
 
     def start_trial(self, number: int, params: Mapping[str, Any],
                     retried_from: int | None = None) -> str | None:

@@ -18,7 +18,6 @@ import sys
 from hposweep.config import LoadedConfig
 from hposweep.console import SweepConsole
 from hposweep.errors import UserError
-from hposweep.study import WORKER_INDEX_ENV
 
 POLL_SECONDS = 2.0  # how often the progress line is refreshed from the study
 
@@ -39,8 +38,7 @@ def worker_environments(k: int, device: str) -> list[dict[str, str]]:
     gpus = visible_gpus(device)
     envs = []
     for i in range(k):
-        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-               WORKER_INDEX_ENV: str(i)}  # each worker's sampler draws its own trials
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         envs.append(env)

@@ -108,3 +108,10 @@ def dead_owner() -> dict[str, Any]:
     owner = {**owner_identity(), "pid": child.pid}
     child.wait()
     return owner
+
+
+def opened(study: Any, storage: Any, resumed: bool = False) -> Any:
+    """An :class:`hposweep.study.OpenStudy` for a study a test made with Optuna itself."""
+    from hposweep.study import OpenStudy
+
+    return OpenStudy(study, storage, storage.get_study_id_from_name(study.study_name), resumed)

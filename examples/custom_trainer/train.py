@@ -16,8 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from hposweep.data import FoldData
-from hposweep.training.context import Pruned, TrialContext
+from hposweep.api import FoldData, Pruned, TrialContext
 
 
 class Tagger(torch.nn.Module):

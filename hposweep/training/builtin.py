@@ -13,11 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
 from hposweep.config import BUILTIN_HYPERPARAMETERS, SweepConfig
-from hposweep.data import Example, FoldData
 from hposweep.faults import kill_point
 from hposweep.training import state as training_state
-from hposweep.training.context import Pruned, TrialContext, TrialFailed
 from hposweep.training.model import build_model, load_tokenizer
 from hposweep.training.state import Progress
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hposweep.api import Example
 from hposweep.config import SweepConfig
-from hposweep.data import Example
 from hposweep.errors import ConfigError
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import torch
 
+from hposweep.api import Pruned, TrialContext, TrialFailed
 from hposweep.config import load
 from hposweep.data import build_folds, load_training_examples
 from hposweep.training.builtin import prepare, train
-from hposweep.training.context import Pruned, TrialContext, TrialFailed
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 SMALL = ["data.synthetic.sentences=40", "train.epochs=1"]

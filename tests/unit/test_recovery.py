@@ -9,7 +9,7 @@ import optuna
 from hposweep import recovery
 from hposweep.results import FAIL_REASON_ATTR, RETRIED_FROM_ATTR, TRIAL_ATTR
 from hposweep.study import make_storage
-from tests.helpers import dead_owner
+from tests.helpers import dead_owner, opened
 
 STUDY = "recovery"
 
@@ -24,10 +24,11 @@ def study_with_a_dead_trial(url: str) -> int:
 def test_a_dead_trial_is_failed_and_retried_once_with_its_parameters(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     number = study_with_a_dead_trial(url)
-    study = optuna.load_study(study_name=STUDY, storage=url)
+    storage = make_storage(url)
+    study = optuna.load_study(study_name=STUDY, storage=storage)
 
-    first = recovery.recover(study, study._storage, max_retry=3)
-    again = recovery.recover(study, study._storage, max_retry=3)
+    first = recovery.recover(opened(study, storage), max_retry=3)
+    again = recovery.recover(opened(study, storage), max_retry=3)
 
     assert [t.number for t in first] == [number] and again == []
     dead, retry = study.get_trials()

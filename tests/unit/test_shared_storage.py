@@ -14,7 +14,7 @@ import pytest
 from hposweep import recovery
 from hposweep.results import RETRIED_FROM_ATTR, TRIAL_ATTR
 from hposweep.study import make_storage
-from tests.helpers import dead_owner
+from tests.helpers import dead_owner, opened
 
 STUDY = "shared"
 WORKERS = 4
@@ -61,7 +61,7 @@ def ask_numbers(study: Any, storage: Any) -> list[int]:
 
 
 def recover(study: Any, storage: Any) -> list[int]:
-    return [t.number for t in recovery.recover(study, storage, max_retry=3)]
+    return [t.number for t in recovery.recover(opened(study, storage), max_retry=3)]
 
 
 def test_workers_asking_together_never_run_one_queued_trial_twice(url: str) -> None:

@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from hposweep.config import load
-from hposweep.study import make_pruner, make_sampler, sampler_seed
+from hposweep.study import make_pruner, make_sampler
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
@@ -26,7 +26,7 @@ def test_each_sampler_name_gives_its_sampler(name: str, cls: type) -> None:
     assert type(make_sampler(load(SMOKE, overrides).config)) is cls
 
 
-def test_the_seed_makes_sampling_reproducible_and_moves_on_with_the_study() -> None:
+def test_each_trial_number_has_its_own_reproducible_seed_stream() -> None:
     cfg = load(SMOKE, ["study.sampler.name=random"]).config
 
     def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
@@ -34,9 +34,8 @@ def test_the_seed_makes_sampling_reproducible_and_moves_on_with_the_study() -> N
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
         return [t.params["x"] for t in study.trials]
 
-    assert draws(make_sampler(cfg)) == draws(make_sampler(cfg))
-    assert draws(make_sampler(cfg, trials_so_far=3)) != draws(make_sampler(cfg))
-    assert sampler_seed(None, 5) is None
+    assert draws(make_sampler(cfg, 4)) == draws(make_sampler(cfg, 4))
+    assert draws(make_sampler(cfg, 5)) != draws(make_sampler(cfg, 4))
 
 
 @pytest.mark.parametrize(("name", "cls"), [

@@ -1,0 +1,153 @@
+"""The trial loop of one process: admit a trial only while the study needs one, run it,
+record it, until the study is full, the time is up or too many trials failed.
+
+Modelled on Optuna's ``study/_optimize.py`` (one trial's life: ask, run, tell), with
+what a study shared by several processes needs:
+
+- **Admission under the study lock.** Counting the trials that are finished or running
+  and creating the next one happen in one locked step, so no process creates a trial
+  the study will not run (no surplus), and the new trial's owner is recorded before the
+  lock is released: a RUNNING trial seen without an owner under the lock is dead.
+- **Recovery before each admission.** Trials of dead processes (same host: by pid;
+  other hosts: by Optuna's RDB heartbeat) are failed and retried with the same
+  parameters while the sweep goes on, not only at the next start.
+- **One seed stream per trial number** (:func:`hposweep.study.make_sampler`).
+- **Failed trials are replaced**, up to ``study.max_failures`` failures in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hposweep import recovery
+from hposweep.config import SweepConfig
+from hposweep.errors import first_line
+from hposweep.faults import kill_point
+from hposweep.results import FAIL_REASON_ATTR, TRIAL_ATTR
+from hposweep.study import OpenStudy, finished_states, make_sampler
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ended: ``state`` is an Optuna ``TrialState`` (COMPLETE, PRUNED, FAIL)."""
+
+    state: Any
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why this process started no further trial."""
+
+    reason: str  # "max_trials", "timeout" or "max_failures"
+    message: str
+
+
+class TrialLoop:
+    def __init__(self, cfg: SweepConfig, opened: OpenStudy, lock: Any,
+                 run_trial: Callable[[Any], Outcome], after_trial: Callable[[Any], None],
+                 on_recovered: Callable[[Any], None]) -> None:
+        self.cfg = cfg
+        self.opened = opened
+        self.lock = lock
+        self.run_trial = run_trial
+        self.after_trial = after_trial
+        self.on_recovered = on_recovered
+
+    def run(self) -> Stop:
+        s = self.cfg.study
+        max_failures = s.max_failures or s.max_trials
+        deadline = time.monotonic() + s.timeout_minutes * 60 if s.timeout_minutes else None
+        failures = 0
+        while True:
+            if failures >= max_failures:
+                return Stop("max_failures", f"stopped after {failures} failed trials "
+                            f"(study.max_failures={max_failures}); fix the cause and run again "
+                            "to continue the study")
+            if deadline is not None and time.monotonic() >= deadline:
+                return Stop("timeout", f"study.timeout_minutes={s.timeout_minutes} is up")
+            trial = self._admit()
+            if trial is None:
+                return Stop("max_trials", f"the study has its {s.max_trials} trials")
+            outcome = self._run(trial)
+            frozen = self.opened.study.tell(trial, outcome.value, state=outcome.state)
+            if frozen.state.name == "FAIL":
+                failures += 1
+            self.after_trial(frozen)
+
+    def _admit(self) -> Any:
+        """The next trial, or None when finished and running trials make ``max_trials``."""
+        import optuna
+        from optuna.trial import TrialState
+
+        study, storage = self.opened.study, self.opened.storage
+        with self.lock:
+            if _heartbeat_interval(storage):
+                optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
+            for trial in recovery.recover(self.opened, self.cfg.study.max_retry):
+                self.on_recovered(trial)
+            taken = storage.get_n_trials(self.opened.study_id,
+                                         state=(*finished_states(), TrialState.RUNNING))
+            if taken >= self.cfg.study.max_trials:
+                return None
+            study.sampler = make_sampler(self.cfg, storage.get_n_trials(self.opened.study_id))
+            trial = study.ask()
+            kill_point("trial:asked")
+            trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})
+            return trial
+
+    def _run(self, trial: Any) -> Outcome:
+        """The trial under its heartbeat; whatever escapes (Ctrl-C, a bug of ours) fails
+        the trial in the study before it propagates."""
+        from optuna.trial import TrialState
+
+        with _heartbeat(self.opened, trial.number):
+            try:
+                return self.run_trial(trial)
+            except BaseException as exc:
+                if not isinstance(exc, KeyboardInterrupt):
+                    trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
+                                        f"{type(exc).__name__}: {first_line(exc)}")
+                self.opened.study.tell(trial, state=TrialState.FAIL)
+                raise
+
+
+def _heartbeat_interval(storage: Any) -> int | None:
+    """Heartbeats exist on RDB storages (SQLite included) when configured."""
+    import optuna
+
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+@contextlib.contextmanager
+def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while it runs (what ``study.optimize``
+    does): another host's worker fails the trial when the beats stop."""
+    interval = _heartbeat_interval(opened.storage)
+    if not interval:
+        yield
+        return
+    trial_id = opened.trial_id(number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                opened.storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
