@@ -104,7 +104,7 @@ def sleeps_one_second(params, data, ctx):
 
 def stepwise(params, data, ctx):
     """quadratic's score reported over 4 steps, asking the pruner after each."""
-    from hposweep.training.context import Pruned
+    from hposweep.api import Pruned
 
     score = 1.0 - (params["x"] - 0.3) ** 2
     for step in range(4):
@@ -112,3 +112,10 @@ def stepwise(params, data, ctx):
         if ctx.should_prune():
             raise Pruned(f"pruned at step {step}: score={score:.3f}")
     return {"score": score}
+
+
+def per_epoch(params, data, ctx):
+    """quadratic's score reported once per epoch of ``train.epochs``, with a checkpoint."""
+    for epoch in range(ctx.config.train.epochs):
+        ctx.report(1.0 - (params["x"] - 0.3) ** 2, epoch)
+    return quadratic(params, data, ctx)
