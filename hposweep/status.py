@@ -76,10 +76,10 @@ def _anything_stored(url: str | None) -> bool:
     """Whether the storage holds Optuna's data at all (checked without writing)."""
     if url is None:
         return False
-    if url.startswith("sqlite:///"):
-        return Path(url.removeprefix("sqlite:///")).is_file()
+    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
+        return Path(url.removeprefix("sqlite:///")).exists()
     if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:")).is_file()
+        return Path(url.removeprefix("journal:")).exists()
     if url.startswith("journal+redis://"):
         return True
     import sqlalchemy

@@ -78,3 +78,29 @@ def test_export_never_overwrites(workdir: Path, finished: dict) -> None:
 def test_export_without_a_completed_trial_is_exit_2(workdir: Path) -> None:
     result = hposweep("export", SMOKE, "--to", workdir / "prod")
     assert result.exit_code == 2 and "no completed trial" in result.stderr
+
+
+def test_export_from_an_unreachable_mlflow_fails_in_seconds(workdir: Path) -> None:
+    """The export's MLflow client has the sweep's short HTTP retries (MLflow's defaults
+    stall for minutes); a subprocess, so that no earlier test's settings leak in."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import fake_config, process_env
+
+    config = fake_config(workdir)
+    assert hposweep("run", config, "study.max_trials=2").exit_code == 0
+    shutil.rmtree(workdir / "outputs" / "hpo" / "fake")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hposweep"), "export", str(config), "--to",
+         str(workdir / "prod"), f"mlflow.tracking_uri=http://127.0.0.1:{port}"],
+        cwd=workdir, env=process_env(), capture_output=True, text=True, timeout=600)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2 and "MLflow could not provide" in result.stderr, result.stderr
+    assert elapsed < 30, f"export stalled {elapsed:.0f} s on an unreachable server"
