@@ -301,19 +301,11 @@ def test_a_new_best_after_resume_replaces_the_whole_logged_checkpoint(workdir: P
         assert (downloaded / name).read_text() == (local / name).read_text(), name
 
 
-def redis_answers() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url("redis://127.0.0.1:6379/0").ping())
-    except Exception:
-        return False
-
-
 @pytest.mark.parametrize("storage", ["journal:{dir}/study.log", "journal+redis://127.0.0.1:6379/0"])
-def test_journal_storages_run_and_resume(workdir: Path, storage: str) -> None:
-    if storage.startswith("journal+redis") and not redis_answers():
-        pytest.skip("no Redis server answers on 127.0.0.1:6379")
+def test_journal_storages_run_and_resume(workdir: Path, storage: str,
+                                         request: pytest.FixtureRequest) -> None:
+    if storage.startswith("journal+redis"):
+        request.getfixturevalue("redis_url")  # fails loudly when Redis does not answer
     # A study name of its own: one Redis database serves every test run.
     overrides = [f"study.storage={storage.format(dir=workdir)}",
                  f"study.name=j{uuid.uuid4().hex[:8]}_{{backbone}}"]
@@ -324,20 +316,8 @@ def test_journal_storages_run_and_resume(workdir: Path, storage: str) -> None:
     assert again["resumed"] is True and again["n_trials"] == 5
 
 
-def mysql_answers() -> bool:
-    try:
-        import pymysql
-
-        pymysql.connect(host="127.0.0.1", user="root", database="test").close()
-        return True
-    except Exception:
-        return False
-
-
-def test_a_mysql_study_storage(workdir: Path) -> None:
-    if not mysql_answers():
-        pytest.skip("no MySQL/MariaDB server answers on 127.0.0.1:3306")
-    overrides = ["study.storage=mysql+pymysql://root@127.0.0.1/test",
+def test_a_mysql_study_storage(workdir: Path, mysql_url: str) -> None:
+    overrides = [f"study.storage={mysql_url}",
                  f"study.name=m{uuid.uuid4().hex[:8]}_{{backbone}}", "study.max_trials=3"]
     result = run_fake(workdir, *overrides)
     assert result.exit_code == 0, result.stderr
