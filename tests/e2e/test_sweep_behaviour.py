@@ -147,11 +147,33 @@ def test_every_sampler_runs(workdir: Path, sampler: str) -> None:
     assert result.json()["backbones"][0]["n_complete"] == 4  # which class: tests/unit/test_study.py
 
 
-@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving", "none"])
-def test_every_pruner_runs(workdir: Path, pruner: str) -> None:
-    result = run_fake(workdir, f"study.pruner.name={pruner}", "study.max_trials=4",
-                      "mlflow.enabled=false")
+@pytest.mark.parametrize(("pruner", "settings", "steps"), [
+    # Nothing is pruned before step n_warmup_steps; a trial below the median stops there.
+    ("median", ["study.pruner.n_startup_trials=1", "study.pruner.n_warmup_steps=2"], {2}),
+    # Rungs at min_resource * reduction_factor**k: in 4 steps, one rung, at step 3.
+    ("successive_halving", ["study.pruner.min_resource=3"], {3}),
+    # max_resource 4 (train.epochs): two brackets, with rungs at steps 1 and 3, and at 3.
+    ("hyperband", ["study.pruner.min_resource=1"], {1, 3}),
+    ("none", [], set()),
+])
+def test_each_pruner_stops_poor_trials_at_its_own_steps(
+        workdir: Path, pruner: str, settings: list[str], steps: set[int]) -> None:
+    """The stepwise trainer reports one score, a known function of x, at steps 0 to 3, and
+    the seeded random sampler's x are fixed (checked: each pruner prunes 4 or 5 of the 10
+    trials), so where the pruned trials stopped shows the pruner's settings at work. (Which
+    class each name gives: tests/unit/test_study.py.)"""
+    result = run_fake(workdir, f"study.pruner.name={pruner}", *settings, "train.epochs=4",
+                      "train.trainer=fake_trainers:stepwise", "k_fold.enabled=false",
+                      "study.max_trials=10", "mlflow.enabled=false")
     assert result.exit_code == 0, result.stderr
+    trials = load_study("outputs", "fake_fake").trials
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert {max(t.intermediate_values) for t in pruned} == steps
+    assert result.json()["backbones"][0]["n_pruned"] == len(pruned)
+    for trial in pruned:
+        score = trial.intermediate_values[0]
+        assert any(score < t.intermediate_values[0] for t in trials[:trial.number]), \
+            f"trial {trial.number} was pruned, yet no trial before it scored better"
 
 
 @pytest.mark.parametrize(("pruner", "prunes"), [("median", True), ("none", False)])
