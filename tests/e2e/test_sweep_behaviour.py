@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -300,11 +301,17 @@ def test_status_reads_without_writing(workdir: Path) -> None:
     assert empty.exit_code == 0 and empty.json()[0]["exists"] is False
     assert not (workdir / "outputs" / "hpo").exists(), "status created nothing"
     assert run_fake(workdir, "study.max_trials=2").exit_code == 0
+    study_db = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
+    digest, files = sha256(study_db.read_bytes()).hexdigest(), files_under(workdir / "outputs")
     (status,) = hposweep("status", config, "--json").json()
     assert status["finished"] == 2 and status["remaining"] == 4 and status["pending"] == []
     assert [t["state"] for t in status["trials"]] == ["COMPLETE", "COMPLETE"]
     text = hposweep("status", config)
     assert "finished: 2/6" in text.stdout and "resume pending: nothing" in text.stdout
+    for command in ("best", "compare"):
+        assert hposweep(command, config).exit_code == 0, command
+    assert sha256(study_db.read_bytes()).hexdigest() == digest, "a reading command changed study.db"
+    assert files_under(workdir / "outputs") == files, "a reading command wrote under output_dir"
 
 
 def test_trust_remote_code_is_never_a_search_parameter(workdir: Path) -> None:
@@ -373,3 +380,77 @@ def test_resuming_with_a_different_objective_is_refused(workdir: Path) -> None:
     widened = run_fake(workdir, "study.max_trials=3", "k_fold.enabled=false",
                        "search_space.x.high=2.0", "study.sampler.name=random")
     assert widened.exit_code == 0, "search space and sampler may change on resume"
+
+
+def files_under(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and dir under ``root``, with its size and modification time (ns)."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*")}
+
+
+def tables_of(database: str) -> dict[str, tuple[int, str]]:
+    """Each table of a local PostgreSQL database, with its row count and an MD5 of its rows."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(f"host=127.0.0.1 user=postgres dbname={database}") as connection:
+        names = [row[0] for row in connection.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")]
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text),"
+                        " '')) FROM {} AS t")
+        return {name: connection.execute(query.format(sql.Identifier(name))).fetchone()
+                for name in names}
+
+
+def postgresql_storage(database: str) -> str:
+    return f"study.storage=postgresql+psycopg://postgres@127.0.0.1:5432/{database}"
+
+
+def test_status_on_an_empty_postgresql_database_creates_no_table(
+        workdir: Path, postgres_db: str) -> None:
+    """Looking is not writing: creating Optuna's schema is a write, and needs rights on the
+    database that a reader may not have."""
+    files = files_under(workdir / "outputs")
+    result = hposweep("status", fake_config(workdir), postgresql_storage(postgres_db), "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()[0]["exists"] is False
+    assert tables_of(postgres_db) == {}, "status created tables"
+    assert files_under(workdir / "outputs") == files, "status wrote under output_dir"
+
+
+# The commands that only read a study; they run in the workdir, so their outputs land there.
+READERS = [["status", "--json"], ["status"], ["best", "--json"], ["compare", "--json"],
+           ["export", "--to", "exported"], ["plot", "--out", "plots"]]
+
+
+def test_reading_commands_change_nothing_in_a_postgresql_study(
+        workdir: Path, postgres_db: str) -> None:
+    config, storage = fake_config(workdir), postgresql_storage(postgres_db)
+    assert run_fake(workdir, storage, "study.max_trials=2", "mlflow.enabled=false").exit_code == 0
+    rows, files = tables_of(postgres_db), files_under(workdir / "outputs")
+    (status,) = hposweep("status", config, storage, "--json").json()
+    assert status["finished"] == 2 and [t["state"] for t in status["trials"]] == ["COMPLETE"] * 2
+    for command, *options in READERS:
+        result = hposweep(command, config, storage, *options)
+        assert result.exit_code == 0, f"{command}: {result.stderr}"
+        assert tables_of(postgres_db) == rows, f"{command} changed the study's tables"
+        assert files_under(workdir / "outputs") == files, f"{command} wrote under output_dir"
+    assert (workdir / "exported" / "MANIFEST.sha256").is_file() and (
+        workdir / "plots" / "fake_fake.html").is_file(), "export and plot read the study"
+
+
+CONLL = "".join(f"Alice\tB-PER\nvisited\tO\nParis\tB-LOC\n{n}\tO\n\n" for n in range(6))
+
+
+def test_reading_commands_do_not_need_the_training_data(workdir: Path) -> None:
+    """A study is read from its storage and output_dir alone: the data it was trained on
+    may be gone (or on another machine)."""
+    data = workdir / "train.conll"
+    data.write_text(CONLL)
+    overrides = ["data.synthetic=null", f"data.train={data}"]
+    assert run_fake(workdir, *overrides, "study.max_trials=2").exit_code == 0
+    data.unlink()
+    for command in ("status", "best", "compare"):
+        result = hposweep(command, workdir / "fake.yaml", *overrides, "--json")
+        assert result.exit_code == 0, f"{command}: {result.stderr}"
+        assert result.json()[0]["finished"] == 2, command
