@@ -138,15 +138,22 @@ def test_workers_on_one_machine_share_sqlite_or_a_journal_without_lock_errors(
 
 
 def test_each_worker_gets_its_share_of_cores(workdir: Path) -> None:
-    env = process_env()
+    cores = os.cpu_count() or 1
+    if cores < 2:
+        pytest.skip("one core: a worker's share and all the cores are the same 1 thread")
+    share = cores // 2
+    # What every worker would inherit if --workers did not set it: all the cores (torch caps
+    # its threads there), never the share; torch's own default, the physical cores, can be.
+    env = process_env(OMP_NUM_THREADS=str(cores), MKL_NUM_THREADS=str(cores))
     proc = subprocess.run(
         [str(BIN / "hposweep"), "run", str(fake_config(workdir)), "--workers", "2",
          "train.trainer=fake_trainers:records_threads", "study.max_trials=4",
-         "k_fold.enabled=false", "mlflow.enabled=false", "train.device=cpu"],
+         "k_fold.enabled=false", "mlflow.enabled=false", "train.device=cpu",
+         "checkpoint.save_only_best=false"],  # every trial keeps what its worker had
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    (kept,) = (workdir / "outputs" / "hpo" / "fake").glob("trial_*/checkpoint/threads.json")
-    assert json.loads(kept.read_text())["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    records = (workdir / "outputs" / "hpo" / "fake").glob("trial_*/checkpoint/threads.json")
+    assert [json.loads(r.read_text())["threads"] for r in records] == [share] * 4
 
 
 def test_workers_interrupted_together_resume_each_trial_exactly_once(workdir: Path) -> None:

@@ -38,19 +38,23 @@ def test_each_trial_number_has_its_own_reproducible_seed_stream() -> None:
     assert draws(make_sampler(cfg, 5)) != draws(make_sampler(cfg, 4))
 
 
-@pytest.mark.parametrize(("name", "cls"), [
-    ("median", optuna.pruners.MedianPruner), ("hyperband", optuna.pruners.HyperbandPruner),
-    ("successive_halving", optuna.pruners.SuccessiveHalvingPruner),
-    ("none", optuna.pruners.NopPruner),
-])
-def test_each_pruner_name_gives_its_pruner(name: str, cls: type) -> None:
-    assert type(make_pruner(load(SMOKE, [f"study.pruner.name={name}"]).config)) is cls
-
-
-def test_median_pruner_settings_and_hyperband_budget() -> None:
-    median = make_pruner(load(SMOKE, ["study.pruner.n_warmup_steps=3",
-                                      "study.pruner.n_startup_trials=7"]).config)
-    assert (median._n_warmup_steps, median._n_startup_trials) == (3, 7)
-    hyperband = make_pruner(load(SMOKE, ["study.pruner.name=hyperband"]).config)
-    # the resource is one step per epoch per fold: smoke has 3 epochs x 2 folds
-    assert hyperband._max_resource == 6
+@pytest.mark.parametrize(("overrides", "cls", "settings"), [
+    (["study.pruner.name=median", "study.pruner.n_startup_trials=7", "study.pruner.n_warmup_steps=3"],
+     optuna.pruners.MedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3}),
+    # the resource is one step per epoch per fold: 4 epochs x 3 folds
+    (["study.pruner.name=hyperband", "study.pruner.min_resource=2", "study.pruner.reduction_factor=4",
+      "train.epochs=4", "k_fold.n_splits=3"],
+     optuna.pruners.HyperbandPruner, {"_min_resource": 2, "_reduction_factor": 4, "_max_resource": 12}),
+    (["study.pruner.name=hyperband", "train.epochs=4", "k_fold.enabled=false"],
+     optuna.pruners.HyperbandPruner, {"_max_resource": 4}),
+    (["study.pruner.name=successive_halving", "study.pruner.min_resource=2",
+      "study.pruner.reduction_factor=4"],
+     optuna.pruners.SuccessiveHalvingPruner, {"_min_resource": 2, "_reduction_factor": 4}),
+    (["study.pruner.name=none"], optuna.pruners.NopPruner, {}),
+], ids=["median", "hyperband-k-fold", "hyperband-one-split", "successive_halving", "none"])
+def test_each_pruner_name_gives_its_pruner_with_the_configured_settings(
+        overrides: list[str], cls: type, settings: dict[str, int]) -> None:
+    pruner = make_pruner(load(SMOKE, overrides).config)
+    assert type(pruner) is cls
+    # Optuna keeps the constructor's arguments under these names; none of them is a default.
+    assert {name: getattr(pruner, name) for name in settings} == settings
