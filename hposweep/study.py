@@ -189,9 +189,14 @@ def study_lock(cfg: SweepConfig, study_name: str) -> Any:
     """The lock every process of a study takes to set the sweep up and to start a trial
     (an OS file lock in the study dir: it dies with its process, so a crash never leaves
     it held). Under it a trial's owner is recorded before anyone else can look, so a
-    RUNNING trial seen without an owner under the lock is one whose process died."""
+    RUNNING trial seen without an owner under the lock is one whose process died. An
+    in-memory study (``checkpoint.enabled: false``) has one process: no lock, no file."""
+    import contextlib
+
     from filelock import FileLock
 
+    if storage_url(cfg, study_name) is None:
+        return contextlib.nullcontext()
     directory = study_dir(cfg, study_name)
     directory.mkdir(parents=True, exist_ok=True)
     return FileLock(directory / LOCK_FILE, timeout=600)
