@@ -184,12 +184,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
 
     path = Path(path)
     raw = _read_yaml(path)
-    try:
-        override_cfg = OmegaConf.from_dotlist(list(overrides))
-    except Exception as exc:
-        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {first_line(exc)}") from None
-    for bad in [o for o in overrides if "=" not in o]:
-        raise ConfigError(f"bad override {bad!r}: expected key=value, e.g. study.max_trials=10")
+    override_cfg = OmegaConf.merge(OmegaConf.create(), *map(_parse_override, overrides))
     for source, tree in ((str(path), raw), ("override", override_cfg)):
         _reject_renamed_keys(source, OmegaConf.to_container(tree, resolve=False))
 
@@ -223,6 +218,18 @@ def _read_yaml(path: Path) -> Any:
     if not isinstance(raw, DictConfig):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return raw
+
+
+def _parse_override(override: str) -> Any:
+    """One ``key=value`` override as a config tree; a bad one is named on its own."""
+    from omegaconf import OmegaConf
+
+    if "=" not in override:
+        raise ConfigError(f"bad override {override!r}: expected key=value, e.g. study.max_trials=10")
+    try:
+        return OmegaConf.from_dotlist([override])
+    except Exception as exc:
+        raise ConfigError(f"bad override {override!r}: {first_line(exc)}") from None
 
 
 def _yaml_problem(exc: Exception) -> str:

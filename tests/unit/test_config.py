@@ -156,3 +156,8 @@ def test_backbone_slug_and_study_name() -> None:
     assert backbone_slug("org/model") == "model"
     cfg = load(SMOKE, ["backbones=[/tmp/x/tiny]"]).config
     assert study_name_for(cfg, cfg.backbones[0]) == "smoke_tiny"
+
+
+def test_a_bad_override_is_named_alone() -> None:
+    message = error_of(SMOKE, "train.epochs=2", "data.train=[x", "study.max_trials=3")
+    assert message.startswith("bad override 'data.train=[x': ")
