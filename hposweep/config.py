@@ -130,7 +130,7 @@ class KFoldConfig:
 class CheckpointConfig:
     enabled: bool = True
     auto_resume: bool = True
-    save_only_best: bool = False
+    save_only_best: bool = True  # False: keep every trial's every fold (the seed's behaviour)
     keep_best: int = 1
 
 

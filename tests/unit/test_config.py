@@ -161,3 +161,11 @@ def test_backbone_slug_and_study_name() -> None:
 def test_a_bad_override_is_named_alone() -> None:
     message = error_of(SMOKE, "train.epochs=2", "data.train=[x", "study.max_trials=3")
     assert message.startswith("bad override 'data.train=[x': ")
+
+
+def test_only_the_best_checkpoint_is_kept_by_default(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("  save_only_best: true\n", "")
+    assert "save_only_best" not in text
+    assert load(write(tmp_path, text)).config.checkpoint.save_only_best is True
+    keep_all = load(write(tmp_path, text), ["checkpoint.save_only_best=false"]).config
+    assert keep_all.checkpoint.save_only_best is False
