@@ -31,6 +31,48 @@ BUILTIN_HYPERPARAMETERS = (
     "epochs",
 )
 BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy")
+
+
+class Bounds(NamedTuple):
+    """The values a numeric setting may take."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is excluded
+    integer: bool = False
+    nullable: bool = False
+    meaning: str = ""  # completes "must be ..."
+
+    def allows(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value) or (self.integer and value != int(value)):
+            return False
+        return (value > self.low if self.low_open else value >= self.low) and value <= self.high
+
+
+POSITIVE = Bounds(0.0, low_open=True, meaning="a positive finite number")
+COUNT = Bounds(1, integer=True, meaning="a whole number, at least 1")
+FRACTION = Bounds(0.0, 1.0, meaning="a number within [0, 1]")
+# What a value of the built-in trainer's hyperparameters may be, as a train.* default and
+# as every value its search_space entry can reach.
+HYPERPARAMETER_BOUNDS = {
+    "learning_rate": POSITIVE,
+    "batch_size": COUNT,
+    "epochs": COUNT,
+    "dropout": FRACTION._replace(nullable=True, meaning="a number within [0, 1] (or null)"),
+    "warmup_ratio": FRACTION,
+    "weight_decay": Bounds(0.0, meaning="0 or a positive finite number"),
+    "max_grad_norm": POSITIVE,
+}
+PRUNER_BOUNDS = {
+    "n_startup_trials": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
+    "n_warmup_steps": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
+    "min_resource": COUNT,
+    "reduction_factor": Bounds(2, integer=True, meaning="a whole number, at least 2"),
+}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -70,6 +112,7 @@ class StudyConfig:
     n_workers: int = 1  # trials at once on this machine, each in its own process
     heartbeat_interval: int | None = 60  # seconds; RDB storages (SQLite, PostgreSQL, MySQL)
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
+    max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
 
 
 @dataclass
@@ -295,15 +338,12 @@ def validate(cfg: SweepConfig, source: str = "config") -> None:
     _validate_search_space(cfg, fail)
     _validate_data(cfg, fail)
     t = cfg.train
-    if t.epochs < 1:
-        fail("train.epochs", f"must be at least 1, got {t.epochs}")
+    for name, bounds in HYPERPARAMETER_BOUNDS.items():
+        _check_bounds(fail, f"train.{name}", getattr(t, name), bounds)
     if not DEVICE.match(t.device):
         fail("train.device", f"must be auto, cpu, mps, cuda or cuda:N, got {t.device!r}")
     if t.trainer != BUILTIN_TRAINER and not re.match(r"^[\w.]+:[\w]+$", t.trainer):
         fail("train.trainer", f"must be 'builtin' or 'package.module:function', got {t.trainer!r}")
-    for name in ("learning_rate", "batch_size"):
-        if getattr(t, name) <= 0:
-            fail(f"train.{name}", f"must be positive, got {getattr(t, name)}")
     for name in ("resume_every_epochs", "resume_every_steps"):
         if getattr(t, name) < 0:
             fail(f"train.{name}", f"must be 0 (never) or positive, got {getattr(t, name)}")
@@ -313,8 +353,15 @@ def validate(cfg: SweepConfig, source: str = "config") -> None:
         fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
     if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
         fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
+    if not cfg.mlflow.experiment.strip():
+        fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:
         fail("output_dir", "must not be empty")
+
+
+def _check_bounds(fail: Any, key: str, value: Any, bounds: Bounds) -> None:
+    if not bounds.allows(value):
+        fail(key, f"must be {bounds.meaning}, got {value!r}")
 
 
 def _validate_study(cfg: SweepConfig, fail: Any) -> None:
@@ -345,6 +392,10 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
         fail("study.n_workers", f"must be at least 1, got {s.n_workers}")
     if s.max_retry < 0:
         fail("study.max_retry", f"must be 0 or more, got {s.max_retry}")
+    if s.max_failures is not None and s.max_failures < 1:
+        fail("study.max_failures", f"must be at least 1 or null (= max_trials), got {s.max_failures}")
+    for name, bounds in PRUNER_BOUNDS.items():
+        _check_bounds(fail, f"study.pruner.{name}", getattr(s.pruner, name), bounds)
     for name in ("heartbeat_interval", "grace_period"):
         if getattr(s, name) is not None and getattr(s, name) < 1:
             fail(f"study.{name}", f"must be at least 1 second or null, got {getattr(s, name)}")
@@ -385,8 +436,18 @@ def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:
             _validate_categorical(key, spec, fail)
         else:
             _validate_numeric(key, spec, fail)
+        if cfg.train.trainer == BUILTIN_TRAINER and name in HYPERPARAMETER_BOUNDS:
+            for attr, value in _reachable_ends(spec):
+                _check_bounds(fail, f"{key}.{attr}", value, HYPERPARAMETER_BOUNDS[name])
         if cfg.study.sampler.name == "grid" and spec.type == "float" and spec.step is None:
             fail(key, "the grid sampler needs a step (or categorical choices) for every float")
+
+
+def _reachable_ends(spec: ParamSpec) -> list[tuple[str, Any]]:
+    """The values that bound what a search space entry can sample, by the key holding them."""
+    if spec.type == "categorical":
+        return [("choices", choice) for choice in spec.choices or []]
+    return [("low", spec.low), ("high", spec.high)]
 
 
 def _validate_categorical(key: str, spec: ParamSpec, fail: Any) -> None:

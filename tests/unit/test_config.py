@@ -169,3 +169,51 @@ def test_only_the_best_checkpoint_is_kept_by_default(tmp_path: Path) -> None:
     assert load(write(tmp_path, text)).config.checkpoint.save_only_best is True
     keep_all = load(write(tmp_path, text), ["checkpoint.save_only_best=false"]).config
     assert keep_all.checkpoint.save_only_best is False
+
+
+@pytest.mark.parametrize(("overrides", "key", "problem"), [
+    (["train.learning_rate=0"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=-1e-5"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=nan"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=inf"], "train.learning_rate", "positive finite"),
+    (["train.batch_size=0"], "train.batch_size", "at least 1"),
+    (["train.epochs=0"], "train.epochs", "at least 1"),
+    (["train.dropout=1.5"], "train.dropout", "within [0, 1]"),
+    (["train.dropout=-0.1"], "train.dropout", "within [0, 1]"),
+    (["train.warmup_ratio=1.5"], "train.warmup_ratio", "within [0, 1]"),
+    (["train.weight_decay=-0.1"], "train.weight_decay", "0 or a positive"),
+    (["train.max_grad_norm=0"], "train.max_grad_norm", "positive finite"),
+    (["train.max_grad_norm=inf"], "train.max_grad_norm", "positive finite"),
+    (["search_space.batch_size.choices=[0,16]"], "search_space.batch_size.choices", "at least 1"),
+    (["search_space.batch_size.choices=[16.5]"], "search_space.batch_size.choices", "whole number"),
+    (["search_space.batch_size.choices=[big]"], "search_space.batch_size.choices", "whole number"),
+    (["search_space.dropout.high=1.5"], "search_space.dropout.high", "within [0, 1]"),
+    (["search_space.dropout.low=-0.1"], "search_space.dropout.low", "within [0, 1]"),
+    (["search_space.warmup_ratio.high=1.5"], "search_space.warmup_ratio.high", "within [0, 1]"),
+    (["search_space.weight_decay.low=-0.1"], "search_space.weight_decay.low", "0 or a positive"),
+    (["search_space.learning_rate.log=false", "search_space.learning_rate.low=0"],
+     "search_space.learning_rate.low", "positive finite"),
+    (["search_space.epochs.type=int", "search_space.epochs.low=0", "search_space.epochs.high=3"],
+     "search_space.epochs.low", "at least 1"),
+    (["study.pruner.reduction_factor=1"], "study.pruner.reduction_factor", "at least 2"),
+    (["study.pruner.min_resource=0"], "study.pruner.min_resource", "at least 1"),
+    (["study.pruner.n_startup_trials=-1"], "study.pruner.n_startup_trials", "0 or more"),
+    (["study.pruner.n_warmup_steps=-1"], "study.pruner.n_warmup_steps", "0 or more"),
+    (["mlflow.experiment=''"], "mlflow.experiment", "must not be empty"),
+    (["mlflow.experiment=' '"], "mlflow.experiment", "must not be empty"),
+    (["study.max_failures=0"], "study.max_failures", "at least 1 or null"),
+])
+def test_values_no_trial_could_use_are_rejected(overrides: list[str], key: str, problem: str
+                                                ) -> None:
+    message = error_of(SMOKE, *overrides)
+    assert f": {key}: " in message and problem in message
+
+
+def test_a_custom_trainers_search_space_has_no_builtin_bounds() -> None:
+    cfg = load(SMOKE, ["train.trainer=fake_trainers:quadratic", "search_space.dropout.high=2"]).config
+    assert cfg.search_space["dropout"].high == 2
+
+
+def test_max_failures_defaults_to_null_and_takes_a_count() -> None:
+    assert load(SMOKE).config.study.max_failures is None
+    assert load(SMOKE, ["study.max_failures=3"]).config.study.max_failures == 3
