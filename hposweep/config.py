@@ -218,9 +218,12 @@ def study_name_for(cfg: SweepConfig, backbone: str) -> str:
     return cfg.study.name.replace("{backbone}", backbone_slug(backbone))
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+         check_files: bool = True) -> LoadedConfig:
     """Read ``path``, apply ``key=value`` overrides, and return a validated config.
 
+    ``check_files=False`` skips checking that the data files exist: the commands that only
+    read a study (status, best, compare, export, plot) do not need them.
     Raises :class:`ConfigError` with one line naming the file, the key and the problem.
     """
     from omegaconf import OmegaConf
@@ -245,7 +248,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
         cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except Exception as exc:
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
-    validate(cfg, source=str(path))
+    validate(cfg, source=str(path), check_files=check_files)
     return LoadedConfig(cfg, unresolved_yaml, path)
 
 
@@ -328,7 +331,7 @@ def _schema_keys_near(full_key: str) -> list[str]:
 # ---------------------------------------------------------------- semantic validation
 
 
-def validate(cfg: SweepConfig, source: str = "config") -> None:
+def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True) -> None:
     """Check values a type system cannot: ranges, names, files, combinations."""
 
     def fail(key: str, problem: str) -> None:
@@ -336,7 +339,7 @@ def validate(cfg: SweepConfig, source: str = "config") -> None:
 
     _validate_study(cfg, fail)
     _validate_search_space(cfg, fail)
-    _validate_data(cfg, fail)
+    _validate_data(cfg, fail, check_files)
     t = cfg.train
     for name, bounds in HYPERPARAMETER_BOUNDS.items():
         _check_bounds(fail, f"train.{name}", getattr(t, name), bounds)
@@ -484,7 +487,7 @@ def _validate_numeric(key: str, spec: ParamSpec, fail: Any) -> None:
                 fail(f"{key}.{attr}", f"must be a whole number for an int parameter, got {value}")
 
 
-def _validate_data(cfg: SweepConfig, fail: Any) -> None:
+def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     d = cfg.data
     if d.task not in TASKS:
         fail("data.task", f"unknown task {d.task!r}; one of {', '.join(TASKS)}")
@@ -495,7 +498,7 @@ def _validate_data(cfg: SweepConfig, fail: Any) -> None:
             fail("data.synthetic", "generated data exists for token-classification only")
         if d.synthetic.sentences < 4:
             fail("data.synthetic.sentences", f"must be at least 4, got {d.synthetic.sentences}")
-    for key in ("train", "validation"):
+    for key in ("train", "validation") if check_files else ():
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
             fail(f"data.{key}", f"file not found: {value}")

@@ -217,3 +217,12 @@ def test_a_custom_trainers_search_space_has_no_builtin_bounds() -> None:
 def test_max_failures_defaults_to_null_and_takes_a_count() -> None:
     assert load(SMOKE).config.study.max_failures is None
     assert load(SMOKE, ["study.max_failures=3"]).config.study.max_failures == 3
+
+
+def test_reading_commands_can_load_without_the_data_files(tmp_path: Path) -> None:
+    gone = ["data.synthetic=null", f"data.train={tmp_path}/gone.conll",
+            "k_fold.enabled=false", f"data.validation={tmp_path}/gone-too.conll"]
+    assert "data.train: file not found" in error_of(SMOKE, *gone)
+    cfg = load(SMOKE, gone, check_files=False).config
+    assert (cfg.data.train, cfg.data.validation) == (f"{tmp_path}/gone.conll",
+                                                     f"{tmp_path}/gone-too.conll")
