@@ -7,11 +7,12 @@ and reported as one :class:`ConfigError` line naming the file, the key and the p
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, get_args, get_type_hints
+from typing import Any, NamedTuple, NoReturn, get_args, get_type_hints
 
 from hposweep.errors import ConfigError, first_line
 
@@ -76,6 +77,15 @@ PRUNER_BOUNDS = {
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Input is refused before YAML parsing beyond these: PyYAML's time grows with a scalar's
+# length (10 MB: minutes) and its stack with nesting.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_OVERRIDE_CHARS = 64 << 10
+MAX_FLOW_DEPTH = 64
+MAX_MESSAGE_CHARS = 300  # of a library's error message (it may quote a whole value)
+# A bracket, or what to skip: a quoted string (unclosed: to the end of its line, so that no
+# match ever backtracks and the scan stays linear) or a comment.
+FLOW_TOKEN = re.compile(r"""[\[\]{}]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|(?<!\S)#[^\n]*""")
 # Keys the seed spec used for the study, and where they live now.
 RENAMED_KEYS = {
     "checkpoint.study_name": "study.name",
@@ -257,8 +267,20 @@ def _read_yaml(path: Path) -> Any:
 
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    with path.open("rb") as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config file may have at "
+                          f"most {MAX_CONFIG_BYTES:,} (1 MiB)")
     try:
-        raw = OmegaConf.load(path)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    too_deep = _too_deep_at(text)
+    if too_deep is not None:
+        raise ConfigError(f"{path}: line {too_deep}: [ and {{ nest deeper than {MAX_FLOW_DEPTH} levels")
+    try:
+        raw = OmegaConf.load(io.StringIO(text))
     except Exception as exc:  # yaml errors, constructor errors for !!python tags, ...
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, DictConfig):
@@ -270,20 +292,60 @@ def _parse_override(override: str) -> Any:
     """One ``key=value`` override as a config tree; a bad one is named on its own."""
     from omegaconf import OmegaConf
 
+    def fail(problem: str) -> NoReturn:
+        raise ConfigError(f"bad override {_quoted(override)}: {problem}")
+
+    if len(override) > MAX_OVERRIDE_CHARS:
+        fail(f"an override may have at most {MAX_OVERRIDE_CHARS:,} characters")
+    if _too_deep_at(override) is not None:
+        fail(f"[ and {{ nest deeper than {MAX_FLOW_DEPTH} levels")
     if "=" not in override:
-        raise ConfigError(f"bad override {override!r}: expected key=value, e.g. study.max_trials=10")
+        fail("expected key=value, e.g. study.max_trials=10")
     try:
         return OmegaConf.from_dotlist([override])
     except Exception as exc:
-        raise ConfigError(f"bad override {override!r}: {first_line(exc)}") from None
+        fail(_library_problem(exc))
+
+
+def _too_deep_at(text: str) -> int | None:
+    """The line where ``[``/``{`` collections nest deeper than MAX_FLOW_DEPTH, else None.
+
+    A cheap scan before parsing: quoted strings and comments are skipped, well enough for
+    a limit no real config comes near.
+    """
+    depth = 0
+    for token in FLOW_TOKEN.finditer(text):
+        if token.group() in ("[", "{"):
+            depth += 1
+        elif token.group() in ("]", "}"):
+            depth = max(depth - 1, 0)
+        if depth > MAX_FLOW_DEPTH:
+            return text.count("\n", 0, token.start()) + 1
+    return None
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """``text`` quoted; a long one cut short, with its length."""
+    if len(text) <= limit:
+        return repr(text)
+    shown = repr(text[:limit])
+    return f"{shown[:-1]}…{shown[-1]} ({len(text):,} characters)"
+
+
+def _library_problem(exc: BaseException) -> str:
+    """A library's error message in one line, cut short: it may quote a whole value."""
+    message = first_line(exc)
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
 
 
 def _yaml_problem(exc: Exception) -> str:
     """``line L, column C: problem`` for PyYAML's marked errors; else the first line."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None)
     if mark is None or problem is None:
-        return first_line(exc)
+        return _library_problem(exc)
     text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and context_mark is not None:
@@ -301,7 +363,7 @@ def _reject_renamed_keys(source: str, tree: Any) -> None:
 def _describe_omegaconf_error(exc: Exception) -> str:
     """One line for an OmegaConf merge/conversion error, with a 'did you mean' for typos."""
     key = getattr(exc, "full_key", None) or ""
-    message = first_line(exc)
+    message = _library_problem(exc)
     if type(exc).__name__ == "ConfigKeyError" and key:
         known = _schema_keys_near(key)
         leaf = key.rsplit(".", 1)[-1]

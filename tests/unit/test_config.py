@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,62 @@ def test_reading_commands_can_load_without_the_data_files(tmp_path: Path) -> Non
     cfg = load(SMOKE, gone, check_files=False).config
     assert (cfg.data.train, cfg.data.validation) == (f"{tmp_path}/gone.conll",
                                                      f"{tmp_path}/gone-too.conll")
+
+
+def validate_in_subprocess(path: Path, *overrides: str, timeout: float = 120
+                           ) -> tuple[int, str, float]:
+    """``hposweep validate`` in its own process, so that a crash shows as its exit status."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "hposweep", "validate", str(path), *overrides],
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr, time.monotonic() - start
+
+
+def test_deeply_nested_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, "study:\n  name: x\nbackbones: " + "[" * 50_000 + "\n")
+    code, stderr, _ = validate_in_subprocess(path)
+    assert (code, stderr) == (2, f"error: {path}: line 3: [ and {{ nest deeper than 64 levels\n")
+
+
+def test_deeply_nested_override_is_refused_before_parsing() -> None:
+    code, stderr, _ = validate_in_subprocess(SMOKE, "backbones=" + "[" * 50_000)
+    assert code == 2
+    assert stderr == ("error: bad override 'backbones=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                      "…' (50,010 characters): [ and { nest deeper than 64 levels\n")
+
+
+def test_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("experiment: hposweep-smoke", "experiment: " + "x" * 10_000_000)
+    path = write(tmp_path, text)
+    code, stderr, seconds = validate_in_subprocess(path)
+    assert (code, stderr) == (2, f"error: {path}: {len(text):,} bytes; a config file may have "
+                                 "at most 1,048,576 (1 MiB)\n")
+    assert seconds < 5
+
+
+def test_the_nesting_scan_is_quick_on_unclosed_quotes(tmp_path: Path) -> None:
+    path = write(tmp_path, 'study: "' + '\\"' * 500_000 + "\n")  # one escaped quote after another
+    code, _, seconds = validate_in_subprocess(path, timeout=30)
+    assert code == 2 and seconds < 5
+
+
+def test_huge_override_is_refused() -> None:
+    message = error_of(SMOKE, "mlflow.experiment=" + "x" * 70_000)
+    assert message == ("bad override 'mlflow.experiment=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' "
+                       "(70,018 characters): an override may have at most 65,536 characters")
+
+
+def test_brackets_in_quotes_and_comments_do_not_count(tmp_path: Path) -> None:
+    deep = "[" * 100
+    text = SMOKE.read_text().replace("experiment: hposweep-smoke", f"experiment: '{deep}'  # {deep}")
+    assert load(write(tmp_path, text), [f'mlflow.tracking_uri="{deep}"']).config.mlflow.experiment == deep
+
+
+def test_deep_block_nesting_is_a_clear_error(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study:\n" + "- " * 400 + "x\n"))
+    assert message == f"{tmp_path / 'c.yaml'}: not valid YAML: nested too deeply to read"
+
+
+def test_a_long_value_is_cut_short_in_a_library_message(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study: " + "x" * 100_000 + "\n"))
+    assert "Merge error" in message and message.endswith("x…") and len(message) < 400
