@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import io
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -76,6 +77,9 @@ PRUNER_BOUNDS = {
 }
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
+# Storages whose URL names a file, and the form to write it in.
+FILE_STORAGES = {"sqlite:///": "sqlite:///path/to/study.db", "journal:": "journal:path/to/study.log"}
+NAME_MAX = 255  # bytes in one file or directory name (ext4, xfs, btrfs, APFS)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 # Input is refused before YAML parsing beyond these: PyYAML's time grows with a scalar's
 # length (10 MB: minutes) and its stack with nesting.
@@ -422,6 +426,31 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True)
         fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:
         fail("output_dir", "must not be empty")
+    _check_names(fail, "output_dir", Path(cfg.output_dir).parts)
+    if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
+        fail("output_dir", f"{cfg.output_dir!r} exists and is not a directory")
+
+
+def _validate_storage_target(url: str, fail: Any) -> None:
+    """The file a file storage names, or the host of a redis one, is there to use."""
+    if url.startswith("journal+redis://"):
+        host = url.removeprefix("journal+redis://").split("/", 1)[0].rsplit("@", 1)[-1]
+        if not host.split(":", 1)[0]:
+            fail("study.storage", "names no redis host: use journal+redis://host:port/db")
+        return
+    for prefix, form in FILE_STORAGES.items():
+        if url.startswith(prefix):
+            target = url.removeprefix(prefix)
+            if not target.strip():
+                fail("study.storage", f"names no file: use {form}")
+            _check_names(fail, "study.storage", Path(target).parts, "a file or directory name")
+
+
+def _check_names(fail: Any, key: str, names: Any, what: str = "a directory name") -> None:
+    """Each of ``names`` fits in one file or directory name."""
+    for name in names:
+        if len(os.fsencode(name)) > NAME_MAX:
+            fail(key, f"{_quoted(name)} is longer than {NAME_MAX} bytes as {what}")
 
 
 def _check_bounds(fail: Any, key: str, value: Any, bounds: Bounds) -> None:
@@ -436,6 +465,7 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
     slugs = [backbone_slug(b) for b in cfg.backbones]
     if any(not b.strip() for b in cfg.backbones):
         fail("backbones", "a backbone name is empty")
+    _check_names(fail, "backbones", slugs)
     if len(set(slugs)) != len(slugs):
         fail("backbones", f"two backbones share a directory name: {slugs}")
     leftover = re.findall(r"\{([^}]*)\}", s.name.replace("{backbone}", ""))
@@ -474,6 +504,8 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
             f"{s.storage!r} is not a storage URL: use sqlite:///path, postgresql://..., "
             "mysql://..., journal:path or journal+redis://host:port",
         )
+    if s.storage is not None:
+        _validate_storage_target(s.storage, fail)
     if cfg.train.trainer == BUILTIN_TRAINER:
         metric = s.objective_metric
         if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):

@@ -288,3 +288,28 @@ def test_deep_block_nesting_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_long_value_is_cut_short_in_a_library_message(tmp_path: Path) -> None:
     message = error_of(write(tmp_path, "study: " + "x" * 100_000 + "\n"))
     assert "Merge error" in message and message.endswith("x…") and len(message) < 400
+
+
+LONG = "x" * 256
+
+
+@pytest.mark.parametrize(("override", "key", "problem"), [
+    ("study.storage=sqlite:///", "study.storage", "use sqlite:///path/to/study.db"),
+    ("study.storage='journal:'", "study.storage", "use journal:path/to/study.log"),
+    ("study.storage=journal+redis://", "study.storage", "use journal+redis://host:port/db"),
+    ("study.storage=journal+redis://:pw@:6379/0", "study.storage", "use journal+redis://host:port"),
+    ("output_dir=/dev/null", "output_dir", "'/dev/null' exists and is not a directory"),
+    (f"output_dir=outputs/{LONG}/x", "output_dir", "is longer than 255 bytes as a directory name"),
+    ("output_dir=" + "é" * 128, "output_dir", "is longer than 255 bytes"),  # 128 characters
+    (f"backbones=[org/{LONG}]", "backbones", "is longer than 255 bytes as a directory name"),
+    (f"study.storage=sqlite:///outputs/{LONG}.db", "study.storage", "255 bytes as a file or"),
+    (f"study.storage=journal:{LONG}/study.log", "study.storage", "is longer than 255 bytes"),
+])
+def test_paths_the_sweep_cannot_create_are_rejected(override: str, key: str, problem: str) -> None:
+    message = error_of(SMOKE, override)
+    assert f": {key}: " in message and problem in message
+    assert "pw" not in message
+
+
+def test_output_dir_may_be_an_existing_dir(tmp_path: Path) -> None:
+    assert load(SMOKE, [f"output_dir={tmp_path}"]).config.output_dir == str(tmp_path)
