@@ -427,12 +427,12 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True)
     if not cfg.output_dir:
         fail("output_dir", "must not be empty")
     _check_names(fail, "output_dir", Path(cfg.output_dir).parts)
-    if Path(cfg.output_dir).exists() and not Path(cfg.output_dir).is_dir():
+    if os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):  # never raise
         fail("output_dir", f"{cfg.output_dir!r} exists and is not a directory")
 
 
 def _validate_storage_target(url: str, fail: Any) -> None:
-    """The file a file storage names, or the host of a redis one, is there to use."""
+    """A file storage's URL names a file that can be created; a redis one names a host."""
     if url.startswith("journal+redis://"):
         host = url.removeprefix("journal+redis://").split("/", 1)[0].rsplit("@", 1)[-1]
         if not host.split(":", 1)[0]:

@@ -313,3 +313,9 @@ def test_paths_the_sweep_cannot_create_are_rejected(override: str, key: str, pro
 
 def test_output_dir_may_be_an_existing_dir(tmp_path: Path) -> None:
     assert load(SMOKE, [f"output_dir={tmp_path}"]).config.output_dir == str(tmp_path)
+
+
+def test_a_file_that_is_not_utf8_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"study:\n  name: caf\xe9\n")
+    assert error_of(path) == f"{path}: not UTF-8 text (byte 18)"
