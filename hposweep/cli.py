@@ -197,7 +197,7 @@ def export(
         from hposweep.config import backbone_slug, load
         from hposweep.export import export_best
 
-        cfg = load(config, overrides or []).config
+        cfg = load(config, overrides or [], check_files=False).config
         for status in _statuses(cfg):
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
             done = export_best(cfg, status, target, console.warn)
@@ -225,7 +225,7 @@ def plot(
     console = SweepConsole()
     plotted = False
     try:
-        cfg = load(config, overrides or []).config
+        cfg = load(config, overrides or [], check_files=False).config
         for status in _statuses(cfg):
             if not status.exists:
                 console.warn(f"{status.backbone}: no study {status.study_name!r} yet")
@@ -256,7 +256,7 @@ def _load_statuses(console: SweepConsole, config: Path,
     from hposweep.config import load
 
     try:
-        return _statuses(load(config, overrides or []).config)
+        return _statuses(load(config, overrides or [], check_files=False).config)
     except UserError as exc:
         _fail(console, exc)
 

@@ -7,11 +7,13 @@ and reported as one :class:`ConfigError` line naming the file, the key and the p
 from __future__ import annotations
 
 import difflib
+import io
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, get_args, get_type_hints
+from typing import Any, NamedTuple, NoReturn, get_args, get_type_hints
 
 from hposweep.errors import ConfigError, first_line
 
@@ -31,9 +33,63 @@ BUILTIN_HYPERPARAMETERS = (
     "epochs",
 )
 BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy")
+
+
+class Bounds(NamedTuple):
+    """The values a numeric setting may take."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is excluded
+    integer: bool = False
+    nullable: bool = False
+    meaning: str = ""  # completes "must be ..."
+
+    def allows(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not math.isfinite(value) or (self.integer and value != int(value)):
+            return False
+        return (value > self.low if self.low_open else value >= self.low) and value <= self.high
+
+
+POSITIVE = Bounds(0.0, low_open=True, meaning="a positive finite number")
+COUNT = Bounds(1, integer=True, meaning="a whole number, at least 1")
+FRACTION = Bounds(0.0, 1.0, meaning="a number within [0, 1]")
+# What a value of the built-in trainer's hyperparameters may be, as a train.* default and
+# as every value its search_space entry can reach.
+HYPERPARAMETER_BOUNDS = {
+    "learning_rate": POSITIVE,
+    "batch_size": COUNT,
+    "epochs": COUNT,
+    "dropout": FRACTION._replace(nullable=True, meaning="a number within [0, 1] (or null)"),
+    "warmup_ratio": FRACTION,
+    "weight_decay": Bounds(0.0, meaning="0 or a positive finite number"),
+    "max_grad_norm": POSITIVE,
+}
+PRUNER_BOUNDS = {
+    "n_startup_trials": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
+    "n_warmup_steps": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
+    "min_resource": COUNT,
+    "reduction_factor": Bounds(2, integer=True, meaning="a whole number, at least 2"),
+}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
+# Storages whose URL names a file, and the form to write it in.
+FILE_STORAGES = {"sqlite:///": "sqlite:///path/to/study.db", "journal:": "journal:path/to/study.log"}
+NAME_MAX = 255  # bytes in one file or directory name (ext4, xfs, btrfs, APFS)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+# Input is refused before YAML parsing beyond these: PyYAML's time grows with a scalar's
+# length (10 MB: minutes) and its stack with nesting.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_OVERRIDE_CHARS = 64 << 10
+MAX_FLOW_DEPTH = 64
+MAX_MESSAGE_CHARS = 300  # of a library's error message (it may quote a whole value)
+# A bracket, or what to skip: a quoted string (unclosed: to the end of its line, so that no
+# match ever backtracks and the scan stays linear) or a comment.
+FLOW_TOKEN = re.compile(r"""[\[\]{}]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|(?<!\S)#[^\n]*""")
 # Keys the seed spec used for the study, and where they live now.
 RENAMED_KEYS = {
     "checkpoint.study_name": "study.name",
@@ -71,6 +127,7 @@ class StudyConfig:
     n_workers: int = 1  # trials at once on this machine, each in its own process
     heartbeat_interval: int | None = 60  # seconds; RDB storages (SQLite, PostgreSQL, MySQL)
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
+    max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
 
 
 @dataclass
@@ -131,7 +188,7 @@ class KFoldConfig:
 class CheckpointConfig:
     enabled: bool = True
     auto_resume: bool = True
-    save_only_best: bool = False
+    save_only_best: bool = True  # False: keep every trial's every fold (the seed's behaviour)
     keep_best: int = 1
 
 
@@ -176,21 +233,19 @@ def study_name_for(cfg: SweepConfig, backbone: str) -> str:
     return cfg.study.name.replace("{backbone}", backbone_slug(backbone))
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+         check_files: bool = True) -> LoadedConfig:
     """Read ``path``, apply ``key=value`` overrides, and return a validated config.
 
+    ``check_files=False`` skips checking that the data files exist: the commands that only
+    read a study (status, best, compare, export, plot) do not need them.
     Raises :class:`ConfigError` with one line naming the file, the key and the problem.
     """
     from omegaconf import OmegaConf
 
     path = Path(path)
     raw = _read_yaml(path)
-    try:
-        override_cfg = OmegaConf.from_dotlist(list(overrides))
-    except Exception as exc:
-        raise ConfigError(f"bad override in {' '.join(overrides)!r}: {first_line(exc)}") from None
-    for bad in [o for o in overrides if "=" not in o]:
-        raise ConfigError(f"bad override {bad!r}: expected key=value, e.g. study.max_trials=10")
+    override_cfg = OmegaConf.merge(OmegaConf.create(), *map(_parse_override, overrides))
     for source, tree in ((str(path), raw), ("override", override_cfg)):
         _reject_renamed_keys(source, OmegaConf.to_container(tree, resolve=False))
 
@@ -208,7 +263,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Loade
         cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except Exception as exc:
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
-    validate(cfg, source=str(path))
+    validate(cfg, source=str(path), check_files=check_files)
     return LoadedConfig(cfg, unresolved_yaml, path)
 
 
@@ -217,8 +272,20 @@ def _read_yaml(path: Path) -> Any:
 
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
+    with path.open("rb") as file:
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes; a config file may have at "
+                          f"most {MAX_CONFIG_BYTES:,} (1 MiB)")
     try:
-        raw = OmegaConf.load(path)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    too_deep = _too_deep_at(text)
+    if too_deep is not None:
+        raise ConfigError(f"{path}: line {too_deep}: [ and {{ nest deeper than {MAX_FLOW_DEPTH} levels")
+    try:
+        raw = OmegaConf.load(io.StringIO(text))
     except Exception as exc:  # yaml errors, constructor errors for !!python tags, ...
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(raw, DictConfig):
@@ -226,12 +293,64 @@ def _read_yaml(path: Path) -> Any:
     return raw
 
 
+def _parse_override(override: str) -> Any:
+    """One ``key=value`` override as a config tree; a bad one is named on its own."""
+    from omegaconf import OmegaConf
+
+    def fail(problem: str) -> NoReturn:
+        raise ConfigError(f"bad override {_quoted(override)}: {problem}")
+
+    if len(override) > MAX_OVERRIDE_CHARS:
+        fail(f"an override may have at most {MAX_OVERRIDE_CHARS:,} characters")
+    if _too_deep_at(override) is not None:
+        fail(f"[ and {{ nest deeper than {MAX_FLOW_DEPTH} levels")
+    if "=" not in override:
+        fail("expected key=value, e.g. study.max_trials=10")
+    try:
+        return OmegaConf.from_dotlist([override])
+    except Exception as exc:
+        fail(_library_problem(exc))
+
+
+def _too_deep_at(text: str) -> int | None:
+    """The line where ``[``/``{`` collections nest deeper than MAX_FLOW_DEPTH, else None.
+
+    A cheap scan before parsing: quoted strings and comments are skipped, well enough for
+    a limit no real config comes near.
+    """
+    depth = 0
+    for token in FLOW_TOKEN.finditer(text):
+        if token.group() in ("[", "{"):
+            depth += 1
+        elif token.group() in ("]", "}"):
+            depth = max(depth - 1, 0)
+        if depth > MAX_FLOW_DEPTH:
+            return text.count("\n", 0, token.start()) + 1
+    return None
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    """``text`` quoted; a long one cut short, with its length."""
+    if len(text) <= limit:
+        return repr(text)
+    shown = repr(text[:limit])
+    return f"{shown[:-1]}…{shown[-1]} ({len(text):,} characters)"
+
+
+def _library_problem(exc: BaseException) -> str:
+    """A library's error message in one line, cut short: it may quote a whole value."""
+    message = first_line(exc)
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
+
+
 def _yaml_problem(exc: Exception) -> str:
     """``line L, column C: problem`` for PyYAML's marked errors; else the first line."""
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None)
     if mark is None or problem is None:
-        return first_line(exc)
+        return _library_problem(exc)
     text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
     if context and context_mark is not None:
@@ -249,7 +368,7 @@ def _reject_renamed_keys(source: str, tree: Any) -> None:
 def _describe_omegaconf_error(exc: Exception) -> str:
     """One line for an OmegaConf merge/conversion error, with a 'did you mean' for typos."""
     key = getattr(exc, "full_key", None) or ""
-    message = first_line(exc)
+    message = _library_problem(exc)
     if type(exc).__name__ == "ConfigKeyError" and key:
         known = _schema_keys_near(key)
         leaf = key.rsplit(".", 1)[-1]
@@ -279,7 +398,7 @@ def _schema_keys_near(full_key: str) -> list[str]:
 # ---------------------------------------------------------------- semantic validation
 
 
-def validate(cfg: SweepConfig, source: str = "config") -> None:
+def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True) -> None:
     """Check values a type system cannot: ranges, names, files, combinations."""
 
     def fail(key: str, problem: str) -> None:
@@ -287,17 +406,14 @@ def validate(cfg: SweepConfig, source: str = "config") -> None:
 
     _validate_study(cfg, fail)
     _validate_search_space(cfg, fail)
-    _validate_data(cfg, fail)
+    _validate_data(cfg, fail, check_files)
     t = cfg.train
-    if t.epochs < 1:
-        fail("train.epochs", f"must be at least 1, got {t.epochs}")
+    for name, bounds in HYPERPARAMETER_BOUNDS.items():
+        _check_bounds(fail, f"train.{name}", getattr(t, name), bounds)
     if not DEVICE.match(t.device):
         fail("train.device", f"must be auto, cpu, mps, cuda or cuda:N, got {t.device!r}")
     if t.trainer != BUILTIN_TRAINER and not re.match(r"^[\w.]+:[\w]+$", t.trainer):
         fail("train.trainer", f"must be 'builtin' or 'package.module:function', got {t.trainer!r}")
-    for name in ("learning_rate", "batch_size"):
-        if getattr(t, name) <= 0:
-            fail(f"train.{name}", f"must be positive, got {getattr(t, name)}")
     for name in ("resume_every_epochs", "resume_every_steps"):
         if getattr(t, name) < 0:
             fail(f"train.{name}", f"must be 0 (never) or positive, got {getattr(t, name)}")
@@ -307,8 +423,40 @@ def validate(cfg: SweepConfig, source: str = "config") -> None:
         fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
     if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
         fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
+    if not cfg.mlflow.experiment.strip():
+        fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:
         fail("output_dir", "must not be empty")
+    _check_names(fail, "output_dir", Path(cfg.output_dir).parts)
+    if os.path.exists(cfg.output_dir) and not os.path.isdir(cfg.output_dir):  # never raise
+        fail("output_dir", f"{cfg.output_dir!r} exists and is not a directory")
+
+
+def _validate_storage_target(url: str, fail: Any) -> None:
+    """A file storage's URL names a file that can be created; a redis one names a host."""
+    if url.startswith("journal+redis://"):
+        host = url.removeprefix("journal+redis://").split("/", 1)[0].rsplit("@", 1)[-1]
+        if not host.split(":", 1)[0]:
+            fail("study.storage", "names no redis host: use journal+redis://host:port/db")
+        return
+    for prefix, form in FILE_STORAGES.items():
+        if url.startswith(prefix):
+            target = url.removeprefix(prefix)
+            if not target.strip():
+                fail("study.storage", f"names no file: use {form}")
+            _check_names(fail, "study.storage", Path(target).parts, "a file or directory name")
+
+
+def _check_names(fail: Any, key: str, names: Any, what: str = "a directory name") -> None:
+    """Each of ``names`` fits in one file or directory name."""
+    for name in names:
+        if len(os.fsencode(name)) > NAME_MAX:
+            fail(key, f"{_quoted(name)} is longer than {NAME_MAX} bytes as {what}")
+
+
+def _check_bounds(fail: Any, key: str, value: Any, bounds: Bounds) -> None:
+    if not bounds.allows(value):
+        fail(key, f"must be {bounds.meaning}, got {value!r}")
 
 
 def _validate_study(cfg: SweepConfig, fail: Any) -> None:
@@ -318,6 +466,7 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
     slugs = [backbone_slug(b) for b in cfg.backbones]
     if any(not b.strip() for b in cfg.backbones):
         fail("backbones", "a backbone name is empty")
+    _check_names(fail, "backbones", slugs)
     if len(set(slugs)) != len(slugs):
         fail("backbones", f"two backbones share a directory name: {slugs}")
     leftover = re.findall(r"\{([^}]*)\}", s.name.replace("{backbone}", ""))
@@ -339,6 +488,10 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
         fail("study.n_workers", f"must be at least 1, got {s.n_workers}")
     if s.max_retry < 0:
         fail("study.max_retry", f"must be 0 or more, got {s.max_retry}")
+    if s.max_failures is not None and s.max_failures < 1:
+        fail("study.max_failures", f"must be at least 1 or null (= max_trials), got {s.max_failures}")
+    for name, bounds in PRUNER_BOUNDS.items():
+        _check_bounds(fail, f"study.pruner.{name}", getattr(s.pruner, name), bounds)
     for name in ("heartbeat_interval", "grace_period"):
         if getattr(s, name) is not None and getattr(s, name) < 1:
             fail(f"study.{name}", f"must be at least 1 second or null, got {getattr(s, name)}")
@@ -352,6 +505,8 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
             f"{s.storage!r} is not a storage URL: use sqlite:///path, postgresql://..., "
             "mysql://..., journal:path or journal+redis://host:port",
         )
+    if s.storage is not None:
+        _validate_storage_target(s.storage, fail)
     if cfg.train.trainer == BUILTIN_TRAINER:
         metric = s.objective_metric
         if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):
@@ -379,8 +534,18 @@ def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:
             _validate_categorical(key, spec, fail)
         else:
             _validate_numeric(key, spec, fail)
+        if cfg.train.trainer == BUILTIN_TRAINER and name in HYPERPARAMETER_BOUNDS:
+            for attr, value in _reachable_ends(spec):
+                _check_bounds(fail, f"{key}.{attr}", value, HYPERPARAMETER_BOUNDS[name])
         if cfg.study.sampler.name == "grid" and spec.type == "float" and spec.step is None:
             fail(key, "the grid sampler needs a step (or categorical choices) for every float")
+
+
+def _reachable_ends(spec: ParamSpec) -> list[tuple[str, Any]]:
+    """The values that bound what a search space entry can sample, by the key holding them."""
+    if spec.type == "categorical":
+        return [("choices", choice) for choice in spec.choices or []]
+    return [("low", spec.low), ("high", spec.high)]
 
 
 def _validate_categorical(key: str, spec: ParamSpec, fail: Any) -> None:
@@ -417,7 +582,7 @@ def _validate_numeric(key: str, spec: ParamSpec, fail: Any) -> None:
                 fail(f"{key}.{attr}", f"must be a whole number for an int parameter, got {value}")
 
 
-def _validate_data(cfg: SweepConfig, fail: Any) -> None:
+def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     d = cfg.data
     if d.task not in TASKS:
         fail("data.task", f"unknown task {d.task!r}; one of {', '.join(TASKS)}")
@@ -428,7 +593,7 @@ def _validate_data(cfg: SweepConfig, fail: Any) -> None:
             fail("data.synthetic", "generated data exists for token-classification only")
         if d.synthetic.sentences < 4:
             fail("data.synthetic.sentences", f"must be at least 4, got {d.synthetic.sentences}")
-    for key in ("train", "validation"):
+    for key in ("train", "validation") if check_files else ():
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
             fail(f"data.{key}", f"file not found: {value}")

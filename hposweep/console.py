@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from hposweep.results import BackboneResult, TrialRow
 
@@ -44,12 +45,27 @@ def _fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
 
 
+def _console(**options: Any) -> Console:
+    """A rich Console that leaves text alone: no highlighting, no ``:emoji:`` codes."""
+    return Console(highlight=False, emoji=False, **options)
+
+
+def _text(*lines: str | Text) -> Text:
+    """Lines as one literal Text: user strings in them are never read as markup."""
+    return Text("\n").join(Text(line) if isinstance(line, str) else line for line in lines)
+
+
+def _named(backbone: str, rest: str) -> Text:
+    """``backbone`` in bold, then ``rest``, both literal."""
+    return Text.assemble((backbone, "bold"), rest)
+
+
 class SweepConsole:
     def __init__(self, mode: str | None = None, verbose: bool = False) -> None:
-        self.out = Console(highlight=False)
+        self.out = _console()
         if not self.out.is_terminal:
-            self.out = Console(highlight=False, width=120)  # logs: wider than rich's default 80
-        self.err = Console(stderr=True, highlight=False)
+            self.out = _console(width=120)  # logs: wider than rich's default 80
+        self.err = _console(stderr=True)
         self.mode = mode or ("rich" if self.out.is_terminal else "plain")
         self.verbose = verbose
         self._progress: Any = None
@@ -60,16 +76,20 @@ class SweepConsole:
         self._backbone = ""
 
     # ------------------------------------------------------------ messages
+    # Messages are plain text: whatever they quote (paths, values, reasons) prints as written.
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[yellow]warning:[/] {message}", markup=True, soft_wrap=True)
+        self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
 
     def error(self, message: str) -> None:
-        self.err.print(f"[red]error:[/] {message}", markup=True, soft_wrap=True)
+        self.stop_live()  # never glued onto a progress bar
+        self.err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
-    def info(self, message: str) -> None:
+    def info(self, message: str | Text) -> None:
+        """A line on stdout (none in json mode); a ``str`` prints literally."""
         if self.mode != "json":
-            self.out.print(message, soft_wrap=True)
+            self.out.print(Text(message) if isinstance(message, str) else message,
+                           soft_wrap=True)
 
     def internal_error(self, exc: BaseException) -> None:
         """A bug of hposweep's: the whole traceback, and who is to blame."""
@@ -96,8 +116,8 @@ class SweepConsole:
         self._backbone, self._finished = backbone, done
         self._maximize, self._best = maximize, None
         verb = "resuming" if resumed else "starting"
-        self.info(f"[bold]{backbone}[/]: {verb} study {study_name!r} "
-                  f"({done}/{total} trials finished)")
+        self.info(_named(backbone, f": {verb} study {study_name!r} "
+                                   f"({done}/{total} trials finished)"))
         if self.mode == "rich":
             from rich.progress import (
                 BarColumn,
@@ -107,7 +127,7 @@ class SweepConsole:
                 TimeElapsedColumn,
             )
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+            self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
                                       MofNCompleteColumn(), TimeElapsedColumn(),
                                       console=self.out, transient=True)
             self._progress.start()
@@ -138,7 +158,7 @@ class SweepConsole:
         if kept is not None:
             line += f" (new best, checkpoint kept: {kept})"
         if self.mode == "rich" and self._progress is not None:
-            self._progress.console.print(line, markup=False, soft_wrap=True)
+            self._progress.console.print(Text(line), soft_wrap=True)
             self._progress.update(self._task, completed=self._finished)
         elif self.mode == "plain":
             self.info(line)
@@ -159,8 +179,8 @@ class SweepConsole:
     def study_status(self, status: Any) -> None:
         """``hposweep status``: the trials, the best so far, what remains, what resumes."""
         if not status.exists:
-            self.out.print(f"[bold]{status.backbone}[/]: no study {status.study_name!r} yet "
-                           f"({status.storage}); `hposweep run` starts it")
+            self.out.print(_named(status.backbone, f": no study {status.study_name!r} yet "
+                                                   f"({status.storage}); `hposweep run` starts it"))
             return
         self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
                                    status.objective_metric, status.best_trial))
@@ -170,14 +190,14 @@ class SweepConsole:
                  else "best trial: none completed yet",
                  "resume pending:" if status.pending else "resume pending: nothing",
                  *[f"  {p}" for p in status.pending]]
-        self.out.print(Panel("\n".join(lines), title=status.backbone, title_align="left", expand=False))
-
+        self.out.print(Panel(_text(*lines), title=Text(status.backbone), title_align="left",
+                             expand=False))
 
     def best(self, statuses: list[Any]) -> None:
         """``hposweep best``: one panel per backbone."""
         for status in statuses:
             if status.best_trial is None:
-                self.out.print(f"[bold]{status.backbone}[/]: no completed trial yet")
+                self.out.print(_named(status.backbone, ": no completed trial yet"))
                 continue
             lines = [f"best trial: {status.best_trial}  {status.objective_metric} = "
                      f"{_fmt(status.best_value)}",
@@ -185,7 +205,7 @@ class SweepConsole:
                      f"checkpoint: {status.checkpoint or '(none on disk)'}",
                      f"MLflow parent run: {status.mlflow_parent_run_id or '-'}",
                      f"MLflow best trial run: {status.mlflow_best_run_id or '-'}"]
-            self.out.print(Panel("\n".join(lines), title=f"{status.backbone} ({status.study_name})",
+            self.out.print(Panel(_text(*lines), title=Text(f"{status.backbone} ({status.study_name})"),
                                  title_align="left", expand=False))
 
     def compare(self, statuses: list[Any]) -> None:
@@ -194,12 +214,12 @@ class SweepConsole:
         table = Table(title="backbones", title_justify="left")
         for column in ("backbone", "trials", f"best {metric}", "best trial: mean ± std over folds",
                        "time"):
-            table.add_column(column)
+            table.add_column(Text(column))
         for status in statuses:
             folds = status.best_fold_values
             spread = (f"{statistics.fmean(folds):.4f} ± {statistics.pstdev(folds):.4f} "
                       f"({len(folds)} folds)" if folds else "-")
-            table.add_row(status.backbone, _progress(status.finished, status.max_trials),
+            table.add_row(Text(status.backbone), _progress(status.finished, status.max_trials),
                           _fmt(status.best_value), spread, _fmt_duration(status.seconds))
         self.out.print(table)
 
@@ -216,11 +236,11 @@ class SweepConsole:
             self.out.print(f"{status.backbone}: would {action}{extra}", markup=False)
 
     def _summary_panel(self, result: BackboneResult) -> Panel:
-        lines = [f"trials: {result.n_complete} complete, {result.n_pruned} pruned, "
+        lines: list[str | Text] = [f"trials: {result.n_complete} complete, {result.n_pruned} pruned, "
                  f"{result.n_failed} failed (study total {result.n_complete + result.n_pruned}"
                  f"/{result.max_trials})"]
         if result.best_trial is None:
-            lines.append("[red]no trial completed[/]")
+            lines.append(Text("no trial completed", style="red"))
         else:
             lines += [f"best trial: {result.best_trial}  "
                       f"{result.objective_metric} = {_fmt(result.best_value)}",
@@ -229,7 +249,7 @@ class SweepConsole:
         lines.append(f"MLflow parent run: {result.mlflow_parent_run_id or '(not tracked)'}")
         if result.stopped != "max_trials":
             lines.append(f"stopped early: {result.stop_message}")
-        return Panel("\n".join(lines), title=f"{result.backbone}", title_align="left", expand=False)
+        return Panel(_text(*lines), title=Text(result.backbone), title_align="left", expand=False)
 
     def print_json(self, results: list[BackboneResult], exit_code: int) -> None:
         payload = {"exit_code": exit_code, "backbones": [r.to_json() for r in results]}
@@ -238,13 +258,13 @@ class SweepConsole:
 
 def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None) -> Table:
     """One row per trial, one column per hyperparameter; the best marked with *."""
-    table = Table(title=title, title_justify="left")
+    table = Table(title=Text(title), title_justify="left")
     names = list(dict.fromkeys(name for row in trials for name in row.params))
     notes = any(row.reason or row.retried_from is not None for row in trials)
     for column in ("#", "state", metric):
-        table.add_column(column, no_wrap=True, min_width=len(column))
+        table.add_column(Text(column), no_wrap=True, min_width=len(column))
     for column in (*names, "s"):
-        table.add_column(column, no_wrap=True, overflow="ellipsis")
+        table.add_column(Text(column), no_wrap=True, overflow="ellipsis")
     if notes:
         table.add_column("note", overflow="fold", ratio=1)
     for row in trials:
@@ -254,6 +274,6 @@ def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | Non
         note = " ".join(filter(None, [
             f"retry of {row.retried_from}" if row.retried_from is not None else "",
             row.reason or ""]))
-        table.add_row(str(row.number), row.state, _fmt(row.value) + marker, *values, seconds,
-                      *([note] if notes else []))
+        table.add_row(str(row.number), row.state, _fmt(row.value) + marker,
+                      *map(Text, values), seconds, *([Text(note)] if notes else []))
     return table

@@ -59,7 +59,7 @@ def make_storage(url: str | None, cfg: SweepConfig | None = None, reading: bool 
         try:
             backend = optuna.storages.journal.JournalRedisBackend(redis_url)
         except Exception as exc:  # no redis package, or no server
-            raise UserError(f"study.storage: cannot open {_redact(url)}: {first_line(exc)}") from None
+            raise UserError(f"study.storage: cannot open {redact_url(url)}: {first_line(exc)}") from None
         return optuna.storages.JournalStorage(backend)
     if url.startswith("journal:"):
         path = Path(url.removeprefix("journal:"))
@@ -88,7 +88,7 @@ def make_storage(url: str | None, cfg: SweepConfig | None = None, reading: bool 
             if attempt < SCHEMA_RACE_RETRIES and _lost_schema_race(exc):
                 time.sleep(0.2 * (attempt + 1))
                 continue
-            raise UserError(f"study.storage: cannot open {_redact(url)}: {first_line(exc)}") from None
+            raise UserError(f"study.storage: cannot open {redact_url(url)}: {first_line(exc)}") from None
         if url.startswith("sqlite") and not reading:
             _serialize_sqlite(storage.engine)
         return storage
@@ -236,7 +236,7 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     exists = study_name in _study_names(storage, url)
     if exists and not cfg.checkpoint.auto_resume:
         raise UserError(
-            f"study {study_name!r} already exists in {_redact(url)} and checkpoint.auto_resume is "
+            f"study {study_name!r} already exists in {redact_url(url)} and checkpoint.auto_resume is "
             "false: run with checkpoint.auto_resume=true to resume it, or --fresh to archive it "
             "and start again"
         )
@@ -334,7 +334,7 @@ def _study_names(storage: Any, url: str | None) -> list[str]:
     try:
         return [s.study_name for s in storage.get_all_studies()]
     except Exception as exc:
-        raise UserError(f"study.storage: cannot read {_redact(url)}: {first_line(exc)}") from None
+        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
 def archive_study(cfg: SweepConfig, study_name: str) -> Path | None:
@@ -350,15 +350,26 @@ def archive_study(cfg: SweepConfig, study_name: str) -> Path | None:
     return target
 
 
-def _redact(url: str | None) -> str:
-    """A storage URL without its password."""
+def redact_url(url: str | None) -> str:
+    """A storage URL fit to print: the password (userinfo or ``?password=``) left out.
+
+    Rendered by SQLAlchemy's URL parser; ``journal+redis://`` is parsed as the redis URL it
+    wraps. A URL that does not parse cleanly shows only its scheme.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     if url is None:
         return "memory"
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        credentials, host = rest.rsplit("@", 1)
-        return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-    return url
-
-
-redact_url = _redact
+    if url.startswith("journal:"):
+        return url  # a file path
+    prefix = "journal+" if url.startswith("journal+redis://") else ""
+    scheme, has_scheme, _ = url.partition("://")
+    try:
+        parsed = make_url(url.removeprefix(prefix))
+    except (ArgumentError, ValueError):
+        parsed = None
+    if parsed is None or "@" in (parsed.host or ""):  # an unquoted @ in the password
+        return f"{scheme}://***" if has_scheme else "***"
+    parsed = parsed.difference_update_query([k for k in parsed.query if k.lower() == "password"])
+    return prefix + parsed.render_as_string(hide_password=True)

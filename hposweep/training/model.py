@@ -7,11 +7,11 @@ tokenizer built from the training data) for offline use and CI.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from hposweep.api import Example
 from hposweep.config import SweepConfig
-from hposweep.errors import ConfigError
+from hposweep.errors import ConfigError, first_line
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
                   "sep_token": "[SEP]", "mask_token": "[MASK]"}
@@ -60,6 +60,8 @@ def load_tokenizer(cfg: SweepConfig, backbone: str, examples: list[Example]) -> 
 
 AUTO_MODEL = {"token-classification": "AutoModelForTokenClassification",
               "sequence-classification": "AutoModelForSequenceClassification"}
+# Shown when an unknown model_type is close to none of transformers' names.
+COMMON_MODEL_TYPES = ("bert", "distilbert", "roberta", "deberta-v2", "electra", "xlm-roberta")
 
 
 def build_model(
@@ -93,13 +95,77 @@ def build_model(
 
 
 def check_backbone(cfg: SweepConfig, backbone: str) -> None:
-    """Fail before any trial when a ``from_pretrained`` backbone cannot be loaded."""
+    """Fail before any trial when the device is missing or the model cannot be built."""
+    _check_device(cfg.train.device)
+    if cfg.model.from_config is not None:
+        _check_from_config(cfg)
+        return
+    _check_pretrained(cfg, backbone)
+
+
+def _check_device(device: str) -> None:
+    kind, _, index = device.partition(":")
+    if kind not in ("cuda", "mps"):
+        return
+    import torch
+
+    if kind == "mps" and not torch.backends.mps.is_available():
+        why = "built without MPS" if not torch.backends.mps.is_built() else "no MPS device visible"
+        _missing_device(device, "MPS", why)
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            _missing_device(device, "CUDA", "built without CUDA" if torch.version.cuda is None
+                            else "no GPU visible")
+        if index and int(index) >= count:
+            raise ConfigError(f"train.device: {device} requested but this torch sees {count} CUDA "
+                              f"device(s) (cuda:0 to cuda:{count - 1}); use one of them, cpu or auto")
+
+
+def _missing_device(device: str, kind: str, why: str) -> NoReturn:
+    import torch
+
+    raise ConfigError(f"train.device: {device} requested but this torch has no {kind} device "
+                      f"(torch {torch.__version__}, {why}); use cpu or auto")
+
+
+def _check_from_config(cfg: SweepConfig) -> None:
+    """Build the model on the meta device (no memory, milliseconds): a config transformers
+    refuses (heads not dividing the hidden size, an unknown activation) fails here, once."""
+    import difflib
+
+    import torch
+    import transformers
+    from transformers import CONFIG_MAPPING, AutoConfig
+
+    spec = dict(cfg.model.from_config or {})
+    model_type = spec.pop("model_type")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        names = sorted(CONFIG_MAPPING.keys())
+        known = difflib.get_close_matches(str(model_type), names, n=5, cutoff=0.6) or [
+            name for name in COMMON_MODEL_TYPES if name in names]
+        raise ConfigError(f"model.from_config.model_type: transformers has no model type "
+                          f"{model_type!r}; known ones include {', '.join(map(repr, known))} "
+                          f"({len(names)} in transformers {transformers.__version__})")
+    try:
+        model_config = AutoConfig.for_model(model_type, **spec)
+        # As build_model sets them from the word-level tokenizer: [PAD] is id 0 of its specials.
+        model_config.vocab_size, model_config.pad_token_id = len(SPECIAL_TOKENS), 0
+        with torch.device("meta"):
+            getattr(transformers, AUTO_MODEL[cfg.data.task]).from_config(
+                model_config, trust_remote_code=cfg.model.trust_remote_code)
+    except Exception as exc:  # whatever transformers raises for the user's config dict
+        problem = first_line(exc) if isinstance(exc, ValueError) else (
+            f"{type(exc).__name__}: {first_line(exc)}")
+        raise ConfigError(f"model.from_config: {problem}") from None
+
+
+def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
+    """A ``from_pretrained`` backbone can be loaded (a local dir, or the hub provides it)."""
     import logging
     import os
     from pathlib import Path
 
-    if cfg.model.from_config is not None:
-        return
     if backbone.startswith(("/", ".", "~")) and not Path(backbone).expanduser().is_dir():
         raise ConfigError(f"backbones: local model dir not found: {backbone}")
     from transformers import AutoConfig

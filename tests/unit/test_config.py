@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -156,3 +159,163 @@ def test_backbone_slug_and_study_name() -> None:
     assert backbone_slug("org/model") == "model"
     cfg = load(SMOKE, ["backbones=[/tmp/x/tiny]"]).config
     assert study_name_for(cfg, cfg.backbones[0]) == "smoke_tiny"
+
+
+def test_a_bad_override_is_named_alone() -> None:
+    message = error_of(SMOKE, "train.epochs=2", "data.train=[x", "study.max_trials=3")
+    assert message.startswith("bad override 'data.train=[x': ")
+
+
+def test_only_the_best_checkpoint_is_kept_by_default(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("  save_only_best: true\n", "")
+    assert "save_only_best" not in text
+    assert load(write(tmp_path, text)).config.checkpoint.save_only_best is True
+    keep_all = load(write(tmp_path, text), ["checkpoint.save_only_best=false"]).config
+    assert keep_all.checkpoint.save_only_best is False
+
+
+@pytest.mark.parametrize(("overrides", "key", "problem"), [
+    (["train.learning_rate=0"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=-1e-5"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=nan"], "train.learning_rate", "positive finite"),
+    (["train.learning_rate=inf"], "train.learning_rate", "positive finite"),
+    (["train.batch_size=0"], "train.batch_size", "at least 1"),
+    (["train.epochs=0"], "train.epochs", "at least 1"),
+    (["train.dropout=1.5"], "train.dropout", "within [0, 1]"),
+    (["train.dropout=-0.1"], "train.dropout", "within [0, 1]"),
+    (["train.warmup_ratio=1.5"], "train.warmup_ratio", "within [0, 1]"),
+    (["train.weight_decay=-0.1"], "train.weight_decay", "0 or a positive"),
+    (["train.max_grad_norm=0"], "train.max_grad_norm", "positive finite"),
+    (["train.max_grad_norm=inf"], "train.max_grad_norm", "positive finite"),
+    (["search_space.batch_size.choices=[0,16]"], "search_space.batch_size.choices", "at least 1"),
+    (["search_space.batch_size.choices=[16.5]"], "search_space.batch_size.choices", "whole number"),
+    (["search_space.batch_size.choices=[big]"], "search_space.batch_size.choices", "whole number"),
+    (["search_space.dropout.high=1.5"], "search_space.dropout.high", "within [0, 1]"),
+    (["search_space.dropout.low=-0.1"], "search_space.dropout.low", "within [0, 1]"),
+    (["search_space.warmup_ratio.high=1.5"], "search_space.warmup_ratio.high", "within [0, 1]"),
+    (["search_space.weight_decay.low=-0.1"], "search_space.weight_decay.low", "0 or a positive"),
+    (["search_space.learning_rate.log=false", "search_space.learning_rate.low=0"],
+     "search_space.learning_rate.low", "positive finite"),
+    (["search_space.epochs.type=int", "search_space.epochs.low=0", "search_space.epochs.high=3"],
+     "search_space.epochs.low", "at least 1"),
+    (["study.pruner.reduction_factor=1"], "study.pruner.reduction_factor", "at least 2"),
+    (["study.pruner.min_resource=0"], "study.pruner.min_resource", "at least 1"),
+    (["study.pruner.n_startup_trials=-1"], "study.pruner.n_startup_trials", "0 or more"),
+    (["study.pruner.n_warmup_steps=-1"], "study.pruner.n_warmup_steps", "0 or more"),
+    (["mlflow.experiment=''"], "mlflow.experiment", "must not be empty"),
+    (["mlflow.experiment=' '"], "mlflow.experiment", "must not be empty"),
+    (["study.max_failures=0"], "study.max_failures", "at least 1 or null"),
+])
+def test_values_no_trial_could_use_are_rejected(overrides: list[str], key: str, problem: str
+                                                ) -> None:
+    message = error_of(SMOKE, *overrides)
+    assert f": {key}: " in message and problem in message
+
+
+def test_a_custom_trainers_search_space_has_no_builtin_bounds() -> None:
+    cfg = load(SMOKE, ["train.trainer=fake_trainers:quadratic", "search_space.dropout.high=2"]).config
+    assert cfg.search_space["dropout"].high == 2
+
+
+def test_max_failures_defaults_to_null_and_takes_a_count() -> None:
+    assert load(SMOKE).config.study.max_failures is None
+    assert load(SMOKE, ["study.max_failures=3"]).config.study.max_failures == 3
+
+
+def test_reading_commands_can_load_without_the_data_files(tmp_path: Path) -> None:
+    gone = ["data.synthetic=null", f"data.train={tmp_path}/gone.conll",
+            "k_fold.enabled=false", f"data.validation={tmp_path}/gone-too.conll"]
+    assert "data.train: file not found" in error_of(SMOKE, *gone)
+    cfg = load(SMOKE, gone, check_files=False).config
+    assert (cfg.data.train, cfg.data.validation) == (f"{tmp_path}/gone.conll",
+                                                     f"{tmp_path}/gone-too.conll")
+
+
+def validate_in_subprocess(path: Path, *overrides: str, timeout: float = 120
+                           ) -> tuple[int, str, float]:
+    """``hposweep validate`` in its own process, so that a crash shows as its exit status."""
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "hposweep", "validate", str(path), *overrides],
+                          capture_output=True, text=True, timeout=timeout)
+    return done.returncode, done.stderr, time.monotonic() - start
+
+
+def test_deeply_nested_file_is_refused_before_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, "study:\n  name: x\nbackbones: " + "[" * 50_000 + "\n")
+    code, stderr, _ = validate_in_subprocess(path)
+    assert (code, stderr) == (2, f"error: {path}: line 3: [ and {{ nest deeper than 64 levels\n")
+
+
+def test_deeply_nested_override_is_refused_before_parsing() -> None:
+    code, stderr, _ = validate_in_subprocess(SMOKE, "backbones=" + "[" * 50_000)
+    assert code == 2
+    assert stderr == ("error: bad override 'backbones=[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                      "…' (50,010 characters): [ and { nest deeper than 64 levels\n")
+
+
+def test_huge_file_is_refused_unread(tmp_path: Path) -> None:
+    text = SMOKE.read_text().replace("experiment: hposweep-smoke", "experiment: " + "x" * 10_000_000)
+    path = write(tmp_path, text)
+    code, stderr, seconds = validate_in_subprocess(path)
+    assert (code, stderr) == (2, f"error: {path}: {len(text):,} bytes; a config file may have "
+                                 "at most 1,048,576 (1 MiB)\n")
+    assert seconds < 5
+
+
+def test_the_nesting_scan_is_quick_on_unclosed_quotes(tmp_path: Path) -> None:
+    path = write(tmp_path, 'study: "' + '\\"' * 500_000 + "\n")  # one escaped quote after another
+    code, _, seconds = validate_in_subprocess(path, timeout=30)
+    assert code == 2 and seconds < 5
+
+
+def test_huge_override_is_refused() -> None:
+    message = error_of(SMOKE, "mlflow.experiment=" + "x" * 70_000)
+    assert message == ("bad override 'mlflow.experiment=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx…' "
+                       "(70,018 characters): an override may have at most 65,536 characters")
+
+
+def test_brackets_in_quotes_and_comments_do_not_count(tmp_path: Path) -> None:
+    deep = "[" * 100
+    text = SMOKE.read_text().replace("experiment: hposweep-smoke", f"experiment: '{deep}'  # {deep}")
+    assert load(write(tmp_path, text), [f'mlflow.tracking_uri="{deep}"']).config.mlflow.experiment == deep
+
+
+def test_deep_block_nesting_is_a_clear_error(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study:\n" + "- " * 400 + "x\n"))
+    assert message == f"{tmp_path / 'c.yaml'}: not valid YAML: nested too deeply to read"
+
+
+def test_a_long_value_is_cut_short_in_a_library_message(tmp_path: Path) -> None:
+    message = error_of(write(tmp_path, "study: " + "x" * 100_000 + "\n"))
+    assert "Merge error" in message and message.endswith("x…") and len(message) < 400
+
+
+LONG = "x" * 256
+
+
+@pytest.mark.parametrize(("override", "key", "problem"), [
+    ("study.storage=sqlite:///", "study.storage", "use sqlite:///path/to/study.db"),
+    ("study.storage='journal:'", "study.storage", "use journal:path/to/study.log"),
+    ("study.storage=journal+redis://", "study.storage", "use journal+redis://host:port/db"),
+    ("study.storage=journal+redis://:pw@:6379/0", "study.storage", "use journal+redis://host:port"),
+    ("output_dir=/dev/null", "output_dir", "'/dev/null' exists and is not a directory"),
+    (f"output_dir=outputs/{LONG}/x", "output_dir", "is longer than 255 bytes as a directory name"),
+    ("output_dir=" + "é" * 128, "output_dir", "is longer than 255 bytes"),  # 128 characters
+    (f"backbones=[org/{LONG}]", "backbones", "is longer than 255 bytes as a directory name"),
+    (f"study.storage=sqlite:///outputs/{LONG}.db", "study.storage", "255 bytes as a file or"),
+    (f"study.storage=journal:{LONG}/study.log", "study.storage", "is longer than 255 bytes"),
+])
+def test_paths_the_sweep_cannot_create_are_rejected(override: str, key: str, problem: str) -> None:
+    message = error_of(SMOKE, override)
+    assert f": {key}: " in message and problem in message
+    assert "pw" not in message
+
+
+def test_output_dir_may_be_an_existing_dir(tmp_path: Path) -> None:
+    assert load(SMOKE, [f"output_dir={tmp_path}"]).config.output_dir == str(tmp_path)
+
+
+def test_a_file_that_is_not_utf8_text(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"study:\n  name: caf\xe9\n")
+    assert error_of(path) == f"{path}: not UTF-8 text (byte 18)"

@@ -1,0 +1,99 @@
+"""Before any trial of the built-in trainer: a model that cannot be built from its config and
+a device this torch does not have are one-line config errors, not a failure per trial."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from hposweep.config import SweepConfig, load
+from hposweep.errors import ConfigError
+from hposweep.training.model import check_backbone
+from tests.helpers import hposweep
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 64}
+NO_CUDA = "built without CUDA" if torch.version.cuda is None else "no GPU visible"
+
+
+def smoke(*overrides: str, from_config: dict[str, Any] | None = None) -> SweepConfig:
+    cfg = load(SMOKE, list(overrides)).config
+    if from_config is not None:
+        cfg.model.from_config = from_config
+    return cfg
+
+
+def preflight_error(cfg: SweepConfig) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_backbone(cfg, cfg.backbones[0])
+    return str(info.value)
+
+
+def test_unknown_model_type_is_named_with_known_ones() -> None:
+    message = preflight_error(smoke(from_config={**TINY, "model_type": "bertt"}))
+    assert message.startswith("model.from_config.model_type: transformers has no model type "
+                              "'bertt'; known ones include ")
+    assert "'bert'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ({**TINY, "hidden_size": 30, "num_attention_heads": 4},
+     "The hidden size (30) is not a multiple of the number of attention heads (4)"),
+    ({"model_type": "distilbert", "dim": 100, "n_heads": 3},
+     "config.n_heads 3 must divide config.dim 100 evenly"),
+    ({**TINY, "hidden_act": "nope"}, "KeyError: 'nope'"),
+    ({"model_type": "clip"}, "Unrecognized configuration class <class "
+     "'transformers.models.clip.configuration_clip.CLIPConfig'> for this kind of AutoModel: "
+     "AutoModelForTokenClassification."),
+])
+def test_a_model_that_cannot_be_built_is_refused(spec: dict[str, Any], problem: str) -> None:
+    assert preflight_error(smoke(from_config=spec)) == f"model.from_config: {problem}"
+
+
+def test_the_vocabulary_size_is_the_tokenizers_so_any_given_one_passes() -> None:
+    check_backbone(smoke(from_config={**TINY, "vocab_size": 0}), "tiny-bert")
+
+
+def test_run_stops_before_any_study_is_created(workdir: Path) -> None:
+    result = hposweep("run", SMOKE, "model.from_config.hidden_size=30",
+                      "model.from_config.num_attention_heads=4")
+    assert (result.exit_code, result.stderr) == (2, (
+        "error: model.from_config: The hidden size (30) is not a multiple of the number of "
+        "attention heads (4)\n"))
+    assert not (workdir / "outputs" / "hpo").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this torch has a CUDA device")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_without_a_cuda_device_is_refused(device: str) -> None:
+    assert preflight_error(smoke(f"train.device={device}")) == (
+        f"train.device: {device} requested but this torch has no CUDA device "
+        f"(torch {torch.__version__}, {NO_CUDA}); use cpu or auto")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="this torch has no CUDA device")
+def test_a_cuda_index_beyond_the_visible_devices_is_refused() -> None:
+    count = torch.cuda.device_count()
+    assert preflight_error(smoke(f"train.device=cuda:{count}")) == (
+        f"train.device: cuda:{count} requested but this torch sees {count} CUDA device(s) "
+        f"(cuda:0 to cuda:{count - 1}); use one of them, cpu or auto")
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="this torch has an MPS device")
+def test_mps_without_an_mps_device_is_refused() -> None:
+    why = "built without MPS" if not torch.backends.mps.is_built() else "no MPS device visible"
+    assert preflight_error(smoke("train.device=mps")) == (
+        f"train.device: mps requested but this torch has no MPS device "
+        f"(torch {torch.__version__}, {why}); use cpu or auto")
+
+
+@pytest.mark.parametrize("device", [
+    "cpu", "auto",
+    pytest.param("cuda:0", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                    reason="this torch has no CUDA device"))])
+def test_a_device_this_torch_has_passes(device: str) -> None:
+    check_backbone(smoke(f"train.device={device}"), "tiny-bert")
