@@ -63,7 +63,7 @@ def test_sweep_events_print_user_values_literally(
     console.trial_started(1, {EVIL: EVIL})
     console.trial_finished(1, "COMPLETE", 0.5, kept=Path(EVIL))
     console.sweep_finished(BackboneResult(
-        EVIL, EVIL, "sqlite", False, 2, 1, 0, 1, 2, "loss", best_trial=1, best_value=0.5,
+        EVIL, EVIL, "sqlite", False, "max_trials", "", 2, 1, 0, 1, 2, "loss", best_trial=1, best_value=0.5,
         best_params={EVIL: EVIL}, checkpoint=EVIL,
         trials=[TrialRow(0, "FAIL", None, {EVIL: EVIL}, 1.0, reason=EVIL),
                 TrialRow(1, "COMPLETE", 0.5, {EVIL: EVIL}, 1.0)]))
