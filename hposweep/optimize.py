@@ -87,7 +87,7 @@ class TrialLoop:
 
         study, storage = self.opened.study, self.opened.storage
         with self.lock:
-            if _heartbeat_interval(storage):
+            if heartbeat_interval(storage):
                 optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
             for trial in recovery.recover(self.opened, self.cfg.study.max_retry):
                 self.on_recovered(trial)
@@ -117,12 +117,12 @@ class TrialLoop:
                 raise
 
 
-def _heartbeat_interval(storage: Any) -> int | None:
+def heartbeat_interval(storage: Any) -> int | None:
     """Heartbeats exist on RDB storages (SQLite included) when configured."""
     import optuna
 
     if isinstance(storage, optuna.storages.RDBStorage):
-        return storage.get_heartbeat_interval()
+        return storage.getheartbeat_interval()
     return None
 
 
@@ -130,7 +130,7 @@ def _heartbeat_interval(storage: Any) -> int | None:
 def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
     """Record the trial's heartbeat every interval while it runs (what ``study.optimize``
     does): another host's worker fails the trial when the beats stop."""
-    interval = _heartbeat_interval(opened.storage)
+    interval = heartbeat_interval(opened.storage)
     if not interval:
         yield
         return

@@ -28,7 +28,7 @@ from hposweep.console import SweepConsole
 from hposweep.data import build_folds, load_training_examples
 from hposweep.errors import reported_os_errors
 from hposweep.faults import barrier_point
-from hposweep.optimize import Stop, TrialLoop
+from hposweep.optimize import Stop, TrialLoop, heartbeat_interval
 from hposweep.provenance import git_commit, timestamp, versions
 from hposweep.results import (
     FINAL_LOGGED_ATTR,
@@ -201,7 +201,7 @@ class BackboneSweep:
         the storage has one, is checked first: a dead worker's trial does not count)."""
         import optuna
 
-        if getattr(self.opened.storage, "heartbeat_interval", None):
+        if heartbeat_interval(self.opened.storage):
             optuna.storages.fail_stale_trials(self.study)
         recovery.recover(self.opened, self.cfg.study.max_retry)
         running = self.study.get_trials(deepcopy=False,
