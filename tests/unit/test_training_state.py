@@ -94,3 +94,29 @@ def test_a_planted_pickle_in_the_resume_dir_is_refused_never_executed(tmp_path: 
     assert not MARKER.exists(), "the pickle's payload ran"
     assert "refused" in warnings[0]
     assert metrics == train(PARAMS, fold, context(cfg)), "it trained from the start instead"
+
+
+def test_a_symlinked_trial_dir_is_never_used_as_a_resume_dir(tmp_path: Path) -> None:
+    """A link where a trial's dir should be: not listed, not read, written or deleted."""
+    from hposweep.checkpoints import CheckpointLayout
+    from hposweep.resume import TrialResume, resume_roots
+
+    victim = tmp_path / "victim"
+    (victim / "resume" / "fold0").mkdir(parents=True)
+    (victim / "resume" / "fold0" / "latest.json").write_text("{}")
+    (victim / "resume" / "folds.json").write_text('{"completed": {"1": {"score": 9.0}}}')
+    root = tmp_path / "hpo" / "bert"
+    root.mkdir(parents=True)
+    (root / "trial_3_abcd1234").symlink_to(victim)
+    layout = CheckpointLayout(root, "abcd1234")
+    warnings: list[str] = []
+
+    assert resume_roots(layout) == []
+    resume = TrialResume(layout, 3, warn=warnings.append)
+    assert resume.completed_folds() == {}, "fold results read through a link"
+    assert resume.fold_dir(0) is None, "the trainer would save and delete state through it"
+    resume.record_fold(0, {"score": 1.0})
+    resume.remove()
+    assert (victim / "resume" / "fold0" / "latest.json").read_text() == "{}"
+    assert "9.0" in (victim / "resume" / "folds.json").read_text()
+    assert len(warnings) == 1 and "trial_3_abcd1234" in warnings[0], warnings
