@@ -147,13 +147,18 @@ def remove_tree(path: Path, root: Path, warn: Callable[[str], None]) -> None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same dir, fsync, then replace: readers see old or new."""
+    """Write to a temp file in the same dir, fsync, then replace: readers see old or new.
+    A failed write (a full disk) removes the temp file and leaves ``path`` as it was."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class CheckpointManager:

@@ -58,13 +58,19 @@ class TrialResume:
             return {}
 
     def record_fold(self, index: int, metrics: dict[str, float]) -> None:
-        """Remember a finished fold's metrics, then drop its now useless trainer state."""
+        """Remember a finished fold's metrics, then drop its now useless trainer state.
+        A failed write (a full disk) is a warning: the trial goes on, and only a retry
+        after a crash trains the fold again."""
         if not self.usable:
             return
         completed = self.completed_folds()
         completed[index] = metrics
-        self.dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed})
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed})
+        except OSError as exc:
+            self.warn(f"{self.dir}: fold {index} not recorded as finished ({exc}); a retry "
+                      "after a crash trains it again")
         remove_tree(self.dir / f"fold{index}", self.root, self.warn)
 
     def remove(self) -> None:

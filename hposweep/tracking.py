@@ -83,6 +83,10 @@ class SweepTracker:
         # After the import: importing mlflow sets its own logger to INFO.
         for name in ("alembic", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Its SQL store logs each OperationalError (a full disk, a locked database) with
+        # SQLAlchemy's traceback before raising it, which our one warning reports; its
+        # only other warnings are retries of creating the engine.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
         uri = tracking_uri(self.cfg)
         if uri.startswith("sqlite:///"):

@@ -3,6 +3,10 @@ reproducible, NaN and pruning end a fold with a reason, and both model paths wor
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,32 @@ def context(cfg: Any, checkpoint_dir: Path | None = None, prune: bool = False,
 def setup(*overrides: str) -> tuple[Any, Any]:
     cfg = load(SMOKE, [*SMALL, *overrides]).config
     return cfg, build_folds(cfg, load_training_examples(cfg))[0]
+
+
+PAGE = 4096  # tmpfs allocates whole pages
+
+
+def pages(nbytes: int) -> int:
+    """The bytes ``nbytes`` of file data take on a tmpfs."""
+    return -(-nbytes // PAGE) * PAGE
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """A real tmpfs of ``size`` bytes at ``path``, so that writes fail with ENOSPC for real
+    (the test is skipped where mounting is not allowed: it needs root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.system(f"mount -t tmpfs -o size={size} tmpfs {path} 2>/dev/null") != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:
+        os.system(f"umount {path}")
+
+
+def fill(directory: Path) -> None:
+    """Take every free byte of ``directory``'s filesystem."""
+    (directory / "filler").write_bytes(b"\0" * shutil.disk_usage(directory).free)
 
 
 def test_every_hyperparameter_reaches_model_optimizer_and_loader() -> None:
