@@ -9,9 +9,9 @@ Layout of a fold's resume dir::
 
 A new state is written completely under a temporary name, renamed, and only then
 does ``latest.json`` point at it; older states are deleted after that. A save that
-fails (a full disk) removes what it wrote and leaves the previous state as it was. Nothing is
-ever unpickled beyond what ``torch.load(weights_only=True)`` allows, so a planted
-pickle is refused, never executed.
+fails (a full disk) removes what it wrote and leaves the previous state as it was.
+Nothing is ever unpickled beyond what ``torch.load(weights_only=True)`` allows, so a
+planted pickle is refused, never executed.
 """
 
 from __future__ import annotations

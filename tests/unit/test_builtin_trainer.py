@@ -58,8 +58,8 @@ def tmpfs(path: Path, size: int) -> Iterator[Path]:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield path
-    finally:
-        os.system(f"umount {path}")
+    finally:  # lazily: a library may keep a file open (MLflow's cached SQLite engine)
+        os.system(f"umount --lazy {path}")
 
 
 def fill(directory: Path) -> None:
