@@ -5,15 +5,22 @@ way): the checkpoint is written completely into a ``.tmp-*`` dir and renamed int
 final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
 fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
 complete best checkpoint and never a half-written one under a final name.
+
+Nothing a file says is resolved: a kept checkpoint is a real dir named exactly
+``trial_{n}_{run_id}[_fold{k}]/checkpoint`` (no symlink from the root down), anything
+else in ``best.json`` is ignored with a warning, and every deletion goes through
+:func:`remove_tree`, which never follows a link.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Callable
@@ -43,10 +50,18 @@ class CheckpointLayout:
             raise UserError(f"the study's {self.run_id!r} is not a sweep id (8 hex digits); "
                             "the study storage was edited by hand?")
 
-    def contains(self, path: Path) -> bool:
-        """Whether ``path`` stays inside this sweep's dir (nothing is written or deleted
-        outside ``output_dir`` because a file said so)."""
-        return path.resolve().is_relative_to(self.root.resolve())
+    def parse_checkpoint(self, relative: str) -> tuple[int, int | None] | None:
+        """(trial, fold) of a checkpoint named relative to the root, if the string is
+        exactly ``trial_{n}_{run_id}[_fold{k}]/checkpoint``; no path is resolved."""
+        match = re.fullmatch(rf"(trial_\d+_{self.run_id}(?:_fold\d+)?)/checkpoint", relative)
+        return self.parse_trial_dir(match.group(1)) if match else None
+
+    def parse_trial_dir(self, name: str) -> tuple[int, int | None] | None:
+        """(trial, fold) of a trial dir's name in this layout, else None."""
+        match = re.fullmatch(rf"trial_(\d+)_{self.run_id}(?:_fold(\d+))?", name)
+        if match is None:
+            return None
+        return int(match.group(1)), int(match.group(2)) if match.group(2) else None
 
     def trial_dir(self, number: int, fold: int | None) -> Path:
         suffix = f"_fold{fold}" if fold is not None else ""
@@ -72,14 +87,78 @@ class BestEntry:
     checkpoint: str  # relative to the layout root
 
 
+def first_link(path: Path, root: Path) -> Path | None:
+    """The first component of ``path`` below ``root`` (``path`` included) that is a
+    symlink, checked with ``lstat``; None when there is none (missing ones end the walk)."""
+    current = root
+    for name in path.relative_to(root).parts:
+        current = current / name
+        try:
+            if stat.S_ISLNK(os.lstat(current).st_mode):
+                return current
+        except FileNotFoundError:
+            return None
+    return None
+
+
+def is_real_dir(path: Path, root: Path) -> bool:
+    """Whether ``path`` is a dir with no symlink from ``root`` down, itself included."""
+    return first_link(path, root) is None and path.is_dir()
+
+
+def remove_tree(path: Path, root: Path, warn: Callable[[str], None]) -> None:
+    """Delete the dir ``path`` below ``root`` without ever following a link.
+
+    Refused, with a warning and nothing deleted, unless ``path`` is lexically inside
+    ``root`` and every component from ``root`` down, ``path`` included, is a real dir.
+    The walk down holds each dir open with ``O_NOFOLLOW``, and the last one is handed to
+    ``shutil.rmtree(dir_fd=...)``: where ``rmtree.avoids_symlink_attacks`` (Linux;
+    CPython 3.11's ``_rmtree_safe_fd``) it deletes by fd, checking each subdir with
+    lstat/fstat and unlinking links instead of entering them, so a dir swapped for a
+    link after the check cannot redirect it. Gone already is fine; what cannot be
+    deleted (permissions) stays, as with ``ignore_errors``.
+    """
+    parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
+    if not parts or ".." in parts:
+        warn(f"not deleting {path}: not inside {root}")
+        return
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return
+    try:
+        for name in parts[:-1]:
+            child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        if not stat.S_ISDIR(os.lstat(parts[-1], dir_fd=fd).st_mode):
+            raise OSError(errno.ENOTDIR, "not a directory")
+        if shutil.rmtree.avoids_symlink_attacks:
+            shutil.rmtree(parts[-1], ignore_errors=True, dir_fd=fd)
+        else:  # no fd-based rmtree (macOS): by path, after the same checks
+            shutil.rmtree(path, ignore_errors=True)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # ELOOP: a link on the way (O_NOFOLLOW); ENOTDIR: a link or a file
+        warn(f"not deleting {path}: it or a dir above it is a symlink or not a dir "
+             f"({exc.strerror}); a link is never followed")
+    finally:
+        os.close(fd)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file in the same dir, fsync, then replace: readers see old or new."""
+    """Write to a temp file in the same dir, fsync, then replace: readers see old or new.
+    A failed write (a full disk) removes the temp file and leaves ``path`` as it was."""
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True, default=str)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, default=str)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class CheckpointManager:
@@ -103,6 +182,7 @@ class CheckpointManager:
         self.warn = warn
         self._staged: dict[int, tuple[int | None, Path]] = {}  # trial -> (fold, staging dir)
         self._said_no_checkpoint = False
+        self._reported: set[str] = set()  # ignored best.json entries and links, warned once
 
     def lock(self) -> Any:
         """The lock every process sharing this backbone dir takes for decisions that must
@@ -127,14 +207,16 @@ class CheckpointManager:
         self._staged[number] = (fold, staging)
         return staging / "checkpoint"
 
-    def fold_finished(self, number: int, metadata: dict[str, Any]) -> None:
-        """Seal this fold's checkpoint; without ``save_only_best`` it is final at once."""
+    def fold_finished(self, number: int, metadata: Callable[[], dict[str, Any]]) -> None:
+        """Seal this fold's checkpoint; without ``save_only_best`` it is final at once.
+        ``metadata`` is called only when there is a checkpoint to seal (it costs: the
+        device, the git commit)."""
         if not self._seal(number, metadata) or self.save_only_best:
             return
         fold, staging = self._staged.pop(number)
         self._rename_into_place(number, fold, staging)
 
-    def trial_valued(self, number: int, metadata: dict[str, Any]) -> None:
+    def trial_valued(self, number: int, metadata: Callable[[], dict[str, Any]]) -> None:
         """The trial's objective is known: seal its staged checkpoint (now complete)."""
         if self.save_only_best:
             self._seal(number, metadata)
@@ -161,7 +243,7 @@ class CheckpointManager:
                     self._record_and_prune([entry, *entries])
                 except OSError:
                     if self.save_only_best:  # not recorded, so not kept: leave nothing behind
-                        shutil.rmtree(kept.parent, ignore_errors=True)
+                        self._remove(kept.parent)
                     raise
                 return kept
         except OSError as exc:
@@ -172,7 +254,7 @@ class CheckpointManager:
     def discard(self, number: int) -> None:
         """Remove whatever this trial staged and did not keep."""
         if number in self._staged:
-            shutil.rmtree(self._staged.pop(number)[1], ignore_errors=True)
+            self._remove(self._staged.pop(number)[1])
 
     # ------------------------------------------------------------ after a crash
 
@@ -186,8 +268,8 @@ class CheckpointManager:
                              r"(?:_fold(\d+))?-[0-9a-f]+$")
         for staging in sorted(self.layout.root.glob(f"{STAGING_PREFIX}trial_*")):
             match = pattern.match(staging.name)
-            if match is None:
-                continue  # another sweep's: not ours to touch
+            if match is None or not self._is_ours(staging):
+                continue  # another sweep's, or a link: not ours to touch
             number = int(match.group(1))
             state, value = trial_states.get(number, ("GONE", None))
             if state == "RUNNING":
@@ -198,7 +280,7 @@ class CheckpointManager:
                 self._staged[number] = (fold, staging)
                 self.trial_finished(number, value, lambda n=number: study_values(n))
             else:
-                shutil.rmtree(staging, ignore_errors=True)
+                self._remove(staging)
         for tmp in self.layout.root.glob("*.tmp-*"):  # write_json_atomic's, named by pid
             pid = tmp.name.rsplit("-", 1)[1]
             if tmp.is_file() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
@@ -215,20 +297,16 @@ class CheckpointManager:
             os.replace(path, aside)
             self.warn(f"{path} was unreadable: moved to {aside.name} and rebuilt from the "
                       "checkpoints on disk")
-        entries = self.entries()
-        present = [e for e in entries if (self.layout.root / e.checkpoint).is_dir()]
+        recorded = [e for e in self._all_entries() if e.run_id == self.layout.run_id]
+        present = [e for e in self.entries() if self._is_ours(self.layout.root / e.checkpoint)]
         named = {e.checkpoint for e in present}
-        pattern = f"trial_*_{self.layout.run_id}*/checkpoint/{METADATA_FILE}"
-        for meta in sorted(self.layout.root.glob(pattern)):
-            checkpoint = str(meta.parent.relative_to(self.layout.root))
-            try:
-                number = int(json.loads(meta.read_text())["trial_number"])
-            except (ValueError, KeyError, TypeError):
-                continue
+        for number, _, checkpoint in self._checkpoints_on_disk():
+            relative = str(checkpoint.relative_to(self.layout.root))
             state, value = trial_states.get(number, ("GONE", None))
-            if checkpoint not in named and state == "COMPLETE" and value is not None:
-                present.append(BestEntry(self.layout.run_id, number, value, checkpoint))
-        if present != entries or (present and not path.exists()):
+            if (relative not in named and state == "COMPLETE" and value is not None
+                    and _sealed_for(checkpoint, number)):
+                present.append(BestEntry(self.layout.run_id, number, value, relative))
+        if present != recorded or (present and not path.exists()):
             self._record_and_prune(present)
 
     def _readable(self) -> bool:
@@ -241,31 +319,69 @@ class CheckpointManager:
     # ------------------------------------------------------------ reading
 
     def entries(self) -> list[BestEntry]:
-        """This sweep's kept best checkpoints, best first, from ``best.json``."""
-        return [e for e in self._all_entries() if e.run_id == self.layout.run_id]
+        """This sweep's kept best checkpoints, best first, from ``best.json``. An entry that
+        names anything but a checkpoint dir of this layout for its own trial is ignored."""
+        return [e for e in self._all_entries()
+                if e.run_id == self.layout.run_id and self._names_a_checkpoint(e)]
 
     def _all_entries(self) -> list[BestEntry]:
+        """Every entry of ``best.json``, any sweep's, as written."""
         path = self.layout.best_file
         if not path.exists():
             return []
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
-            entries = [BestEntry(str(e["run_id"]), int(e["trial_number"]), float(e["value"]),
-                                 str(e["checkpoint"])) for e in raw["best"]]
+            return [BestEntry(str(e["run_id"]), int(e["trial_number"]), float(e["value"]),
+                              str(e["checkpoint"])) for e in raw["best"]]
         except (OSError, ValueError, KeyError, TypeError):
             return []
-        outside = [e for e in entries if not self.layout.contains(self.layout.root / e.checkpoint)]
-        for entry in outside:
-            self.warn(f"{path}: ignoring an entry that points outside {self.layout.root}: "
-                      f"{entry.checkpoint!r}")
-        return [e for e in entries if e not in outside]
+
+    def _names_a_checkpoint(self, entry: BestEntry) -> bool:
+        parsed = self.layout.parse_checkpoint(entry.checkpoint)
+        if parsed is not None and parsed[0] == entry.trial_number:
+            return True
+        self._warn_once(repr(entry), (
+            f"{self.layout.best_file}: ignoring trial {entry.trial_number}'s entry "
+            f"{entry.checkpoint!r} (this sweep's checkpoints are trial_{entry.trial_number}_"
+            f"{self.layout.run_id}[_fold<k>]/checkpoint); nothing it names is deleted"))
+        return False
 
     def checkpoint_of(self, number: int) -> Path | None:
         """The kept checkpoint dir of a trial, if one is on disk."""
         for entry in self.entries():
-            if entry.trial_number == number and (self.layout.root / entry.checkpoint).is_dir():
-                return self.layout.root / entry.checkpoint
+            path = self.layout.root / entry.checkpoint
+            if entry.trial_number == number and self._is_ours(path):
+                return path
         return None
+
+    def _checkpoints_on_disk(self) -> list[tuple[int, int | None, Path]]:
+        """(trial, fold, dir) of this sweep's checkpoint dirs (real dirs), by trial and fold."""
+        found = []
+        for child in self.layout.root.iterdir():
+            parsed = self.layout.parse_trial_dir(child.name)
+            if parsed is not None and self._is_ours(child / "checkpoint"):
+                found.append((*parsed, child / "checkpoint"))
+        return sorted(found, key=lambda f: (f[0], -1 if f[1] is None else f[1]))
+
+    def _is_ours(self, path: Path) -> bool:
+        """Whether ``path`` is a real dir, with no symlink from the root down: a link where
+        one of ours should be is reported (once) and never followed."""
+        link = first_link(path, self.layout.root)
+        if link is None:
+            return path.is_dir()
+        where = "it" if link == path else link.relative_to(self.layout.root)
+        self._warn_once(str(path), (
+            f"ignoring {path.relative_to(self.layout.root)}: {where} is a symlink, not a dir "
+            "this sweep made; links are never followed or deleted"))
+        return False
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._reported:
+            self._reported.add(key)
+            self.warn(message)
+
+    def _remove(self, path: Path) -> None:
+        remove_tree(path, self.layout.root, self.warn)
 
     # ------------------------------------------------------------ internals
 
@@ -282,7 +398,7 @@ class CheckpointManager:
     def _best(self, values: list[float]) -> float:
         return max(values) if self.maximize else min(values)
 
-    def _seal(self, number: int, metadata: dict[str, Any]) -> bool:
+    def _seal(self, number: int, metadata: Callable[[], dict[str, Any]]) -> bool:
         """Write ``hposweep.json`` into the staged checkpoint: from now on it is complete."""
         if number not in self._staged:
             return False
@@ -295,7 +411,7 @@ class CheckpointManager:
             self.discard(number)
             return False
         try:
-            write_json_atomic(checkpoint / METADATA_FILE, metadata)
+            write_json_atomic(checkpoint / METADATA_FILE, metadata())
         except OSError as exc:
             self.warn(f"trial {number}: checkpoint not kept ({exc})")
             self.discard(number)
@@ -310,7 +426,7 @@ class CheckpointManager:
         if self.save_only_best:
             return None
         # Every fold was kept already; the last fold's stands for the trial.
-        kept = sorted(self.layout.root.glob(f"trial_{number}_{self.layout.run_id}*/checkpoint"))
+        kept = [path for n, _, path in self._checkpoints_on_disk() if n == number]
         return kept[-1] if kept else None
 
     def _rename_into_place(self, number: int, fold: int | None, staging: Path) -> Path | None:
@@ -318,13 +434,16 @@ class CheckpointManager:
         final = self.layout.checkpoint_dir(number, fold)
         if final.exists():
             self.warn(f"{final} already exists; left as it is, the new checkpoint is discarded")
-            shutil.rmtree(staging, ignore_errors=True)
+            self._remove(staging)
             return None
         kill_point("checkpoint:staged")
         final.parent.mkdir(exist_ok=True)
+        if not self._is_ours(final.parent):
+            self._remove(staging)
+            return None
         os.rename(staging / "checkpoint", final)
         kill_point("checkpoint:renamed")
-        shutil.rmtree(staging, ignore_errors=True)
+        self._remove(staging)
         return final
 
     def _record_and_prune(self, candidates: list[BestEntry]) -> None:
@@ -337,6 +456,14 @@ class CheckpointManager:
         kill_point("checkpoint:recorded")
         for entry in dropped:
             checkpoint = self.layout.root / entry.checkpoint
-            shutil.rmtree(checkpoint, ignore_errors=True)
+            self._remove(checkpoint)
             with contextlib.suppress(OSError):
                 checkpoint.parent.rmdir()  # the trial dir, unless a resume dir is in it
+
+
+def _sealed_for(checkpoint: Path, number: int) -> bool:
+    """Whether the checkpoint's ``hposweep.json`` says it is complete, for this trial."""
+    try:
+        return int(json.loads((checkpoint / METADATA_FILE).read_text())["trial_number"]) == number
+    except (OSError, ValueError, KeyError, TypeError):
+        return False

@@ -244,7 +244,7 @@ class BackboneSweep:
                 if t.state.name in ("RUNNING", "WAITING")} if keep_live else set()
         for root in resume_roots(self.layout):
             if root not in live:
-                TrialResume(self.layout, root).remove()
+                TrialResume(self.layout, root, self.console.warn).remove()
 
     # ------------------------------------------------------------ records
 

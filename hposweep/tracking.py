@@ -58,6 +58,10 @@ def mlflow_client(cfg: SweepConfig) -> Any:
     # After the import: importing mlflow sets its own logger to INFO.
     for name in ("alembic", "mlflow"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Its SQL store logs each OperationalError (a full disk, a locked database) with
+    # SQLAlchemy's traceback before raising it, which our one warning reports; its
+    # only other warnings are retries of creating the engine.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

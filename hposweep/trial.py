@@ -59,7 +59,7 @@ class TrialRun:
         self.number: int = trial.number
         self.params: dict[str, Any] = {}
         self.run_id: str | None = None
-        self.resume = TrialResume(env.layout, recovery.root_trial(trial))
+        self.resume = TrialResume(env.layout, recovery.root_trial(trial), env.console.warn)
 
     def run(self) -> Outcome:
         from optuna.trial import TrialState
@@ -97,7 +97,7 @@ class TrialRun:
         mean = _mean(fold_metrics)
         if len(fold_metrics) > 1:
             self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
-        env.checkpoints.trial_valued(self.number, env.metadata(
+        env.checkpoints.trial_valued(self.number, lambda: env.metadata(
             self.number, self.params, mean, env.folds[-1].fold, mean[metric]))
         env.tracker.end_run(self.run_id, "COMPLETE",
                             metrics={**mean, **_per_fold(fold_metrics, env.folds)})
@@ -139,7 +139,7 @@ class TrialRun:
             raise
         # A trainer that logged no per-epoch metrics gets its result logged once.
         env.tracker.end_run(fold_run, "COMPLETE", metrics=None if logged_any else metrics)
-        env.checkpoints.fold_finished(self.number, env.metadata(
+        env.checkpoints.fold_finished(self.number, lambda: env.metadata(
             self.number, self.params, metrics, fold.fold, metrics[cfg.study.objective_metric]))
         if not last:  # the last fold's state stays until the trial is recorded
             self.resume.record_fold(index, metrics)

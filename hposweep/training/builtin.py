@@ -11,6 +11,7 @@ import random
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
@@ -159,15 +160,30 @@ def _resume(s: Setup, ctx: TrialContext) -> tuple[Progress, Any]:
 
 
 def _save_state(s: Setup, ctx: TrialContext, epoch_start_rng: Any, progress: Progress) -> None:
+    """Save the resume state; a failed save (a full disk) is a warning and training goes on."""
     if ctx.resume_dir is None:
         return
     try:
         training_state.save(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
                             s.loader.generator, epoch_start_rng, progress)
-    except OSError as exc:
-        ctx.warn(f"trial {ctx.trial_number}: resume state not saved ({exc})")
+    except training_state.StateNotSaved as exc:
+        _warn_once_per_trial(ctx, f"trial {ctx.trial_number}: resume state not saved ({exc}); "
+                                  "training goes on without it")
         return
     kill_point(f"state:trial{ctx.trial_number}:epoch{progress.epoch}:step{progress.step}")
+
+
+# (resume dir of the trial, trial number): a full disk fails every save of every fold, and
+# each fold is a call of its own; one warning per trial is enough.
+_WARNED_TRIALS: set[tuple[Path, int]] = set()
+
+
+def _warn_once_per_trial(ctx: TrialContext, message: str) -> None:
+    assert ctx.resume_dir is not None
+    key = (ctx.resume_dir.parent, ctx.trial_number)
+    if key not in _WARNED_TRIALS:
+        _WARNED_TRIALS.add(key)
+        ctx.warn(message)
 
 
 def save_checkpoint(model: Any, tokenizer: Any, ctx: TrialContext) -> None:

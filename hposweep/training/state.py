@@ -8,9 +8,10 @@ Layout of a fold's resume dir::
                            plain Python values only: read with ``weights_only=True``)
 
 A new state is written completely under a temporary name, renamed, and only then
-does ``latest.json`` point at it; older states are deleted after that. Nothing is
-ever unpickled beyond what ``torch.load(weights_only=True)`` allows, so a planted
-pickle is refused, never executed.
+does ``latest.json`` point at it; older states are deleted after that. A save that
+fails (a full disk) removes what it wrote and leaves the previous state as it was.
+Nothing is ever unpickled beyond what ``torch.load(weights_only=True)`` allows, so a
+planted pickle is refused, never executed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hposweep.checkpoints import write_json_atomic
+from hposweep.errors import first_line
 
 POINTER = "latest.json"
 
@@ -42,19 +44,46 @@ class StateRefused(Exception):
     """The saved state exists but cannot be trusted (corrupt, or not plain tensors/values)."""
 
 
+class StateNotSaved(Exception):
+    """Writing a new state failed (a full disk, permissions); the previous one stays."""
+
+
 def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any,
          epoch_generator_state: Any, progress: Progress) -> None:
+    """Write a new state beside the current one, then point ``latest.json`` at it.
+
+    Raises :class:`StateNotSaved` when a write fails, after removing what it wrote.
+    """
+    from safetensors import SafetensorError  # what safetensors raises on ENOSPC
+    from safetensors.torch import save_model
+
+    name = f"state-{uuid.uuid4().hex[:8]}"
+    tmp = directory / f".tmp-{name}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        save_model(model, str(tmp / "model.safetensors"))
+        _torch_save(_trainer_state(optimizer, scheduler, generator, epoch_generator_state,
+                                   progress), tmp / "trainer.pt")
+        tmp.rename(directory / name)
+        write_json_atomic(directory / POINTER, {"state": name})
+    except (OSError, SafetensorError) as exc:
+        for partial in (tmp, directory / name):
+            shutil.rmtree(partial, ignore_errors=True)
+        raise StateNotSaved(f"{type(exc).__name__}: {first_line(exc)}") from exc
+    for old in directory.glob("state-*"):
+        if old.name != name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generator_state: Any,
+                   progress: Progress) -> dict[str, Any]:
+    """Everything but the weights, as tensors and plain values (``weights_only`` loads it)."""
     import random
 
     import torch
-    from safetensors.torch import save_model
 
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"state-{uuid.uuid4().hex[:8]}"
-    tmp = directory / f".tmp-{name}"
-    tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    torch.save({
+    return {
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
@@ -66,12 +95,18 @@ def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
                      "train_loss": progress.train_loss,
                      "history": [list(h) for h in progress.history],
                      "metrics": dict(progress.metrics)},
-    }, tmp / "trainer.pt")
-    tmp.rename(directory / name)
-    write_json_atomic(directory / POINTER, {"state": name})
-    for old in directory.glob("state-*"):
-        if old.name != name:
-            shutil.rmtree(old, ignore_errors=True)
+    }
+
+
+def _torch_save(obj: Any, path: Path) -> None:
+    """``torch.save``, whose zip writer reports a failed write (a full disk) as a
+    RuntimeError ("unexpected pos ...", "iostream error"): as an OSError naming the file."""
+    import torch
+
+    try:
+        torch.save(obj, path)
+    except RuntimeError as exc:
+        raise OSError(f"writing {path.name} failed ({first_line(exc)})") from exc
 
 
 def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import FAST, SMOKE
 from tests.helpers import checkpoint_dirs, hposweep, load_study, mlflow_client, runs_by_kind
+from tests.unit.test_builtin_trainer import fill, pages, tmpfs
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +171,32 @@ def test_disk_full_during_checkpoint_write_does_not_fail_the_sweep(workdir: Path
         assert [p.name for p in target.iterdir() if p.name.startswith(("trial_", ".tmp-"))] == []
     finally:
         os.system(f"umount {target}")
+
+
+def test_disk_full_while_saving_the_resume_state_is_a_warning_and_the_trial_counts(
+        workdir: Path) -> None:
+    """A real 16 KiB tmpfs under the backbone dir: each fold's save after epoch 1 fails."""
+    target = workdir / "outputs" / "hpo" / "tiny-bert"
+    with tmpfs(target, 16 * 1024):
+        result = hposweep("run", SMOKE, *FAST, "train.epochs=2", "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = result.json()["backbones"][0]
+    assert summary["n_complete"] == 3 and summary["n_failed"] == 0
+    unsaved = [line for line in result.stderr.splitlines() if "resume state not saved" in line]
+    assert len(unsaved) == 3, "one warning per trial, not one per save"
+    assert "Traceback" not in result.stderr
+
+
+def test_mlflow_store_on_a_full_disk_is_one_warning_and_the_sweep_finishes(
+        workdir: Path, mlflow_store_template: Path) -> None:
+    store = workdir / "mlstore"
+    with tmpfs(store, pages(mlflow_store_template.stat().st_size) + 64 * 1024):
+        shutil.copy(mlflow_store_template, store / "mlflow.db")
+        fill(store)
+        result = hposweep("run", SMOKE, *FAST, f"mlflow.tracking_uri=sqlite:///{store}/mlflow.db",
+                          "--json")
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["backbones"][0]["n_complete"] == 3
+    (warning,) = [line for line in result.stderr.splitlines() if "MLflow" in line]
+    assert warning.startswith("warning: MLflow failed") and "disk is full" in warning
+    assert "Traceback" not in result.stderr and "sqlalchemy" not in result.stderr.lower()

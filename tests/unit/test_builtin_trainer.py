@@ -3,6 +3,13 @@ reproducible, NaN and pruning end a fold with a reason, and both model paths wor
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import random
+import shutil
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,32 @@ def context(cfg: Any, checkpoint_dir: Path | None = None, prune: bool = False,
 def setup(*overrides: str) -> tuple[Any, Any]:
     cfg = load(SMOKE, [*SMALL, *overrides]).config
     return cfg, build_folds(cfg, load_training_examples(cfg))[0]
+
+
+PAGE = 4096  # tmpfs allocates whole pages
+
+
+def pages(nbytes: int) -> int:
+    """The bytes ``nbytes`` of file data take on a tmpfs."""
+    return -(-nbytes // PAGE) * PAGE
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """A real tmpfs of ``size`` bytes at ``path``, so that writes fail with ENOSPC for real
+    (the test is skipped where mounting is not allowed: it needs root)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.system(f"mount -t tmpfs -o size={size} tmpfs {path} 2>/dev/null") != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield path
+    finally:  # lazily: a library may keep a file open (MLflow's cached SQLite engine)
+        os.system(f"umount --lazy {path}")
+
+
+def fill(directory: Path) -> None:
+    """Take every free byte of ``directory``'s filesystem."""
+    (directory / "filler").write_bytes(b"\0" * shutil.disk_usage(directory).free)
 
 
 def test_every_hyperparameter_reaches_model_optimizer_and_loader() -> None:
@@ -84,44 +117,67 @@ def test_should_prune_stops_after_the_epoch() -> None:
     assert len(reports) == 1
 
 
-def test_from_pretrained_path_with_a_saved_model(tmp_path: Path) -> None:
-    """The real ``from_pretrained(name_or_path)`` path, on a model dir this test saved."""
+def test_from_pretrained_loads_the_saved_weights_and_saves_a_loadable_checkpoint(
+        tmp_path: Path) -> None:
+    """The real ``from_pretrained(path)`` path on a model dir this test saved. With a
+    learning rate of 0 the weights stay as loaded: the evaluation repeats the saved
+    model's exactly, and the checkpoint written loads back with the same outputs."""
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     cfg, fold = setup()
     first = tmp_path / "first"
-    train({"learning_rate": 5e-3}, fold, context(cfg, checkpoint_dir=first))
-    assert (first / "model.safetensors").is_file() and (first / "tokenizer.json").is_file()
-
+    trained = train({"learning_rate": 5e-3}, fold, context(cfg, checkpoint_dir=first))
     pretrained_cfg, _ = setup("model.from_config=null", f"backbones=[{first}]")
     second = tmp_path / "second"
-    metrics = train({"learning_rate": 5e-3}, fold,
-                    context(pretrained_cfg, checkpoint_dir=second, backbone=str(first)))
-    assert 0.0 <= metrics["macro-f1-span"] <= 1.0
-    model = AutoModelForTokenClassification.from_pretrained(second)
-    tokenizer = AutoTokenizer.from_pretrained(second)
-    assert model.config.id2label[0] == "O" and tokenizer.is_fast
+    reloaded = train({"learning_rate": 0.0}, fold,
+                     context(pretrained_cfg, checkpoint_dir=second, backbone=str(first)))
+    del trained["train_loss"], reloaded["train_loss"]  # training differs on purpose
+    assert reloaded == trained, "the backbone's saved weights were not what was evaluated"
+    inputs = AutoTokenizer.from_pretrained(second)("Anna visited Paris", return_tensors="pt")
+    logits = [AutoModelForTokenClassification.from_pretrained(d)(**inputs).logits
+              for d in (first, second)]
+    assert torch.equal(*logits)
 
 
-def test_failed_checkpoint_write_leaves_no_partial_dir(tmp_path: Path) -> None:
+def test_a_checkpoint_write_that_fills_the_disk_leaves_no_partial_dir(tmp_path: Path) -> None:
+    """A real tmpfs with room for the model's files only: the weights are written, then
+    the tokenizer's files fail with ENOSPC."""
     cfg, fold = setup()
-    blocker = tmp_path / "file"
-    blocker.write_text("a file where a directory should go")
-    warnings: list = []
-    metrics = train({"learning_rate": 5e-3}, fold,
-                    context(cfg, checkpoint_dir=blocker / "ck", warnings=warnings))
+    s = prepare({"learning_rate": 5e-3}, fold, context(cfg))
+    s.model.save_pretrained(tmp_path / "model-only")
+    room = sum(pages(f.stat().st_size) for f in (tmp_path / "model-only").iterdir())
+    warnings: list[str] = []
+    with tmpfs(tmp_path / "disk", room) as disk:
+        metrics = train({"learning_rate": 5e-3}, fold,
+                        context(cfg, checkpoint_dir=disk / "ck", warnings=warnings))
+        left = sorted(str(p.relative_to(disk)) for p in disk.rglob("*"))
     assert "macro-f1-span" in metrics, "the fold's result survives a failed save"
-    assert not (blocker / "ck").exists()
-    assert "checkpoint not saved" in warnings[0]
+    assert left == [], "the partial checkpoint dir is removed"
+    assert len(warnings) == 1 and "checkpoint not saved" in warnings[0], warnings
+    assert "No space left on device" in warnings[0]
 
 
-def test_sequence_classification(tmp_path: Path) -> None:
+CUES = {"pos": ["great", "superb", "fun"], "neg": ["dull", "awful", "boring"]}
+
+
+def test_sequence_classification_learns_a_separable_task(tmp_path: Path) -> None:
+    """Each text is random filler words plus one cue word of its label: the model must get
+    at least 90% of the validation texts right, where a constant answer gets at most 60%."""
+    rng = random.Random(0)
+    filler = [f"word{i}" for i in range(40)]
+    rows = []
+    for i in range(80):
+        label = ("pos", "neg")[i % 2]
+        words = [*rng.sample(filler, 5), rng.choice(CUES[label])]
+        rng.shuffle(words)
+        rows.append(json.dumps({"text": " ".join(words), "label": label}))
     data = tmp_path / "reviews.jsonl"
-    rows = [('{"text": "great fun film", "label": "pos"}'),
-            ('{"text": "dull boring film", "label": "neg"}')] * 10
     data.write_text("\n".join(rows) + "\n")
     cfg, fold = setup("data.synthetic=null", f"data.train={data}", "data.task=sequence-classification",
-                      "study.objective_metric=accuracy", "train.epochs=3")
-    metrics = train({"learning_rate": 1e-2, "batch_size": 4}, fold, context(cfg))
-    assert set(metrics) >= {"accuracy", "macro-f1", "loss"}
+                      "study.objective_metric=accuracy", "train.epochs=8")
     assert fold.labels == ["neg", "pos"]
+    constant = max(Counter(e.label for e in fold.validation).values()) / len(fold.validation)
+    assert constant <= 0.6
+    metrics = train({"learning_rate": 1e-2, "batch_size": 8}, fold, context(cfg))
+    assert metrics["accuracy"] >= 0.9, metrics
+    assert set(metrics) == {"accuracy", "macro-f1", "loss", "train_loss"}

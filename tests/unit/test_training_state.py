@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.training.builtin import train
-from tests.unit.test_builtin_trainer import context, setup
+from hposweep.training import state
+from hposweep.training.builtin import prepare, train
+from tests.unit.test_builtin_trainer import PAGE, context, fill, pages, setup, tmpfs
 
 PARAMS = {"learning_rate": 5e-3, "batch_size": 8, "dropout": 0.1}
 
@@ -94,3 +95,74 @@ def test_a_planted_pickle_in_the_resume_dir_is_refused_never_executed(tmp_path: 
     assert not MARKER.exists(), "the pickle's payload ran"
     assert "refused" in warnings[0]
     assert metrics == train(PARAMS, fold, context(cfg)), "it trained from the start instead"
+
+
+def test_a_symlinked_trial_dir_is_never_used_as_a_resume_dir(tmp_path: Path) -> None:
+    """A link where a trial's dir should be: not listed, not read, written or deleted."""
+    from hposweep.checkpoints import CheckpointLayout
+    from hposweep.resume import TrialResume, resume_roots
+
+    victim = tmp_path / "victim"
+    (victim / "resume" / "fold0").mkdir(parents=True)
+    (victim / "resume" / "fold0" / "latest.json").write_text("{}")
+    (victim / "resume" / "folds.json").write_text('{"completed": {"1": {"score": 9.0}}}')
+    root = tmp_path / "hpo" / "bert"
+    root.mkdir(parents=True)
+    (root / "trial_3_abcd1234").symlink_to(victim)
+    layout = CheckpointLayout(root, "abcd1234")
+    warnings: list[str] = []
+
+    assert resume_roots(layout) == []
+    resume = TrialResume(layout, 3, warn=warnings.append)
+    assert resume.completed_folds() == {}, "fold results read through a link"
+    assert resume.fold_dir(0) is None, "the trainer would save and delete state through it"
+    resume.record_fold(0, {"score": 1.0})
+    resume.remove()
+    assert (victim / "resume" / "fold0" / "latest.json").read_text() == "{}"
+    assert "9.0" in (victim / "resume" / "folds.json").read_text()
+    assert len(warnings) == 1 and "trial_3_abcd1234" in warnings[0], warnings
+
+
+@pytest.mark.parametrize("fills_on", ["model.safetensors", "trainer.pt"])
+def test_a_disk_that_fills_up_while_saving_the_state_is_one_warning(tmp_path: Path,
+                                                                    fills_on: str) -> None:
+    """A real tmpfs with room for one saved state (after epoch 1) and part of the next one,
+    which fills up in the file named: training goes on exactly as without resume state, one
+    warning for the trial however many saves fail, and the first state stays whole."""
+    cfg, fold = setup("train.epochs=4")
+    probe = tmp_path / "probe"
+    train(PARAMS, fold, context(setup("train.epochs=2")[0], resume_dir=probe))
+    (saved,) = probe.glob("state-*")
+    model, trainer = (pages((saved / name).stat().st_size)
+                      for name in ("model.safetensors", "trainer.pt"))
+    room = model // 2 if fills_on == "model.safetensors" else model + 2 * PAGE
+    warnings: list[str] = []
+    with tmpfs(tmp_path / "disk", model + trainer + PAGE + room) as disk:
+        metrics = train(PARAMS, fold, context(cfg, resume_dir=disk / "resume", warnings=warnings))
+        left = sorted(p.name for p in (disk / "resume").iterdir())
+        s = prepare(PARAMS, fold, context(cfg))
+        restored = state.load(disk / "resume", s.model, s.optimizer, s.scheduler,
+                              s.loader.generator)
+    assert metrics == train(PARAMS, fold, context(cfg))
+    assert len(warnings) == 1 and "resume state not saved" in warnings[0], warnings
+    assert ("No space left on device" if fills_on == "model.safetensors" else "trainer.pt"
+            ) in warnings[0]
+    assert len(left) == 2 and left[0] == "latest.json" and left[1].startswith("state-"), left
+    assert restored is not None and restored[0].epoch == 1, "the state after epoch 1 loads"
+
+
+def test_a_full_disk_while_recording_a_finished_fold_is_a_warning(tmp_path: Path) -> None:
+    from hposweep.checkpoints import CheckpointLayout
+    from hposweep.resume import TrialResume
+
+    with tmpfs(tmp_path / "bert", 64 * 1024) as root:
+        layout = CheckpointLayout(root, "abcd1234")
+        warnings: list[str] = []
+        resume = TrialResume(layout, 0, warn=warnings.append)
+        (resume.dir / "fold0").mkdir(parents=True)
+        fill(root)
+        resume.record_fold(0, {"score": 0.5})
+        left = sorted(p.name for p in resume.dir.iterdir())
+    assert len(warnings) == 1 and "No space left on device" in warnings[0], warnings
+    assert "fold 0" in warnings[0]
+    assert left == [], "neither a half-written folds.json nor the fold's useless state is left"
