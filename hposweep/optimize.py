@@ -38,6 +38,7 @@ class Outcome:
 
     state: Any
     value: float | None = None
+    lost: bool = False  # another worker failed the trial while it ran (heartbeat missed)
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,14 @@ class Stop:
 class TrialLoop:
     def __init__(self, cfg: SweepConfig, opened: OpenStudy, lock: Any,
                  run_trial: Callable[[Any], Outcome], after_trial: Callable[[Any], None],
-                 on_recovered: Callable[[Any], None]) -> None:
+                 on_recovered: Callable[[Any], None], on_lost: Callable[[Any], None]) -> None:
         self.cfg = cfg
         self.opened = opened
         self.lock = lock
         self.run_trial = run_trial
         self.after_trial = after_trial
         self.on_recovered = on_recovered
+        self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
 
     def run(self) -> Stop:
         s = self.cfg.study
@@ -75,7 +77,11 @@ class TrialLoop:
             if trial is None:
                 return Stop("max_trials", f"the study has its {s.max_trials} trials")
             outcome = self._run(trial)
-            frozen = self.opened.study.tell(trial, outcome.value, state=outcome.state)
+            frozen = self.opened.study.tell(trial, outcome.value, state=outcome.state,
+                                            skip_if_finished=True)
+            if outcome.lost or frozen.state != outcome.state:
+                self.on_lost(trial)  # not counted: its retry runs it again
+                continue
             if frozen.state.name == "FAIL":
                 failures += 1
             self.after_trial(frozen)
@@ -122,7 +128,7 @@ def heartbeat_interval(storage: Any) -> int | None:
     import optuna
 
     if isinstance(storage, optuna.storages.RDBStorage):
-        return storage.getheartbeat_interval()
+        return storage.get_heartbeat_interval()
     return None
 
 

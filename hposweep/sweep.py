@@ -170,7 +170,8 @@ class BackboneSweep:
     def run(self) -> BackboneResult:
         loop = TrialLoop(self.cfg, self.opened, self.lock,
                          run_trial=lambda trial: TrialRun(self.env, trial).run(),
-                         after_trial=self._after_trial, on_recovered=self._say_recovered)
+                         after_trial=self._after_trial, on_recovered=self._say_recovered,
+                         on_lost=self._say_lost)
         try:
             stop = loop.run()
         except KeyboardInterrupt:
@@ -192,6 +193,12 @@ class BackboneSweep:
     def _say_recovered(self, trial: Any) -> None:
         self.console.info(f"trial {trial.number} did not finish (its process died): "
                           "retrying it with the same parameters")
+
+    def _say_lost(self, trial: Any) -> None:
+        self.checkpoints.discard(trial.number)
+        self.console.warn(f"trial {trial.number} was failed by another worker while it ran (its "
+                          "heartbeat was missed for study.grace_period); its result is dropped "
+                          "and its retry runs it again")
 
     def _n_finished(self) -> int:
         return self.opened.storage.get_n_trials(self.opened.study_id, state=finished_states())

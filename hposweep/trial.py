@@ -62,10 +62,14 @@ class TrialRun:
         self.resume = TrialResume(env.layout, recovery.root_trial(trial), env.console.warn)
 
     def run(self) -> Outcome:
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
         try:
             value = self._train()
+        except UpdateFinishedTrialError:  # another worker failed it (its heartbeat was missed)
+            self._end("KILLED", "failed by another worker while it ran")
+            return Outcome(TrialState.FAIL, lost=True)
         except Pruned as exc:
             self.trial.set_user_attr(PRUNE_REASON_ATTR, str(exc))
             self._end("PRUNED", str(exc))
@@ -147,9 +151,11 @@ class TrialRun:
 
     def _call_trainer(self, fold: FoldData, ctx: TrialContext) -> Any:
         """The trainer's own exceptions fail the trial; ours (through ``ctx``) do not."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
         try:
             return self.env.trainer(self.params, fold, ctx)
-        except (Pruned, TrialFailed, InternalError):
+        except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
             raise
         except Exception as exc:
             self.env.console.debug_exception(exc)
@@ -194,9 +200,11 @@ def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:
     """A ``ctx`` callback: its errors are hposweep's, even when raised inside the trainer."""
 
     def call(*args: Any) -> Any:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         try:
             return callback(*args)
-        except (Pruned, TrialFailed, KeyboardInterrupt):
+        except (Pruned, TrialFailed, KeyboardInterrupt, UpdateFinishedTrialError):
             raise
         except Exception as exc:
             raise InternalError(f"{type(exc).__name__}: {first_line(exc)}") from exc

@@ -119,3 +119,20 @@ def per_epoch(params, data, ctx):
     for epoch in range(ctx.config.train.epochs):
         ctx.report(1.0 - (params["x"] - 0.3) ** 2, epoch)
     return quadratic(params, data, ctx)
+
+
+def failed_meanwhile_by_another_worker(params, data, ctx):
+    """Trial 0 is failed in the storage while it runs, as a worker on another host does
+    when the trial's heartbeat stopped; the trainer itself finishes normally."""
+    if ctx.trial_number == 0:
+        import optuna
+
+        from hposweep.config import study_name_for
+        from hposweep.study import storage_url
+
+        name = study_name_for(ctx.config, ctx.backbone)
+        storage = optuna.storages.RDBStorage(storage_url(ctx.config, name))
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(name), 0)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    return quadratic(params, data, ctx)

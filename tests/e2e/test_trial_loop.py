@@ -234,3 +234,14 @@ def test_a_moved_data_file_with_the_same_content_still_resumes_the_study(workdir
     moved.write_text(moved.read_text() + "extra\tO\n\n")
     changed = run(workdir, "study.max_trials=4", "data.synthetic=null", f"data.train={moved}")
     assert changed.returncode == 2 and "data.train" in changed.stderr
+
+
+def test_a_trial_failed_meanwhile_by_another_worker_is_dropped_and_the_sweep_goes_on(
+        workdir: Path) -> None:
+    result = run(workdir, "study.max_trials=3", "k_fold.enabled=false",
+                 "train.trainer=fake_trainers:failed_meanwhile_by_another_worker")
+
+    assert result.returncode == 0, result.stderr
+    assert "trial 0 was failed by another worker while it ran" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert states(workdir) == ["FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
