@@ -95,13 +95,18 @@ class TrialLoop:
         with self.lock:
             if heartbeat_interval(storage):
                 optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
-            for trial in recovery.recover(self.opened, self.cfg.study.max_retry):
+            # Through the study's cached storage: it reads only the trials that changed
+            # (the storage's own get_n_trials loads every trial, twice per trial here).
+            trials = study.get_trials(deepcopy=False)
+            recovered = recovery.recover(self.opened, self.cfg.study.max_retry, trials)
+            for trial in recovered:
                 self.on_recovered(trial)
-            taken = storage.get_n_trials(self.opened.study_id,
-                                         state=(*finished_states(), TrialState.RUNNING))
+            if recovered:  # failed, and their retries queued
+                trials = study.get_trials(deepcopy=False)
+            taken = sum(t.state in (*finished_states(), TrialState.RUNNING) for t in trials)
             if taken >= self.cfg.study.max_trials:
                 return None
-            study.sampler = make_sampler(self.cfg, storage.get_n_trials(self.opened.study_id))
+            study.sampler = make_sampler(self.cfg, len(trials))
             trial = study.ask()
             kill_point("trial:asked")
             trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})

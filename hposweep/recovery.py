@@ -101,18 +101,21 @@ def heartbeat_callback(max_retry: int) -> Callable[[Any, Any], None]:
     return callback
 
 
-def recover(opened: Any, max_retry: int) -> list[Any]:
+def recover(opened: Any, max_retry: int, trials: list[Any] | None = None) -> list[Any]:
     """Fail the RUNNING trials of dead same-host owners (and ownerless ones) and retry them.
 
-    Call under the study lock. Returns the trials failed here, to tell the user. Safe in
+    Call under the study lock; ``trials``: the study's trials when the caller has just
+    read them. Returns the trials failed here, to tell the user. Safe in
     several workers at once: every storage changes a state atomically (RDB row locks,
     SQLite through ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState
 
+    if trials is None:
+        trials = opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     recovered = []
-    for trial in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    for trial in (t for t in trials if t.state == TrialState.RUNNING):
         owner = owner_of(trial)
         if not owner_is_gone(owner):
             continue

@@ -201,7 +201,7 @@ class BackboneSweep:
                           "and its retry runs it again")
 
     def _n_finished(self) -> int:
-        return self.opened.storage.get_n_trials(self.opened.study_id, state=finished_states())
+        return len(self.study.get_trials(deepcopy=False, states=finished_states()))
 
     def _others_running(self) -> bool:
         """Whether another process still runs a trial of this study (its heartbeat, where
