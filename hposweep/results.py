@@ -12,7 +12,7 @@ RETRIED_FROM_ATTR = "retried_from"
 FOLD_VALUES_ATTR = "fold_values"
 PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
-# One record per trial, written once when it starts: who runs it and its MLflow run.
+# One record per trial: who runs it (written as the trial is created) and its MLflow run.
 TRIAL_ATTR = "hposweep.trial"
 
 
