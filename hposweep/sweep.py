@@ -174,6 +174,8 @@ class BackboneSweep:
                          on_lost=self._say_lost)
         try:
             stop = loop.run()
+            while stop.reason == "max_trials" and self._recovered_at_the_end():
+                stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
             self.tracker.abort_sweep()
             raise
@@ -189,6 +191,15 @@ class BackboneSweep:
                 self._finish_tracking(result)
         self.console.sweep_finished(result)
         return result
+
+    def _recovered_at_the_end(self) -> bool:
+        """Whether a trial of a process that died after this one's last admission was just
+        failed and queued again (the study would otherwise end one trial short)."""
+        with self.lock:
+            recovered = recovery.recover(self.opened, self.cfg.study.max_retry)
+        for trial in recovered:
+            self._say_recovered(trial)
+        return bool(recovered)
 
     def _say_recovered(self, trial: Any) -> None:
         self.console.info(f"trial {trial.number} did not finish (its process died): "
