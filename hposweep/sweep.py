@@ -174,7 +174,8 @@ class BackboneSweep:
                          on_lost=self._say_lost)
         try:
             stop = loop.run()
-            while stop.reason == "max_trials" and self._recovered_at_the_end():
+            # Recovered whatever the stop: a dead trial must not look like a live worker's.
+            while self._recovered_at_the_end() and stop.reason == "max_trials":
                 stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
             self.tracker.abort_sweep()
@@ -216,12 +217,12 @@ class BackboneSweep:
 
     def _others_running(self) -> bool:
         """Whether another process still runs a trial of this study (its heartbeat, where
-        the storage has one, is checked first: a dead worker's trial does not count)."""
+        the storage has one, is checked first; same-host dead trials were recovered by
+        :meth:`_recovered_at_the_end`: a dead worker's trial does not count)."""
         import optuna
 
         if heartbeat_interval(self.opened.storage):
             optuna.storages.fail_stale_trials(self.study)
-        recovery.recover(self.opened, self.cfg.study.max_retry)
         running = self.study.get_trials(deepcopy=False,
                                         states=(optuna.trial.TrialState.RUNNING,))
         return bool(running)
