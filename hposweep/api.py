@@ -25,6 +25,7 @@ class Example:
     tokens: tuple[str, ...]
     tags: tuple[str, ...] = ()
     label: str | None = None
+    text_pair: tuple[str, ...] | None = None  # the second text of a sentence pair
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ BUILTIN_HYPERPARAMETERS = (
     "warmup_ratio",
     "dropout",
     "epochs",
+    "gradient_accumulation_steps",
 )
 BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy")
 
@@ -68,6 +69,7 @@ HYPERPARAMETER_BOUNDS = {
     "warmup_ratio": FRACTION,
     "weight_decay": Bounds(0.0, meaning="0 or a positive finite number"),
     "max_grad_norm": POSITIVE,
+    "gradient_accumulation_steps": COUNT,
 }
 PRUNER_BOUNDS = {
     "n_startup_trials": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
@@ -81,6 +83,9 @@ STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+re
 FILE_STORAGES = {"sqlite:///": "sqlite:///path/to/study.db", "journal:": "journal:path/to/study.log"}
 NAME_MAX = 255  # bytes in one file or directory name (ext4, xfs, btrfs, APFS)
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+SELECT_EPOCH = ("best", "last")
+TORCH_DTYPES = ("float32", "bfloat16")  # float16 weights cannot be trained by AdamW/GradScaler
 # Input is refused before YAML parsing beyond these: PyYAML's time grows with a scalar's
 # length (10 MB: minutes) and its stack with nesting.
 MAX_CONFIG_BYTES = 1 << 20
@@ -144,12 +149,35 @@ class ParamSpec:
 class ModelConfig:
     from_config: dict[str, Any] | None = None
     trust_remote_code: bool = False
+    revision: str | None = None  # from_pretrained: a branch, tag or commit of a hub model
+    local_files_only: bool | None = None  # null: true when HF_HUB_OFFLINE=1
+    torch_dtype: str | None = None  # null: float32; the dtype the weights are loaded in
 
 
 @dataclass
 class SyntheticConfig:
     sentences: int = 600
     seed: int = 0
+
+
+@dataclass
+class DatasetConfig:
+    """A 🤗 datasets input: a ``save_to_disk`` dir, or json/jsonl/csv/parquet file(s)."""
+
+    path: str = ""
+    split: str = "train"
+    validation_split: str | None = None  # null: a split named "validation" when there is one
+
+
+@dataclass
+class ColumnsConfig:
+    """Which dataset columns hold what (token- or sequence-classification)."""
+
+    tokens: str = "tokens"
+    tags: str = "tags"
+    text: str = "text"
+    text_pair: str | None = None
+    label: str = "label"
 
 
 @dataclass
@@ -160,6 +188,15 @@ class DataConfig:
     validation_split: float = 0.2
     synthetic: SyntheticConfig | None = None
     max_length: int = 128
+    dataset: DatasetConfig | None = None
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    group_by_length: bool = False  # batches of similar length (less padding), seeded
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int = 3  # epochs without improvement before a fold stops
+    min_delta: float = 0.0  # an improvement must beat the best by more than this
 
 
 @dataclass
@@ -176,6 +213,11 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     resume_every_epochs: int = 1  # save full training state every N epochs (0: never)
     resume_every_steps: int = 0  # ... and every N optimizer steps within an epoch (0: never)
+    precision: str = "fp32"  # fp32, bf16, fp16, auto (bf16 where supported, else fp16 on CUDA)
+    gradient_accumulation_steps: int = 1
+    eval_batch_size: int | None = None  # null: 2 x the trial's batch_size
+    early_stopping: EarlyStoppingConfig | None = None
+    select_epoch: str = "best"  # best | last: the epoch whose value, metrics and model count
 
 
 @dataclass
@@ -412,6 +454,7 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True)
         _check_bounds(fail, f"train.{name}", getattr(t, name), bounds)
     if not DEVICE.match(t.device):
         fail("train.device", f"must be auto, cpu, mps, cuda or cuda:N, got {t.device!r}")
+    _validate_fine_tuning(cfg, fail)
     if t.trainer != BUILTIN_TRAINER and not re.match(r"^[\w.]+:[\w]+$", t.trainer):
         fail("train.trainer", f"must be 'builtin' or 'package.module:function', got {t.trainer!r}")
     for name in ("resume_every_epochs", "resume_every_steps"):
@@ -423,6 +466,7 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True)
         fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
     if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
         fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
+    _validate_pretrained_options(cfg, fail)
     if not cfg.mlflow.experiment.strip():
         fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:
@@ -586,8 +630,10 @@ def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     d = cfg.data
     if d.task not in TASKS:
         fail("data.task", f"unknown task {d.task!r}; one of {', '.join(TASKS)}")
-    if (d.train is None) == (d.synthetic is None):
-        fail("data", "set exactly one of data.train (a file) or data.synthetic (generated data)")
+    if sum(x is not None for x in (d.train, d.synthetic, d.dataset)) != 1:
+        fail("data", "set exactly one of data.train (a file), data.synthetic (generated data) "
+                     "or data.dataset (a 🤗 datasets dir or file)")
+    _validate_dataset(cfg, fail, check_files)
     if d.synthetic is not None:
         if d.task != "token-classification":
             fail("data.synthetic", "generated data exists for token-classification only")
@@ -601,3 +647,55 @@ def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
         fail("data.validation_split", f"must be between 0 and 1, got {d.validation_split}")
     if d.max_length < 8:
         fail("data.max_length", f"must be at least 8, got {d.max_length}")
+
+
+def _validate_fine_tuning(cfg: SweepConfig, fail: Any) -> None:
+    """Precision, early stopping and epoch selection (the device itself is checked before
+    the first trial: ``training.model.check_backbone``)."""
+    t = cfg.train
+    if t.precision not in PRECISIONS:
+        fail("train.precision", f"must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
+    if t.precision == "fp16" and t.device in ("cpu", "mps"):
+        fail("train.precision", f"fp16 needs a CUDA device (train.device is {t.device}); "
+                                "use bf16 or fp32 there")
+    if t.eval_batch_size is not None and t.eval_batch_size < 1:
+        fail("train.eval_batch_size", f"must be at least 1 or null (= 2 x batch_size), "
+                                      f"got {t.eval_batch_size}")
+    if t.select_epoch not in SELECT_EPOCH:
+        fail("train.select_epoch", f"must be best or last, got {t.select_epoch!r}")
+    if t.early_stopping is not None:
+        if t.early_stopping.patience < 1:
+            fail("train.early_stopping.patience",
+                 f"must be at least 1 epoch, got {t.early_stopping.patience}")
+        if not (math.isfinite(t.early_stopping.min_delta) and t.early_stopping.min_delta >= 0):
+            fail("train.early_stopping.min_delta",
+                 f"must be 0 or a positive number, got {t.early_stopping.min_delta}")
+
+
+def _validate_pretrained_options(cfg: SweepConfig, fail: Any) -> None:
+    m = cfg.model
+    if m.torch_dtype is not None and m.torch_dtype not in TORCH_DTYPES:
+        fail("model.torch_dtype", f"must be {' or '.join(TORCH_DTYPES)} or null, got "
+                                  f"{m.torch_dtype!r} (float16 weights cannot be fine-tuned: "
+                                  "use train.precision: fp16 for mixed precision)")
+    if m.revision is not None and not m.revision.strip():
+        fail("model.revision", "must not be empty: a branch, tag or commit, or null")
+
+
+def _validate_dataset(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
+    d = cfg.data
+    if d.dataset is None:
+        return
+    if not d.dataset.path:
+        fail("data.dataset.path", "names no dataset: a save_to_disk dir or json/jsonl/csv/parquet "
+                                  "file(s) (a glob pattern is allowed)")
+    if check_files:
+        from glob import glob
+
+        if not Path(d.dataset.path).exists() and not glob(d.dataset.path):
+            fail("data.dataset.path", f"not found: {d.dataset.path}")
+    if d.validation is not None:
+        fail("data.validation", "does not apply to data.dataset: name a split of the dataset in "
+                                "data.dataset.validation_split")
+    if d.columns.text_pair is not None and d.task != "sequence-classification":
+        fail("data.columns.text_pair", "sentence pairs exist for sequence-classification only")

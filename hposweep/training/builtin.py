@@ -1,12 +1,19 @@
 """The built-in trainer: a plain PyTorch loop over a transformers model.
 
-AdamW with linear warmup and decay, gradient clipping, one evaluation per epoch
-(reported for pruning), seeded so that a CPU run is reproducible.
+AdamW with linear warmup and decay, gradient clipping, gradient accumulation, mixed
+precision (``training/precision.py``), one evaluation per epoch (reported for pruning),
+early stopping and best-epoch selection (``training/epoch_selection.py``), seeded so
+that a CPU run is reproducible.
+
+The loss is the mean over the labelled items (tokens, or sequences) of a whole
+accumulation window, so ``batch_size × gradient_accumulation_steps`` trains like one
+batch of that size. Nothing is read back from the device per step: the running loss
+stays on the device and is read once per epoch (a NaN or inf is found then).
 """
 
 from __future__ import annotations
 
-import math
+import functools
 import random
 import shutil
 from collections.abc import Mapping
@@ -18,18 +25,22 @@ from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
 from hposweep.config import BUILTIN_HYPERPARAMETERS, SweepConfig
 from hposweep.faults import kill_point
 from hposweep.training import state as training_state
+from hposweep.training.batching import make_loader
+from hposweep.training.epoch_selection import EpochSelector, cpu_copy, selector_for
 from hposweep.training.model import build_model, load_tokenizer
+from hposweep.training.precision import Precision, make_precision
 from hposweep.training.state import Progress
 
 IGNORE_INDEX = -100  # label id the loss skips: special tokens and non-first sub-tokens
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def hyperparameters(cfg: SweepConfig, params: Mapping[str, Any]) -> dict[str, Any]:
     """The trial's sampled values over the config's ``train`` defaults."""
     resolved = {name: getattr(cfg.train, name) for name in BUILTIN_HYPERPARAMETERS}
     resolved.update(params)
-    resolved["batch_size"] = int(resolved["batch_size"])
-    resolved["epochs"] = int(resolved["epochs"])
+    for name in ("batch_size", "epochs", "gradient_accumulation_steps"):
+        resolved[name] = int(resolved[name])
     return resolved
 
 
@@ -59,10 +70,17 @@ class Setup:
     tokenizer: Any
     model: Any
     loader: Any
+    generator: Any  # draws the batch order; its state at an epoch's start is saved
     optimizer: Any
     scheduler: Any
+    precision: Precision
     validation_set: list[dict[str, Any]]
     token_task: bool
+    eval_batch_size: int
+
+    def optimizer_steps(self, batches: int) -> int:
+        """Optimizer steps taken after ``batches`` batches of an epoch."""
+        return -(-batches // self.hp["gradient_accumulation_steps"])
 
 
 def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> Setup:
@@ -74,98 +92,185 @@ def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> Setup:
     device = resolve_device(cfg.train.device)
     seed_everything(ctx.seed)
     tokenizer = load_tokenizer(cfg, ctx.backbone, data.train + data.validation)
-    model = build_model(cfg, ctx.backbone, data.labels, tokenizer, hp["dropout"]).to(device)
+    model = build_model(cfg, ctx.backbone, data.labels, tokenizer, hp["dropout"],
+                        warn=ctx.warn).to(device)
     label_ids = {label: i for i, label in enumerate(data.labels)}
     token_task = cfg.data.task == "token-classification"
     encode = _encode_tokens if token_task else _encode_sequences
-    train_set = encode(tokenizer, data.train, label_ids, cfg.data.max_length)
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=hp["batch_size"], shuffle=True,
-        generator=torch.Generator().manual_seed(ctx.seed),
-        collate_fn=lambda batch: _pad(batch, tokenizer.pad_token_id, token_task),
-    )
+    generator = torch.Generator().manual_seed(ctx.seed)
+    loader = make_loader(encode(tokenizer, data.train, label_ids, cfg.data.max_length),
+                         hp["batch_size"], generator,
+                         functools.partial(_pad, pad_id=tokenizer.pad_token_id, token_task=token_task),
+                         cfg.data.group_by_length, device)
     # foreach: one fused op over all tensors; on CPU torch defaults to a per-tensor loop.
     optimizer = torch.optim.AdamW(_parameter_groups(model, hp["weight_decay"]),
                                   lr=hp["learning_rate"], foreach=True)
-    total_steps = hp["epochs"] * len(loader)
+    steps_per_epoch = -(-len(loader) // hp["gradient_accumulation_steps"])
+    total_steps = hp["epochs"] * steps_per_epoch  # the scheduler counts optimizer steps
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(hp["warmup_ratio"] * total_steps), total_steps)
-    return Setup(hp, device, tokenizer, model, loader, optimizer, scheduler,
-                 encode(tokenizer, data.validation, label_ids, cfg.data.max_length), token_task)
+    return Setup(hp, device, tokenizer, model, loader, generator, optimizer, scheduler,
+                 make_precision(cfg.train.precision, device),
+                 encode(tokenizer, data.validation, label_ids, cfg.data.max_length), token_task,
+                 cfg.train.eval_batch_size or 2 * hp["batch_size"])
 
 
 def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str, float]:
-    """Train one fold; resume from ``ctx.resume_dir`` when a saved state is there."""
-    import torch
+    """Train one fold; resume from ``ctx.resume_dir`` when a saved state is there.
 
+    Returns the selected epoch's metrics (``train.select_epoch``) with ``best_epoch`` (that
+    epoch, from 0) and ``epochs_trained``.
+    """
     s = prepare(params, data, ctx)
-    generator = s.loader.generator
-    progress, epoch_start_rng = _resume(s, ctx)
+    cfg = ctx.config
+    keep_best = cfg.train.select_epoch == "best"
+    selector = selector_for(cfg)
+    # Weights are copied only when this fold's model may be kept: else only values count.
+    keep_weights = keep_best and ctx.checkpoint_dir is not None
+    progress, epoch_start_rng = _resume(s, ctx, selector, keep_weights)
     for epoch, value in progress.history:  # the retried trial reports what its predecessor did
         ctx.report(value, epoch)
-    every_steps = ctx.config.train.resume_every_steps
     for epoch in range(progress.epoch, s.hp["epochs"]):
+        if selector.should_stop():
+            break  # a resumed fold whose last saved epoch had already stopped it
         if progress.step:
-            generator.set_state(epoch_start_rng)  # same batch order as the interrupted epoch
-        epoch_start_rng = generator.get_state()
-        s.model.train()
-        for step, batch in enumerate(s.loader):
-            if step < progress.step:
-                continue  # done before the interruption
-            loss = s.model(**{k: v.to(s.device) for k, v in batch.items()}).loss
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise TrialFailed(f"training loss is {loss_value} at epoch {epoch + 1}, step {step}")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(s.model.parameters(), ctx.config.train.max_grad_norm,
-                                           foreach=True)
-            s.optimizer.step()
-            s.scheduler.step()
-            s.optimizer.zero_grad()
-            progress.train_loss += loss_value
-            progress.step = step + 1
-            if every_steps and progress.step % every_steps == 0 and progress.step < len(s.loader):
-                _save_state(s, ctx, epoch_start_rng, progress)
+            s.generator.set_state(epoch_start_rng)  # same batch order as the interrupted epoch
+        epoch_start_rng = s.generator.get_state()
+        train_loss = _train_epoch(s, ctx, epoch, progress, epoch_start_rng, selector)
         metrics = evaluate(s.model, s.validation_set, data.labels, s.tokenizer.pad_token_id,
-                           s.token_task, s.hp["batch_size"], s.device)
-        metrics["train_loss"] = progress.train_loss / max(1, len(s.loader))
+                           s.token_task, s.eval_batch_size, s.device, s.precision)
+        metrics["train_loss"] = train_loss
         value = metrics[ctx.objective_metric]
-        progress = Progress(epoch + 1, 0, 0.0, [*progress.history, (epoch, value)], metrics)
-        every_epochs = ctx.config.train.resume_every_epochs
+        selector.observe(epoch, value, metrics, s.model, keep_weights)
+        progress = Progress(epoch + 1, 0, 0.0, [*progress.history, (epoch, value)], metrics,
+                            selector.best, selector.since_best)
+        every_epochs = cfg.train.resume_every_epochs
+        # Saved before the report: a kill there loses nothing.
         if every_epochs and (epoch + 1) % every_epochs == 0 and epoch + 1 < s.hp["epochs"]:
-            _save_state(s, ctx, epoch_start_rng, progress)  # before report: a kill there loses nothing
+            _save_state(s, ctx, epoch_start_rng, progress, selector)
         ctx.log_metrics(metrics, epoch)
         ctx.report(value, epoch)
         if ctx.should_prune():
             raise Pruned(f"pruned after epoch {epoch + 1}: {ctx.objective_metric}={value:.4f}")
+    assert selector.best is not None
+    chosen = selector.best if keep_best else None
     if ctx.checkpoint_dir is not None:
+        if chosen is not None and selector.best_weights is not None:
+            s.model.load_state_dict(selector.best_weights)
         save_checkpoint(s.model, s.tokenizer, ctx)
-    return progress.metrics
+    result = dict(chosen.metrics if chosen is not None else progress.metrics)
+    last_epoch = progress.history[-1][0]
+    result["best_epoch"] = float(chosen.epoch if chosen is not None else last_epoch)
+    result["epochs_trained"] = float(last_epoch + 1)
+    return result
 
 
-def _resume(s: Setup, ctx: TrialContext) -> tuple[Progress, Any]:
+def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
+                 epoch_start_rng: Any, selector: EpochSelector) -> float:
+    """One epoch's optimizer steps, each over a window of ``gradient_accumulation_steps``
+    batches; returns the epoch's mean training loss. ``progress`` is updated in place."""
+    import torch
+
+    accumulate = s.hp["gradient_accumulation_steps"]
+    every_steps = ctx.config.train.resume_every_steps
+    s.model.train()
+    running = torch.tensor(progress.train_loss, device=s.device)  # summed window losses
+    window: list[dict[str, Any]] = []
+    for step, batch in enumerate(s.loader):
+        if step < progress.step:
+            continue  # done before the interruption
+        window.append(batch)
+        if len(window) < accumulate and step + 1 < len(s.loader):
+            continue
+        running += _optimizer_step(s, ctx, window, f"trial{ctx.trial_number}:epoch{epoch}")
+        window = []
+        progress.step = step + 1
+        done = s.optimizer_steps(progress.step)
+        if every_steps and done % every_steps == 0 and progress.step < len(s.loader):
+            progress.train_loss = float(running)
+            _save_state(s, ctx, epoch_start_rng, progress, selector)
+    loss = float(running) / max(1, s.optimizer_steps(len(s.loader)))  # the one read per epoch
+    if s.precision.scaler is None and not torch.isfinite(torch.tensor(loss)):
+        raise TrialFailed(f"training loss is {loss} in epoch {epoch + 1}")
+    return loss
+
+
+def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], where: str) -> Any:
+    """Backward over each batch of ``window``, then one optimizer and scheduler step.
+    Returns the window's mean loss as a device tensor (a skipped fp16 step's as 0)."""
+    import torch
+
+    items = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)  # CPU tensors: no sync
+    window_loss = torch.zeros((), device=s.device)
+    for index, batch in enumerate(window):
+        loss = _summed_loss(s.model, batch, s.device, s.precision, s.token_task) / max(1, items)
+        s.precision.backward(loss)
+        window_loss += loss.detach()
+        kill_point(f"accumulate:{where}:batch{index}")
+    s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    if s.precision.scaler is not None:  # an overflow is the scaler's to skip, not a failure
+        window_loss = torch.where(torch.isfinite(window_loss), window_loss, 0.0)
+    return window_loss
+
+
+def _summed_loss(model: Any, batch: dict[str, Any], device: str, precision: Precision,
+                 token_task: bool) -> Any:
+    """Cross-entropy summed over the batch's labelled items (the caller divides)."""
+    import torch
+
+    inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in MODEL_INPUTS}
+    labels = batch["labels"].to(device, non_blocking=True)
+    with precision.autocast():
+        logits = model(**inputs).logits
+    return torch.nn.functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+        ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def _resume(s: Setup, ctx: TrialContext, selector: EpochSelector, keep_weights: bool
+            ) -> tuple[Progress, Any]:
     """The saved progress and epoch-start RNG state, or a fresh start."""
-    fresh = Progress(), s.loader.generator.get_state()
+    fresh = Progress(), s.generator.get_state()
     if ctx.resume_dir is None:
         return fresh
     try:
         restored = training_state.load(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
-                                       s.loader.generator)
+                                       s.generator)
     except training_state.StateRefused as exc:
         ctx.warn(f"trial {ctx.trial_number}: resume state in {ctx.resume_dir} refused ({exc}); "
                  "training this fold from the start")
         shutil.rmtree(ctx.resume_dir, ignore_errors=True)
         return fresh
-    return restored if restored is not None else fresh
+    if restored is None:
+        return fresh
+    s.precision.load_state_dict(restored.scaler)
+    best_weights = restored.best_weights
+    if keep_weights and best_weights is None and _model_is_best(restored.progress):
+        best_weights = cpu_copy(s.model)
+    selector.restore(restored.progress.best, restored.progress.since_best, best_weights)
+    return restored.progress, restored.epoch_generator
 
 
-def _save_state(s: Setup, ctx: TrialContext, epoch_start_rng: Any, progress: Progress) -> None:
-    """Save the resume state; a failed save (a full disk) is a warning and training goes on."""
+def _model_is_best(progress: Progress) -> bool:
+    """The model's current weights are the best epoch's (saved right after that epoch)."""
+    return progress.step == 0 and progress.best is not None and (
+        progress.best.epoch == progress.epoch - 1)
+
+
+def _save_state(s: Setup, ctx: TrialContext, epoch_start_rng: Any, progress: Progress,
+                selector: EpochSelector) -> None:
+    """Save the resume state; a failed save (a full disk) is a warning and training goes on.
+
+    The best epoch's kept weights are saved too, unless they are the model's own."""
     if ctx.resume_dir is None:
         return
+    best_weights = None if _model_is_best(progress) else selector.best_weights
     try:
         training_state.save(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
-                            s.loader.generator, epoch_start_rng, progress)
+                            s.generator, epoch_start_rng, progress, s.precision.state_dict(),
+                            best_weights)
     except training_state.StateNotSaved as exc:
         _warn_once_per_trial(ctx, f"trial {ctx.trial_number}: resume state not saved ({exc}); "
                                   "training goes on without it")
@@ -201,9 +306,12 @@ def save_checkpoint(model: Any, tokenizer: Any, ctx: TrialContext) -> None:
         ctx.warn(f"trial {ctx.trial_number}: checkpoint not saved ({type(exc).__name__}: {exc})")
 
 
-def evaluate(model: Any, dataset: list[dict[str, list[int]]], labels: list[str], pad_id: int,
-             token_task: bool, batch_size: int, device: str) -> dict[str, float]:
-    """Validation loss and metrics, computed on whole words (first sub-token of each)."""
+def evaluate(model: Any, dataset: list[dict[str, Any]], labels: list[str], pad_id: int,
+             token_task: bool, batch_size: int, device: str, precision: Precision | None = None
+             ) -> dict[str, float]:
+    """Validation loss (the mean over labelled items, so it does not depend on the batch
+    size) and metrics, computed on whole words (first sub-token of each). Predictions come
+    back from the device once per batch; the loss is read once."""
     import torch
 
     from hposweep.training.metrics import (
@@ -211,28 +319,35 @@ def evaluate(model: Any, dataset: list[dict[str, list[int]]], labels: list[str],
         token_classification_metrics,
     )
 
+    precision = precision or make_precision("fp32", device)
     model.eval()
     gold: list[Any] = []
     pred: list[Any] = []
-    loss_sum, batches = 0.0, 0
+    loss_sum = torch.zeros((), device=device)
+    items = 0
     with torch.no_grad():
         for start in range(0, len(dataset), batch_size):
             batch = _pad(dataset[start : start + batch_size], pad_id, token_task)
-            output = model(**{k: v.to(device) for k, v in batch.items()})
-            loss_sum += output.loss.item()
-            batches += 1
-            predicted = output.logits.argmax(-1).cpu()
+            inputs = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+            with precision.autocast():
+                logits = model(**inputs).logits
+            loss_sum += torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), batch["labels"].to(device).reshape(-1),
+                ignore_index=IGNORE_INDEX, reduction="sum")
+            gold_ids = batch["labels"]
+            items += int((gold_ids != IGNORE_INDEX).sum())
+            predicted = logits.argmax(-1).cpu()
             if not token_task:
-                gold += [labels[i] for i in batch["labels"].tolist()]
+                gold += [labels[i] for i in gold_ids.tolist()]
                 pred += [labels[i] for i in predicted.tolist()]
                 continue
-            for gold_row, pred_row in zip(batch["labels"].tolist(), predicted.tolist(), strict=True):
-                keep = [i for i, g in enumerate(gold_row) if g != IGNORE_INDEX]
-                gold.append([labels[gold_row[i]] for i in keep])
-                pred.append([labels[pred_row[i]] for i in keep])
+            keep = gold_ids != IGNORE_INDEX
+            for row in range(len(gold_ids)):
+                gold.append([labels[i] for i in gold_ids[row][keep[row]].tolist()])
+                pred.append([labels[i] for i in predicted[row][keep[row]].tolist()])
     metrics = (token_classification_metrics(gold, pred) if token_task
                else sequence_classification_metrics(gold, pred))
-    metrics["loss"] = loss_sum / max(1, batches)
+    metrics["loss"] = float(loss_sum) / max(1, items)
     return metrics
 
 
@@ -255,10 +370,15 @@ def _encode_tokens(tokenizer: Any, examples: list[Example], label_ids: dict[str,
 
 def _encode_sequences(tokenizer: Any, examples: list[Example], label_ids: dict[str, int],
                       max_length: int) -> list[dict[str, Any]]:
-    encoded = tokenizer([" ".join(e.tokens) for e in examples], truncation=True,
-                        max_length=max_length)
-    return [{"input_ids": encoded["input_ids"][i], "attention_mask": encoded["attention_mask"][i],
-             "labels": label_ids[e.label]} for i, e in enumerate(examples)]
+    """Texts, or text pairs (``Example.text_pair``: sentence-pair classification)."""
+    texts = [" ".join(e.tokens) for e in examples]
+    pairs = [" ".join(e.text_pair) for e in examples if e.text_pair is not None]
+    if pairs and len(pairs) != len(examples):
+        raise TrialFailed("some examples have a text_pair and others not")
+    encoded = tokenizer(texts, pairs or None, truncation=True, max_length=max_length)
+    keys = [k for k in MODEL_INPUTS if k in encoded]
+    return [{**{k: encoded[k][i] for k in keys}, "labels": label_ids[e.label]}
+            for i, e in enumerate(examples)]
 
 
 def _pad(batch: list[dict[str, Any]], pad_id: int, token_task: bool) -> dict[str, Any]:
@@ -270,6 +390,8 @@ def _pad(batch: list[dict[str, Any]], pad_id: int, token_task: bool) -> dict[str
         return torch.tensor([row[key] + [value] * (width - len(row[key])) for row in batch])
 
     out = {"input_ids": padded("input_ids", pad_id), "attention_mask": padded("attention_mask", 0)}
+    if "token_type_ids" in batch[0]:
+        out["token_type_ids"] = padded("token_type_ids", 0)
     out["labels"] = (padded("labels", IGNORE_INDEX) if token_task
                      else torch.tensor([row["labels"] for row in batch]))
     return out

@@ -7,6 +7,8 @@ tokenizer built from the training data) for offline use and CI.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from hposweep.api import Example
@@ -35,7 +37,7 @@ def word_level_tokenizer(examples: list[Example], max_length: int) -> Any:
     cls, sep = SPECIAL_TOKENS["cls_token"], SPECIAL_TOKENS["sep_token"]
     core.post_processor = processors.TemplateProcessing(
         single=f"{cls} $A {sep}",
-        pair=f"{cls} $A {sep} $B {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",  # token type 1 for the second text
         special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
     )
     return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=max_length,
@@ -48,9 +50,7 @@ def load_tokenizer(cfg: SweepConfig, backbone: str, examples: list[Example]) -> 
     from transformers import AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            backbone, trust_remote_code=cfg.model.trust_remote_code
-        )
+        tokenizer = AutoTokenizer.from_pretrained(backbone, **hub_options(cfg))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"backbones: cannot load a tokenizer for {backbone!r}: {exc}") from None
     if not tokenizer.is_fast:
@@ -64,10 +64,33 @@ AUTO_MODEL = {"token-classification": "AutoModelForTokenClassification",
 COMMON_MODEL_TYPES = ("bert", "distilbert", "roberta", "deberta-v2", "electra", "xlm-roberta")
 
 
+def local_files_only(cfg: SweepConfig) -> bool:
+    """``model.local_files_only``; null means true when ``HF_HUB_OFFLINE`` is set."""
+    if cfg.model.local_files_only is not None:
+        return cfg.model.local_files_only
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_options(cfg: SweepConfig) -> dict[str, Any]:
+    """What every ``from_pretrained`` of a backbone (config, tokenizer, model) is given."""
+    return {"trust_remote_code": cfg.model.trust_remote_code, "revision": cfg.model.revision,
+            "local_files_only": local_files_only(cfg)}
+
+
+# Backbones whose re-initialised head was already reported by this process.
+_WARNED_HEADS: set[str] = set()
+
+
 def build_model(
-    cfg: SweepConfig, backbone: str, labels: list[str], tokenizer: Any, dropout: float | None
+    cfg: SweepConfig, backbone: str, labels: list[str], tokenizer: Any, dropout: float | None,
+    warn: Callable[[str], None] = print,
 ) -> Any:
-    """A fresh model for one fold; call after seeding so its initial weights are reproducible."""
+    """A fresh model for one fold; call after seeding so its initial weights are reproducible.
+
+    A pretrained head of another size than the data's labels (a checkpoint fine-tuned on
+    other labels) is re-initialised, and ``warn`` says so once per backbone and process.
+    """
+    import torch
     import transformers
     from transformers import AutoConfig
 
@@ -79,7 +102,7 @@ def build_model(
         model_config.vocab_size = len(tokenizer)
         model_config.pad_token_id = tokenizer.pad_token_id
     else:
-        model_config = AutoConfig.from_pretrained(backbone, trust_remote_code=trust)
+        model_config = AutoConfig.from_pretrained(backbone, **hub_options(cfg))
     model_config.num_labels = len(labels)
     model_config.id2label = dict(enumerate(labels))
     model_config.label2id = {label: i for i, label in enumerate(labels)}
@@ -89,14 +112,26 @@ def build_model(
                 setattr(model_config, attribute, dropout)
     if cfg.model.from_config is not None:
         return auto_model.from_config(model_config, trust_remote_code=trust)
-    return auto_model.from_pretrained(
-        backbone, config=model_config, trust_remote_code=trust, ignore_mismatched_sizes=True
-    )
+    model, info = auto_model.from_pretrained(
+        backbone, config=model_config, ignore_mismatched_sizes=True, output_loading_info=True,
+        dtype=getattr(torch, cfg.model.torch_dtype or "float32"), **hub_options(cfg))
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched and backbone not in _WARNED_HEADS:
+        _WARNED_HEADS.add(backbone)
+        shapes = "; ".join(f"{key} {tuple(saved)} -> {tuple(new)}" for key, saved, new in mismatched)
+        warn(f"backbones: {backbone!r} has a head of another size than the {len(labels)} labels "
+             f"of this data; re-initialised (ignore_mismatched_sizes): {shapes}")
+    return model
 
 
 def check_backbone(cfg: SweepConfig, backbone: str) -> None:
-    """Fail before any trial when the device is missing or the model cannot be built."""
+    """Fail before any trial when the device is missing, cannot train in the configured
+    precision, or the model cannot be built."""
+    from hposweep.training.builtin import resolve_device
+    from hposweep.training.precision import resolve_precision
+
     _check_device(cfg.train.device)
+    resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
     if cfg.model.from_config is not None:
         _check_from_config(cfg)
         return
@@ -163,7 +198,6 @@ def _check_from_config(cfg: SweepConfig) -> None:
 def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
     """A ``from_pretrained`` backbone can be loaded (a local dir, or the hub provides it)."""
     import logging
-    import os
     from pathlib import Path
 
     if backbone.startswith(("/", ".", "~")) and not Path(backbone).expanduser().is_dir():
@@ -172,7 +206,7 @@ def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
 
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter
     try:
-        AutoConfig.from_pretrained(backbone, trust_remote_code=cfg.model.trust_remote_code)
+        AutoConfig.from_pretrained(backbone, **hub_options(cfg))
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         advice = ("" if offline else "; set HF_HUB_OFFLINE=1 to fail fast offline")

@@ -4,8 +4,16 @@ Layout of a fold's resume dir::
 
     latest.json            -> {"state": "state-<id>"}   (replaced atomically)
     state-<id>/model.safetensors
-    state-<id>/trainer.pt  optimizer, scheduler, RNG states, progress (tensors and
-                           plain Python values only: read with ``weights_only=True``)
+    state-<id>/best.safetensors  the best epoch's weights (``select_epoch: best``, when they
+                           are not the current ones)
+    state-<id>/trainer.pt  optimizer, scheduler, gradient scaler, RNG states, progress
+                           with the best epoch's value and metrics (tensors and plain
+                           Python values only: read with ``weights_only=True``)
+
+States are saved at optimizer-step boundaries only (with gradient accumulation, never
+part-way through a window of micro-batches): a fold killed mid-accumulation resumes
+from the last boundary and recomputes that window's micro-batches, with the same data
+and RNG states, so the result is the uninterrupted run's.
 
 A new state is written completely under a temporary name, renamed, and only then
 does ``latest.json`` point at it; older states are deleted after that. A save that
@@ -21,12 +29,14 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hposweep.checkpoints import write_json_atomic
 from hposweep.errors import first_line
+from hposweep.training.epoch_selection import BestEpoch
 
 POINTER = "latest.json"
+BEST_WEIGHTS = "best.safetensors"
 
 
 @dataclass
@@ -38,6 +48,17 @@ class Progress:
     train_loss: float = 0.0
     history: list[tuple[int, float]] = field(default_factory=list)  # (epoch, reported value)
     metrics: dict[str, float] = field(default_factory=dict)
+    best: BestEpoch | None = None  # the best epoch so far
+    since_best: int = 0  # epochs evaluated since the best one (early stopping)
+
+
+class Restored(NamedTuple):
+    """What :func:`load` restores beyond the model, optimizer, scheduler and RNGs."""
+
+    progress: Progress
+    epoch_generator: Any  # the data generator's state at the start of the saved epoch
+    scaler: dict[str, Any]  # the fp16 gradient scaler's state ({} without one)
+    best_weights: dict[str, Any] | None  # the best epoch's weights, when not the model's own
 
 
 class StateRefused(Exception):
@@ -49,13 +70,14 @@ class StateNotSaved(Exception):
 
 
 def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any,
-         epoch_generator_state: Any, progress: Progress) -> None:
+         epoch_generator_state: Any, progress: Progress, scaler: dict[str, Any] | None = None,
+         best_weights: dict[str, Any] | None = None) -> None:
     """Write a new state beside the current one, then point ``latest.json`` at it.
 
     Raises :class:`StateNotSaved` when a write fails, after removing what it wrote.
     """
     from safetensors import SafetensorError  # what safetensors raises on ENOSPC
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     name = f"state-{uuid.uuid4().hex[:8]}"
     tmp = directory / f".tmp-{name}"
@@ -63,8 +85,10 @@ def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
         directory.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         save_model(model, str(tmp / "model.safetensors"))
+        if best_weights is not None:
+            save_file(best_weights, str(tmp / BEST_WEIGHTS))
         _torch_save(_trainer_state(optimizer, scheduler, generator, epoch_generator_state,
-                                   progress), tmp / "trainer.pt")
+                                   progress, scaler or {}), tmp / "trainer.pt")
         tmp.rename(directory / name)
         write_json_atomic(directory / POINTER, {"state": name})
     except (OSError, SafetensorError) as exc:
@@ -77,7 +101,7 @@ def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
 
 
 def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generator_state: Any,
-                   progress: Progress) -> dict[str, Any]:
+                   progress: Progress, scaler: dict[str, Any]) -> dict[str, Any]:
     """Everything but the weights, as tensors and plain values (``weights_only`` loads it)."""
     import random
 
@@ -91,10 +115,15 @@ def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generat
         "python_rng": random.getstate(),
         "generator": generator.get_state(),
         "epoch_generator": epoch_generator_state,
+        "scaler": scaler,
         "progress": {"epoch": progress.epoch, "step": progress.step,
                      "train_loss": progress.train_loss,
                      "history": [list(h) for h in progress.history],
-                     "metrics": dict(progress.metrics)},
+                     "metrics": dict(progress.metrics),
+                     "best": None if progress.best is None else {
+                         "epoch": progress.best.epoch, "value": progress.best.value,
+                         "metrics": dict(progress.best.metrics)},
+                     "since_best": progress.since_best},
     }
 
 
@@ -110,16 +139,17 @@ def _torch_save(obj: Any, path: Path) -> None:
 
 
 def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any
-         ) -> tuple[Progress, Any] | None:
+         ) -> Restored | None:
     """Restore everything saved in ``directory``; None when there is nothing to resume.
 
-    Returns the progress and the generator state at the start of the saved epoch.
+    Returns the progress, the generator state at the start of the saved epoch, the
+    scaler's state and the best epoch's weights.
     Raises :class:`StateRefused` when the state is corrupt or not plain data.
     """
     import random
 
     import torch
-    from safetensors.torch import load_model
+    from safetensors.torch import load_file, load_model
 
     pointer = directory / POINTER
     if not pointer.is_file():
@@ -128,6 +158,8 @@ def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
         state_dir = directory / json.loads(pointer.read_text())["state"]
         saved = torch.load(state_dir / "trainer.pt", weights_only=True)
         load_model(model, str(state_dir / "model.safetensors"))
+        best_weights = (load_file(str(state_dir / BEST_WEIGHTS))
+                        if (state_dir / BEST_WEIGHTS).is_file() else None)
     except Exception as exc:  # UnpicklingError for a planted pickle, OSError, KeyError...
         raise StateRefused(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     optimizer.load_state_dict(saved["optimizer"])
@@ -139,6 +171,10 @@ def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
     random.setstate((version, tuple(internal), gauss))
     generator.set_state(saved["generator"])
     p = saved["progress"]
+    best = p.get("best")
     progress = Progress(p["epoch"], p["step"], p["train_loss"],
-                        [(int(e), float(v)) for e, v in p["history"]], dict(p["metrics"]))
-    return progress, saved["epoch_generator"]
+                        [(int(e), float(v)) for e, v in p["history"]], dict(p["metrics"]),
+                        None if best is None else BestEpoch(int(best["epoch"]), float(best["value"]),
+                                                            dict(best["metrics"])),
+                        int(p.get("since_best", 0)))
+    return Restored(progress, saved["epoch_generator"], saved.get("scaler", {}), best_weights)

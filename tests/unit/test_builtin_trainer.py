@@ -180,4 +180,4 @@ def test_sequence_classification_learns_a_separable_task(tmp_path: Path) -> None
     assert constant <= 0.6
     metrics = train({"learning_rate": 1e-2, "batch_size": 8}, fold, context(cfg))
     assert metrics["accuracy"] >= 0.9, metrics
-    assert set(metrics) == {"accuracy", "macro-f1", "loss", "train_loss"}
+    assert set(metrics) == {"accuracy", "macro-f1", "loss", "train_loss", "best_epoch", "epochs_trained"}
