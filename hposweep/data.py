@@ -160,6 +160,10 @@ def holdout_indices(n_examples: int, fraction: float, seed: int) -> tuple[list[i
 def load_training_examples(cfg: SweepConfig) -> list[Example]:
     if cfg.data.synthetic is not None:
         return synthetic_ner(cfg.data.synthetic.sentences, cfg.data.synthetic.seed)
+    if cfg.data.dataset is not None:
+        from hposweep.hf_datasets import read_dataset
+
+        return read_dataset(cfg)[0]
     assert cfg.data.train is not None
     return read_examples(cfg.data.train, cfg.data.task)
 
@@ -170,6 +174,10 @@ def build_folds(cfg: SweepConfig, examples: list[Example]) -> list[FoldData]:
     validation_file = None
     if not cfg.k_fold.enabled and cfg.data.validation is not None:
         validation_file = read_examples(cfg.data.validation, cfg.data.task)
+    if not cfg.k_fold.enabled and cfg.data.dataset is not None:
+        from hposweep.hf_datasets import read_dataset
+
+        validation_file = read_dataset(cfg)[1]  # its validation split, if it has one
     labels = label_list(examples + (validation_file or []))
     if len(examples) < 2:
         raise ConfigError("data: the training data needs at least 2 examples")

@@ -282,7 +282,33 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
         **{f"train.{k}": getattr(t, k) for k in (
             "trainer", "epochs", "seed", "learning_rate", "batch_size", "weight_decay",
             "warmup_ratio", "dropout", "max_grad_norm")},
+        **fine_tuning_settings(cfg),
     }
+
+
+def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
+    """The built-in trainer's fine-tuning settings that change a trial's value, each only
+    where it differs from what studies made before these settings existed did: such a
+    study resumes with them at those values. So ``select_epoch`` is recorded when it is
+    ``best`` (older studies scored the last epoch: they resume with ``last``)."""
+    from dataclasses import asdict
+
+    d, t = cfg.data, cfg.train
+    settings: dict[str, Any] = {}
+    if t.select_epoch == "best":
+        settings["train.select_epoch"] = "best"
+    if t.gradient_accumulation_steps != 1:
+        settings["train.gradient_accumulation_steps"] = t.gradient_accumulation_steps
+    if t.early_stopping is not None:
+        settings["train.early_stopping"] = asdict(t.early_stopping)
+    if d.group_by_length:
+        settings["data.group_by_length"] = True
+    if d.dataset is not None:
+        from hposweep.hf_datasets import dataset_identity
+
+        settings["data.dataset"] = {**asdict(d.dataset), "path": dataset_identity(d.dataset)}
+        settings["data.columns"] = asdict(d.columns)
+    return settings
 
 
 def file_digest(path: str) -> str:

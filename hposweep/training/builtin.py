@@ -182,7 +182,8 @@ def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
         window.append(batch)
         if len(window) < accumulate and step + 1 < len(s.loader):
             continue
-        running += _optimizer_step(s, ctx, window, f"trial{ctx.trial_number}:epoch{epoch}")
+        running += _optimizer_step(s, ctx, window,
+                                   f"trial{ctx.trial_number}:epoch{epoch}:batch{step + 1 - len(window)}")
         window = []
         progress.step = step + 1
         done = s.optimizer_steps(progress.step)
@@ -197,7 +198,9 @@ def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
 
 def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], where: str) -> Any:
     """Backward over each batch of ``window``, then one optimizer and scheduler step.
-    Returns the window's mean loss as a device tensor (a skipped fp16 step's as 0)."""
+    Returns the window's mean loss as a device tensor (a skipped fp16 step's as 0).
+    ``where`` names the window's first batch; kill point ``accumulate:<where>+<i>`` follows
+    the backward of its ``i``-th batch."""
     import torch
 
     items = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)  # CPU tensors: no sync
@@ -206,7 +209,7 @@ def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], w
         loss = _summed_loss(s.model, batch, s.device, s.precision, s.token_task) / max(1, items)
         s.precision.backward(loss)
         window_loss += loss.detach()
-        kill_point(f"accumulate:{where}:batch{index}")
+        kill_point(f"accumulate:{where}+{index}")
     s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
     s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
