@@ -23,8 +23,11 @@ DROPOUT_ATTRIBUTES = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dr
                       "hidden_dropout", "summary_last_dropout")
 
 
-def word_level_tokenizer(examples: list[Example], max_length: int) -> Any:
-    """A fast tokenizer whose vocabulary is every token of ``examples`` (one id per word)."""
+def word_level_tokenizer(examples: list[Example], max_length: int, token_types: bool = False
+                         ) -> Any:
+    """A fast tokenizer whose vocabulary is every token of ``examples`` (one id per word);
+    ``token_types``: it also returns token type ids (1 for a pair's second text), for a
+    model that has token types."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -40,13 +43,18 @@ def word_level_tokenizer(examples: list[Example], max_length: int) -> Any:
         pair=f"{cls} $A {sep} $B:1 {sep}:1",  # token type 1 for the second text
         special_tokens=[(cls, vocab[cls]), (sep, vocab[sep])],
     )
+    inputs = ["input_ids", *(["token_type_ids"] if token_types else []), "attention_mask"]
     return PreTrainedTokenizerFast(tokenizer_object=core, model_max_length=max_length,
-                                   **SPECIAL_TOKENS)
+                                   model_input_names=inputs, **SPECIAL_TOKENS)
 
 
 def load_tokenizer(cfg: SweepConfig, backbone: str, examples: list[Example]) -> Any:
     if cfg.model.from_config is not None:
-        return word_level_tokenizer(examples, cfg.data.max_length)
+        from transformers import AutoConfig
+
+        spec = dict(cfg.model.from_config)
+        types = getattr(AutoConfig.for_model(spec.pop("model_type"), **spec), "type_vocab_size", 0)
+        return word_level_tokenizer(examples, cfg.data.max_length, token_types=types > 1)
     from transformers import AutoTokenizer
 
     try:
