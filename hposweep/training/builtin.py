@@ -14,6 +14,7 @@ stays on the device and is read once per epoch (a NaN or inf is found then).
 from __future__ import annotations
 
 import functools
+import math
 import random
 import shutil
 from collections.abc import Mapping
@@ -132,7 +133,7 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
         ctx.report(value, epoch)
     for epoch in range(progress.epoch, s.hp["epochs"]):
         if selector.should_stop():
-            break  # a resumed fold whose last saved epoch had already stopped it
+            break  # early stopping: patience epochs without an improvement
         if progress.step:
             s.generator.set_state(epoch_start_rng)  # same batch order as the interrupted epoch
         epoch_start_rng = s.generator.get_state()
@@ -145,8 +146,9 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
         progress = Progress(epoch + 1, 0, 0.0, [*progress.history, (epoch, value)], metrics,
                             selector.best, selector.since_best)
         every_epochs = cfg.train.resume_every_epochs
-        # Saved before the report: a kill there loses nothing.
-        if every_epochs and (epoch + 1) % every_epochs == 0 and epoch + 1 < s.hp["epochs"]:
+        # Saved before the report: a kill there loses nothing. (A stopped fold trains no more.)
+        if (every_epochs and (epoch + 1) % every_epochs == 0 and epoch + 1 < s.hp["epochs"]
+                and not selector.should_stop()):
             _save_state(s, ctx, epoch_start_rng, progress, selector)
         ctx.log_metrics(metrics, epoch)
         ctx.report(value, epoch)
@@ -191,7 +193,7 @@ def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
             progress.train_loss = float(running)
             _save_state(s, ctx, epoch_start_rng, progress, selector)
     loss = float(running) / max(1, s.optimizer_steps(len(s.loader)))  # the one read per epoch
-    if s.precision.scaler is None and not torch.isfinite(torch.tensor(loss)):
+    if s.precision.scaler is None and not math.isfinite(loss):
         raise TrialFailed(f"training loss is {loss} in epoch {epoch + 1}")
     return loss
 

@@ -4,10 +4,8 @@ micro-batches resumes exactly (states are saved at optimizer-step boundaries).""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from safetensors.torch import load_file
 from hposweep.training import state
 from hposweep.training.builtin import prepare, train
 from tests.unit.test_builtin_trainer import context, setup
+from tests.unit.test_training_state import run_script
 
 NO_DROPOUT = {"learning_rate": 5e-3, "dropout": 0.0, "warmup_ratio": 0.0}
 DATA = ["data.synthetic.sentences=100", "train.epochs=1"]  # 50 training sentences: 4 windows
@@ -73,10 +72,7 @@ KILLED_TRAINER = textwrap.dedent("""
 
 
 def run_trainer(resume_dir: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
-    repo = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, **({"HPOSWEEP_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-c", KILLED_TRAINER.format(repo=repo), str(resume_dir)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return run_script(KILLED_TRAINER, resume_dir, kill_at)
 
 
 def test_sigkill_mid_accumulation_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:

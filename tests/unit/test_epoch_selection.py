@@ -5,10 +5,8 @@ value), pruning still sees every epoch, and a SIGKILL loses none of it."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from safetensors.torch import load_file
 from hposweep.training.builtin import _encode_tokens, evaluate, train
 from hposweep.training.epoch_selection import EpochSelector
 from tests.unit.test_builtin_trainer import context, setup
+from tests.unit.test_training_state import run_script
 
 LEARNING = {"learning_rate": 5e-3, "batch_size": 8}
 
@@ -106,10 +105,7 @@ KILLED_TRAINER = textwrap.dedent("""
 
 
 def run_trainer(out: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
-    repo = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, **({"HPOSWEEP_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-c", KILLED_TRAINER.format(repo=repo), str(out)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return run_script(KILLED_TRAINER, out, kill_at)
 
 
 @pytest.mark.parametrize("kill_at", ["state:trial0:epoch2:step0", "state:trial0:epoch2:step2"])

@@ -58,11 +58,17 @@ STEP_KILL = textwrap.dedent("""
 """)
 
 
-def run_trainer_process(resume_dir: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+def run_script(script: str, argument: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+    """``script`` (``{repo}`` filled in) in a process of its own, armed to be killed at
+    ``kill_at``; ``argument`` is its ``sys.argv[1]``."""
     repo = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, **({"HPOSWEEP_KILL_AT": kill_at} if kill_at else {})}
-    return subprocess.run([sys.executable, "-c", STEP_KILL.format(repo=repo), str(resume_dir)],
+    return subprocess.run([sys.executable, "-c", script.format(repo=repo), str(argument)],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def run_trainer_process(resume_dir: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
+    return run_script(STEP_KILL, resume_dir, kill_at)
 
 
 def test_kill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
