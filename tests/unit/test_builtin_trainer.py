@@ -181,3 +181,14 @@ def test_sequence_classification_learns_a_separable_task(tmp_path: Path) -> None
     metrics = train({"learning_rate": 1e-2, "batch_size": 8}, fold, context(cfg))
     assert metrics["accuracy"] >= 0.9, metrics
     assert set(metrics) == {"accuracy", "macro-f1", "loss", "train_loss", "best_epoch", "epochs_trained"}
+
+
+def test_eval_batch_size_defaults_to_twice_the_batch_and_does_not_change_the_metrics() -> None:
+    cfg, fold = setup()
+    assert prepare({"batch_size": 8}, fold, context(cfg)).eval_batch_size == 16
+    one_cfg, _ = setup("train.eval_batch_size=1")
+    assert prepare({"batch_size": 8}, fold, context(one_cfg)).eval_batch_size == 1
+    default = train({"learning_rate": 5e-3, "batch_size": 8}, fold, context(cfg))
+    one = train({"learning_rate": 5e-3, "batch_size": 8}, fold, context(one_cfg))
+    assert one.pop("loss") == pytest.approx(default.pop("loss"), rel=1e-5)
+    assert one == default, "padding to another width changed a prediction"
