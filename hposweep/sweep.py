@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hposweep import recovery
+from hposweep import interrupts, recovery
 from hposweep.api import FoldData, TrainFn
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import (
@@ -178,6 +178,7 @@ class BackboneSweep:
             while self._recovered_at_the_end() and stop.reason == "max_trials":
                 stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
+            interrupts.received()
             self.tracker.abort_sweep()
             raise
         with reported_os_errors("cannot finish the sweep"), self.lock:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hposweep import recovery
+from hposweep import interrupts, recovery
 from hposweep.api import FoldData, Pruned, TrainFn, TrialContext, TrialFailed
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig
@@ -79,6 +79,7 @@ class TrialRun:
             self._end("FAIL", str(exc))
             return Outcome(TrialState.FAIL)
         except KeyboardInterrupt:
+            interrupts.received()
             self._interrupted()
             raise
         except BaseException as exc:  # ours, not the trainer's: end its runs, then surface it
@@ -137,6 +138,8 @@ class TrialRun:
             metrics = _checked_metrics(self._call_trainer(fold, ctx), cfg.study.objective_metric)
         except BaseException as exc:
             # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
+            if isinstance(exc, KeyboardInterrupt):
+                interrupts.received()
             state = ("PRUNED" if isinstance(exc, Pruned) else
                      "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
             env.tracker.end_run(fold_run, state)

@@ -136,3 +136,24 @@ def failed_meanwhile_by_another_worker(params, data, ctx):
             storage.get_study_id_from_name(name), 0)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     return quadratic(params, data, ctx)
+
+
+def interrupted_inside_a_finalizer(params, data, ctx):
+    """Ctrl-C arrives while Python runs a finalizer (as it may in SQLAlchemy's garbage-collector
+    callbacks): Python prints the KeyboardInterrupt raised there and drops it. Then the trial
+    goes on for up to 60 s and completes, unless the interrupt is delivered again."""
+    import os
+    import signal
+    import time
+
+    class SignalledWhileFinalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the signal handler runs here, inside the finalizer
+
+    print(f"trial {ctx.trial_number} finalizing", flush=True)
+    SignalledWhileFinalized()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return quadratic(params, data, ctx)
