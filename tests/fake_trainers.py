@@ -136,3 +136,14 @@ def failed_meanwhile_by_another_worker(params, data, ctx):
             storage.get_study_id_from_name(name), 0)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     return quadratic(params, data, ctx)
+
+
+def two_objectives(params, data, ctx):
+    """Two objectives known in closed form, for the Pareto-front tests: ``score = x``
+    (maximize) and ``cost = x ** 2 + y`` (minimize); a small checkpoint when asked."""
+    wait_if_told()
+    metrics = {"score": params["x"], "cost": params["x"] ** 2 + params["y"]}
+    if ctx.checkpoint_dir is not None:
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "weights.json").write_text(json.dumps(params))
+    return metrics
