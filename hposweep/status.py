@@ -70,7 +70,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     if best is not None:
         status.best_trial, status.best_value = best.number, best.values[0]
         status.best_params = dict(best.params)
-        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, [best.value]))
+        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
         status.mlflow_best_run_id = mlflow_run_of(best)
         status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
     status.pending = _pending(trials)
