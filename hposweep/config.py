@@ -32,8 +32,9 @@ BUILTIN_HYPERPARAMETERS = (
     "dropout",
     "epochs",
 )
-BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy",
-                   "n_parameters", "latency_ms", "checkpoint_mb")
+# Measured once, after training (hposweep.training.cost_metrics): never reported per epoch.
+BUILTIN_COST_METRICS = ("n_parameters", "latency_ms", "checkpoint_mb")
+BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy", *BUILTIN_COST_METRICS)
 # mlflow.log_best_checkpoint: true, false, or "front" (every kept member of the Pareto front)
 LOG_FRONT = "front"
 
@@ -569,6 +570,11 @@ def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
         if len(metrics) > 1 and s.sampler.name == "cmaes":
             fail("study.sampler.name", "cmaes optimizes one objective; with several use nsga2, "
                  "tpe, gp, random or grid")
+    primary = s.objectives[0].metric if s.objectives else s.objective_metric
+    if builtin and primary in BUILTIN_COST_METRICS:
+        fail("study.objectives[0].metric" if s.objectives else "study.objective_metric",
+             f"the built-in trainer reports {primary!r} once, after training, not per epoch: "
+             "make it a later objective or a constraint")
     for i, text in enumerate(s.constraints):
         try:
             constraint = parse_constraint(text)

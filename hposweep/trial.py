@@ -134,7 +134,9 @@ class TrialRun:
             seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
             _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
-            _should_prune=_ours(self.trial.should_prune), _log_metrics=_ours(log_metrics),
+            _should_prune=_ours(self.trial.should_prune if not self._several_objectives()
+                                else lambda: False),  # Optuna prunes one objective only
+            _log_metrics=_ours(log_metrics),
             _warn=env.console.warn,
         )
         try:
@@ -173,10 +175,14 @@ class TrialRun:
         if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
             raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
-        self.trial.report(value, index * epochs + epoch)
+        if not self._several_objectives():  # Optuna's report takes one objective only
+            self.trial.report(value, index * epochs + epoch)
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
         kill_point(f"trial{self.number}:fold{index}:epoch{epoch}")
+
+    def _several_objectives(self) -> bool:
+        return len(objectives_of(self.env.cfg)) > 1
 
     def _epochs(self) -> int:
         return int(self.params.get("epochs", self.env.cfg.train.epochs))
