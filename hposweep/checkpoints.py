@@ -504,6 +504,25 @@ class FrontCheckpointManager(CheckpointManager):
         self.directions = maximize
         self.front = front  # the study's feasible Pareto front: trial -> objective values
 
+    def trial_finished(self, number: int, value: Any,
+                       study_values: Callable[[], list[float]]) -> Path | None:
+        """As for one objective; a trial that is not kept may still have pushed kept
+        members off the front (it dominates them): those are deleted now."""
+        kept = super().trial_finished(number, value, study_values)
+        if kept is None and self.save_only_best:
+            self._drop_off_front()
+        return kept
+
+    def _drop_off_front(self) -> None:
+        front = self.front()
+        if all(e.trial_number in front for e in self.entries()):
+            return  # most trials: no lock needed
+        try:
+            with self.lock():
+                self._record_and_prune(self.entries())
+        except OSError as exc:
+            self.warn(f"checkpoints off the Pareto front not deleted ({exc})")
+
     def _entry(self, number: int, value: Any, relative: str) -> BestEntry:
         values = tuple(float(v) for v in value)
         return BestEntry(self.layout.run_id, number, values[0], relative, values)
