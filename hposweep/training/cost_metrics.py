@@ -8,6 +8,9 @@ it (``study.constraints``):
 - ``latency_ms``: the median wall time of one forward pass over one validation batch of
   ``batch_size`` examples on the trial's device, measured after warm-up passes (on CUDA
   each pass is synchronised before the clock is read).
+
+Only the ones a study names (as an objective or in a constraint) are measured: the
+others' sweeps stay as they were (``latency_ms`` is a timing, not reproducible).
 """
 
 from __future__ import annotations
@@ -21,9 +24,20 @@ WARMUP = 2  # passes that are not timed (allocations, kernel selection, caches)
 TIMED = 5  # timed passes; their median is reported
 
 
-def cost_metrics(model: Any, batch: dict[str, Any], device: str) -> dict[str, float]:
-    return {"n_parameters": n_parameters(model), "checkpoint_mb": checkpoint_mb(model),
-            "latency_ms": latency_ms(model, batch, device)}
+def requested(cfg: Any) -> list[str]:
+    """The cost metrics the study's objectives and constraints name."""
+    from hposweep.config import BUILTIN_COST_METRICS
+    from hposweep.objectives import required_metrics
+
+    return [m for m in required_metrics(cfg) if m in BUILTIN_COST_METRICS]
+
+
+def cost_metrics(model: Any, batch: dict[str, Any], device: str,
+                 names: list[str]) -> dict[str, float]:
+    measure = {"n_parameters": lambda: n_parameters(model),
+               "checkpoint_mb": lambda: checkpoint_mb(model),
+               "latency_ms": lambda: latency_ms(model, batch, device)}
+    return {name: measure[name]() for name in names}
 
 
 def n_parameters(model: Any) -> float:
