@@ -330,19 +330,22 @@ class BackboneSweep:
             mlflow_parent_run_id=self.tracker.parent_run_id,
             trials=[TrialRow.from_trial(t) for t in trials],
         )
-        if self.front:
-            result.front = front_members(self.study, self.objectives,
-                                         self.checkpoints.checkpoint_of)
-            knee = knee_member(result.front)
-            complete = [t for t in complete if knee and t.number == knee.number]
-        if complete:
-            best = complete[0] if self.front else self.study.best_trial
+        best = self._best_trial(result, complete)
+        if best is not None:
             checkpoint = self.checkpoints.checkpoint_of(best.number)
             result.best_trial, result.best_value = best.number, best.values[0]
             result.best_params = dict(best.params)
             result.checkpoint = str(checkpoint) if checkpoint else None
             result.mlflow_best_run_id = mlflow_run_of(best)
         return result
+
+    def _best_trial(self, result: BackboneResult, complete: list[Any]) -> Any:
+        """The study's best trial; with a Pareto front (filled into ``result``) its knee."""
+        if not self.front:
+            return self.study.best_trial if complete else None
+        result.front = front_members(self.study, self.objectives, self.checkpoints.checkpoint_of)
+        knee = knee_member(result.front)
+        return next((t for t in complete if knee and t.number == knee.number), None)
 
     def _finish_tracking(self, result: BackboneResult) -> None:
         """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study:

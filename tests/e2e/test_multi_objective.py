@@ -254,3 +254,22 @@ def plotted_front(page: Path) -> set[int]:
     best = [t for t in traces if "Best Trial" in t.get("hovertemplate", "")]
     assert best, "the plot marks the front"
     return {json.loads(text.replace("<br>", ""))["number"] for t in best for text in t["text"]}
+
+
+def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
+        workdir: Path, config: Path) -> None:
+    single = CONFIG.replace(
+        "  objectives: [{metric: score, goal: maximize}, {metric: cost, goal: minimize}]\n",
+        "  objective_metric: score\n")
+    config.write_text(single)
+    result = hposweep("run", config, NO_MLFLOW, "checkpoint.keep_best=1", "--json")
+    assert result.exit_code == 0, result.stderr
+    study = load_study(workdir / "outputs", "mo_fake")
+    trials = study.get_trials(states=[_complete()])
+    feasible = [t for t in trials if known(t)[1] <= BOUND]
+    assert max(known(t)[0] for t in trials) > max(known(t)[0] for t in feasible), \
+        "an infeasible trial has the highest score"
+    best = max(feasible, key=lambda t: known(t)[0]).number
+    assert study.best_trial.number == best == result.json()["backbones"][0]["best_trial"]
+    assert kept_checkpoints(workdir) == {best}
+    assert hposweep("best", config, "--json").json()[0]["best_trial"] == best
