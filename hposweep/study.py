@@ -246,11 +246,11 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
         directions=[o.goal for o in objectives_of(cfg)], sampler=make_sampler(cfg),
         pruner=make_pruner(cfg),
     )
-    if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
-        study.set_metric_names([o.metric for o in objectives_of(cfg)])
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
     _check_same_objective(cfg, study)
+    if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
+        study.set_metric_names([o.metric for o in objectives_of(cfg)])
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
                      exists and _has_past_trials(study))
 

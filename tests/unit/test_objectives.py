@@ -98,3 +98,6 @@ def test_a_resume_with_other_objectives_or_constraints_is_refused(tmp_path: Path
     with pytest.raises(UserError, match="study.objectives"):
         open_study(load(path, ["study.objectives=[{metric: macro-f1-span}, "
                                "{metric: n_parameters, goal: minimize}]", NO_PRUNER]).config, "s")
+    open_study(load(SMOKE).config, "one")  # a study of one objective, resumed with two
+    with pytest.raises(UserError, match="study.objectives"):
+        open_study(load(path, [*TWO, NO_PRUNER]).config, "one")
