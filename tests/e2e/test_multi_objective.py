@@ -273,3 +273,31 @@ def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
     assert study.best_trial.number == best == result.json()["backbones"][0]["best_trial"]
     assert kept_checkpoints(workdir) == {best}
     assert hposweep("best", config, "--json").json()[0]["best_trial"] == best
+
+
+def test_the_built_in_trainer_trades_span_f1_against_its_latency(workdir: Path) -> None:
+    """Several objectives through the real trainer (it reports every epoch: Optuna's
+    pruner never sees a multi-objective report); its cost metrics are the mean over folds."""
+    from tests.conftest import FAST, SMOKE
+
+    config = workdir / "front.yaml"
+    config.write_text("".join(line for line in SMOKE.read_text().splitlines(keepends=True)
+                              if "objective_" not in line))
+    result = hposweep("run", config, *FAST, "study.max_trials=2", "study.sampler.name=nsga2",
+                      "study.objectives=[{metric: macro-f1-span, goal: maximize}, "
+                      "{metric: latency_ms, goal: minimize}]",
+                      "study.constraints=[n_parameters <= 30, checkpoint_mb >= 0.01]", "--json")
+    assert result.exit_code == 0, result.stderr
+    study = load_study(workdir / "outputs", "smoke_tiny-bert")
+    trials = study.get_trials(states=[_complete()])
+    assert len(trials) == 2 and all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
+    assert all(set(t.constraints) == {"n_parameters <= 30", "checkpoint_mb >= 0.01"}
+               and all(v <= 0 for v in t.constraints.values()) for t in trials)
+    assert all(t.intermediate_values == {} for t in trials)
+    client = mlflow_client(workdir / "outputs")
+    metrics = runs_by_kind(client, "hposweep-smoke")["trial"][0].data.metrics
+    assert {"latency_ms", "n_parameters", "checkpoint_mb", "fold0/latency_ms"} <= set(metrics)
+    assert metrics["latency_ms"] == pytest.approx(
+        (metrics["fold0/latency_ms"] + metrics["fold1/latency_ms"]) / 2)
+    front = result.json()["backbones"][0]["front"]
+    assert {m["number"] for m in front} == {t.number for t in study.best_trials}
