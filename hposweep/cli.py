@@ -151,6 +151,10 @@ def export(
         "--to", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
     verify: Annotated[Path | None, typer.Option(
         "--verify", help="Check an export against its MANIFEST.sha256 instead.")] = None,
+    choice: Annotated[str | None, typer.Option(
+        "--select", help="With a Pareto front: knee (the default), 'trial N' or "
+        "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
+    ] = None,
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
@@ -171,10 +175,12 @@ def export(
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
         from hposweep.config import backbone_slug, load
-        from hposweep.export import export_best
+        from hposweep.export import export_best, select
 
         cfg = load(config, overrides or [], check_files=False).config
         for status in _statuses(cfg):
+            if choice is not None and status.best_trial is not None:
+                status = select(cfg, status, choice)
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
             done = export_best(cfg, status, target, console.warn)
             console.info(f"{status.backbone}: trial {status.best_trial} exported to {done}")

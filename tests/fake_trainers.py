@@ -157,3 +157,14 @@ def interrupted_inside_a_finalizer(params, data, ctx):
     while time.monotonic() < deadline:
         time.sleep(0.02)
     return quadratic(params, data, ctx)
+
+
+def two_objectives(params, data, ctx):
+    """Two objectives known in closed form, for the Pareto-front tests: ``score = x``
+    (maximize) and ``cost = x ** 2 + y`` (minimize); a small checkpoint when asked."""
+    wait_if_told()
+    metrics = {"score": params["x"], "cost": params["x"] ** 2 + params["y"]}
+    if ctx.checkpoint_dir is not None:
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "weights.json").write_text(json.dumps(params))
+    return metrics
