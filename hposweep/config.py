@@ -139,7 +139,6 @@ class StudyConfig:
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
     objectives: list[ObjectiveConfig] | None = None  # several objectives (else objective_metric)
     constraints: list[str] = field(default_factory=list)  # "metric <= x" / "metric >= x"
-    max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
 
 
 @dataclass
