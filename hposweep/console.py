@@ -207,6 +207,8 @@ class SweepConsole:
                      f"MLflow best trial run: {status.mlflow_best_run_id or '-'}"]
             self.out.print(Panel(_text(*lines), title=Text(f"{status.backbone} ({status.study_name})"),
                                  title_align="left", expand=False))
+            if status.front:
+                self.out.print(front_table(status))
 
     def compare(self, statuses: list[Any]) -> None:
         """``hposweep compare``: backbones side by side."""
@@ -276,4 +278,19 @@ def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | Non
             row.reason or ""]))
         table.add_row(str(row.number), row.state, _fmt(row.value) + marker,
                       *map(Text, values), seconds, *([Text(note)] if notes else []))
+    return table
+
+
+def front_table(status: Any) -> Table:
+    """``hposweep best`` with a Pareto front: one row per member, the knee marked with *."""
+    table = Table(title=Text(f"{status.study_name}: Pareto front (* knee = best trial)"),
+                  title_justify="left")
+    names = list(dict.fromkeys(name for m in status.front for name in m.params))
+    for column in ("#", *status.objectives, *names, "checkpoint"):
+        table.add_column(Text(column), no_wrap=True)
+    for m in status.front:
+        table.add_row(f"{m.number}{' *' if m.knee else ''}",
+                      *(_fmt(m.values[k]) for k in status.objectives),
+                      *(Text(_fmt_value(m.params[n])) if n in m.params else "-" for n in names),
+                      "kept" if m.checkpoint else "-")
     return table

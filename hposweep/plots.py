@@ -16,7 +16,8 @@ def write_plots(study: Any, out: Path, warn: Callable[[str], None]) -> list[Path
     import optuna.visualization as vis
 
     figures = []
-    for name in PLOTS:
+    front = ("pareto_front",) if len(study.directions) > 1 else ()  # 2 or 3 objectives
+    for name in (*front, *PLOTS):
         try:
             figures.append((name, getattr(vis, f"plot_{name}")(study)))
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials

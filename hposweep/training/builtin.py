@@ -27,6 +27,8 @@ from hposweep.config import BUILTIN_HYPERPARAMETERS, SweepConfig
 from hposweep.faults import kill_point
 from hposweep.training import state as training_state
 from hposweep.training.batching import make_loader
+from hposweep.training.cost_metrics import cost_metrics
+from hposweep.training.cost_metrics import requested as cost_metrics_requested
 from hposweep.training.epoch_selection import EpochSelector, cpu_copy, selector_for
 from hposweep.training.model import build_model, load_tokenizer
 from hposweep.training.precision import Precision, make_precision
@@ -164,7 +166,11 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
     last_epoch = progress.history[-1][0]
     result["best_epoch"] = float(chosen.epoch if chosen is not None else last_epoch)
     result["epochs_trained"] = float(last_epoch + 1)
-    return result
+    costs = cost_metrics_requested(ctx.config)
+    if not costs:
+        return result
+    first = _pad(s.validation_set[: s.hp["batch_size"]], s.tokenizer.pad_token_id, s.token_task)
+    return {**result, **cost_metrics(s.model, first, s.device, costs)}
 
 
 def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
