@@ -560,6 +560,13 @@ def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
                  f"(n_startup_steps={s.pruner.n_startup_steps}; never before 2) and never after "
                  f"the last, so with k_fold.n_splits={cfg.k_fold.n_splits} it would never prune: "
                  f"use k_fold.n_splits of at least {first + 1}")
+        pairs = cfg.k_fold.n_splits - 1  # folds it can compare before the last
+        if s.pruner.p_threshold <= 0.5 ** pairs:
+            fail("study.pruner.p_threshold",
+                 f"{s.pruner.name} compares at most {pairs} folds before the last, and the smallest "
+                 f"p-value {pairs} pairs can give is {0.5 ** pairs:g}: with p_threshold="
+                 f"{s.pruner.p_threshold:g} it would never prune; use a p_threshold above "
+                 f"{0.5 ** pairs:g} or more folds")
     for index, params in enumerate(s.enqueue):
         for name, value in params.items():
             if value is not None and not isinstance(value, (bool, int, float, str)):
