@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from hposweep.results import owner_of
 from tests.helpers import fake_config, hposweep, load_study, process_env
 
@@ -59,21 +61,17 @@ def test_a_trial_hours_budget_holds_across_a_resume_and_two_workers(workdir: Pat
     assert "stopped: study.budget.trial_hours=" in shown.stdout
 
 
-def test_no_improvement_stops_a_flat_objective(workdir: Path) -> None:
-    result = hposweep("run", fake_config(workdir), "train.trainer=compute_trainers:flat",
-                      "study.stop_when.no_improvement=3", "study.max_trials=20",
+@pytest.mark.parametrize(("trainer", "stopped", "complete"), [
+    ("flat", "no_improvement", 4),  # the first trial, then 3 that did not beat it
+    ("improving", "max_trials", 8),  # each trial beats the one before
+])
+def test_no_improvement_stops_a_flat_objective_and_not_an_improving_one(
+        workdir: Path, trainer: str, stopped: str, complete: int) -> None:
+    result = hposweep("run", fake_config(workdir), f"train.trainer=compute_trainers:{trainer}",
+                      "study.stop_when.no_improvement=3", "study.max_trials=8",
                       "mlflow.enabled=false", "--json")
     assert result.exit_code == 0, result.stderr
     summary = result.json()["backbones"][0]
-    assert summary["stopped"] == "no_improvement"
-    assert summary["n_complete"] == 4, "the first trial, then 3 that did not beat it"
-    assert "the last 3 finished trials did not beat trial 0" in summary["stop_message"]
-
-
-def test_no_improvement_does_not_stop_an_improving_objective(workdir: Path) -> None:
-    result = hposweep("run", fake_config(workdir), "train.trainer=compute_trainers:improving",
-                      "study.stop_when.no_improvement=2", "study.max_trials=8",
-                      "mlflow.enabled=false", "--json")
-    assert result.exit_code == 0, result.stderr
-    summary = result.json()["backbones"][0]
-    assert summary["stopped"] == "max_trials" and summary["n_complete"] == 8
+    assert (summary["stopped"], summary["n_complete"]) == (stopped, complete)
+    if stopped == "no_improvement":
+        assert "the last 3 finished trials did not beat trial 0" in summary["stop_message"]
