@@ -4,7 +4,8 @@ hposweep's custom-trainer contract (``hposweep/api.py``), no model, instant.
 A fold's score is a smooth function of the hyperparameters (the "true" score, peak 0.90)
 plus fold noise of a realistic size for k-fold F1: a difficulty per fold shared by every
 trial (sd 0.015: the folds are the same seeded splits for every trial) and a
-trial-by-fold part (sd 0.006). ``CALLS`` counts the fold trainings run.
+trial-by-fold part (sd 0.006; ``SIM_TRIAL_FOLD_SD`` in the environment changes it).
+``CALLS`` counts the fold trainings run.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 from typing import Any
 
-FOLD_SD, TRIAL_FOLD_SD = 0.015, 0.006
+FOLD_SD = 0.015
+TRIAL_FOLD_SD = float(os.environ.get("SIM_TRIAL_FOLD_SD", "0.006"))  # a sensitivity check
 _FOLD_EFFECT = [random.Random(1000 + k).gauss(0.0, FOLD_SD) for k in range(10)]
 CALLS = 0
 # The neighbouring objective of the warm-start benchmark: the optimum moved a little

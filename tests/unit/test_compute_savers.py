@@ -34,9 +34,9 @@ def error_of(*overrides: str) -> str:
      "never prune: use k_fold.n_splits of at least 3"),
     ([*WILCOXON, "study.pruner.n_startup_steps=5"], "never prune: use k_fold.n_splits of at least 6"),
     ([*WILCOXON, "study.pruner.p_threshold=0"], "study.pruner.p_threshold: must be a number within (0, 1]"),
-    (["study.pruner.name=wilcoxon", "k_fold.n_splits=3"],
+    (["study.pruner.name=wilcoxon", "k_fold.n_splits=3", "study.pruner.p_threshold=0.25"],
      "study.pruner.p_threshold: wilcoxon compares at most 2 folds before the last, and the smallest "
-     "p-value 2 pairs can give is 0.25: with p_threshold=0.1 it would never prune"),
+     "p-value 2 pairs can give is 0.25: with p_threshold=0.25 it would never prune"),
     (["study.enqueue=[{learning_rate: [1, 2]}]"], "study.enqueue[0].learning_rate: must be a number"),
     (["study.warm_start={form: x}"], "study.warm_start.form: unknown key (did you mean 'from'?)"),
     (["study.warm_start={top_k: 2}"], "study.warm_start.from: name the study to start from"),
