@@ -18,7 +18,9 @@ from typing import Any, NamedTuple, NoReturn, get_args, get_type_hints
 from hposweep.errors import ConfigError, first_line
 
 SAMPLERS = ("tpe", "random", "grid", "cmaes", "gp", "nsga2")
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PRUNERS = ("median", "hyperband", "successive_halving", "wilcoxon", "none")
+# The pruner that compares trials fold by fold (its steps are fold indices, not epochs).
+FOLD_PRUNERS = ("wilcoxon",)
 PARAM_TYPES = ("float", "int", "categorical")
 TASKS = ("token-classification", "sequence-classification")
 GOALS = ("maximize", "minimize")
@@ -80,7 +82,16 @@ PRUNER_BOUNDS = {
     "n_warmup_steps": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
     "min_resource": COUNT,
     "reduction_factor": Bounds(2, integer=True, meaning="a whole number, at least 2"),
+    "p_threshold": Bounds(0.0, 1.0, low_open=True, meaning="a number within (0, 1]"),
+    "n_startup_steps": Bounds(0, integer=True, meaning="a whole number, 0 or more"),
 }
+HOURS = POSITIVE._replace(nullable=True, meaning="a positive number of hours or null")
+STOP_WHEN_BOUNDS = {
+    "no_improvement": COUNT._replace(nullable=True, meaning="a whole number, at least 1, or null"),
+    "min_delta": Bounds(0.0, nullable=True, meaning="0, a positive number or null"),
+}
+WARM_START_KEYS = ("from", "top_k")
+WARM_START_TOP_K = 5  # parameter sets taken from the other study when top_k is not given
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STORAGE_PREFIXES = ("sqlite:///", "postgresql", "mysql", "journal:", "journal+redis://")
 # Storages whose URL names a file, and the form to write it in.
@@ -119,6 +130,22 @@ class PrunerConfig:
     n_warmup_steps: int = 0
     min_resource: int = 1
     reduction_factor: int = 3
+    # wilcoxon: prune when worse than the best with p below this. Not Optuna's 0.1: with 5
+    # folds that prunes only after fold 4, with 3 or 4 never (benchmarks/pruning.py).
+    p_threshold: float = 0.3
+    n_startup_steps: int = 2  # wilcoxon: folds compared before the first pruning decision
+
+
+@dataclass
+class BudgetConfig:
+    trial_hours: float | None = None  # sum of every trial's wall time in the study
+    wall_hours: float | None = None  # since the study's first trial started
+
+
+@dataclass
+class StopWhenConfig:
+    no_improvement: int | None = None  # finished trials in a row that did not beat the best
+    min_delta: float | None = None  # null: the best trial's standard error over folds (k-fold), else 0
 
 
 @dataclass
@@ -144,6 +171,10 @@ class StudyConfig:
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
     objectives: list[ObjectiveConfig] | None = None  # several objectives (else objective_metric)
     constraints: list[str] = field(default_factory=list)  # "metric <= x" / "metric >= x"
+    enqueue: list[dict[str, Any]] = field(default_factory=list)  # parameter sets run first, once
+    warm_start: dict[str, Any] | None = None  # {from: study name | storage URL[#study], top_k}
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    stop_when: StopWhenConfig = field(default_factory=StopWhenConfig)
 
 
 @dataclass
@@ -578,6 +609,7 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
         )
     if s.storage is not None:
         _validate_storage_target(s.storage, fail)
+    _validate_compute_savers(cfg, fail)
     if cfg.train.trainer == BUILTIN_TRAINER and not s.objectives:
         _check_builtin_metric(fail, "study.objective_metric", s.objective_metric)
 
@@ -631,6 +663,59 @@ def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
     if log == LOG_FRONT and not uses_front(cfg):
         fail("mlflow.log_best_checkpoint", f"{LOG_FRONT!r} needs several study.objectives or "
              "study.constraints (a study with a Pareto front)")
+
+
+def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
+    """Fold-level pruning, enqueued and warm-started trials, budgets, the no-improvement stop."""
+    s = cfg.study
+    if s.pruner.name in FOLD_PRUNERS:
+        if not cfg.k_fold.enabled:
+            fail("study.pruner.name", f"{s.pruner.name} prunes between folds: it needs "
+                                      "k_fold.enabled=true")
+        first = max(2, s.pruner.n_startup_steps)  # folds compared before the first decision
+        if first > cfg.k_fold.n_splits - 1:
+            fail("study.pruner", f"{s.pruner.name} decides after {first} folds at the earliest "
+                 f"(n_startup_steps={s.pruner.n_startup_steps}; never before 2) and never after "
+                 f"the last, so with k_fold.n_splits={cfg.k_fold.n_splits} it would never prune: "
+                 f"use k_fold.n_splits of at least {first + 1}")
+        pairs = cfg.k_fold.n_splits - 1  # folds it can compare before the last
+        if s.pruner.p_threshold <= 0.5 ** pairs:
+            fail("study.pruner.p_threshold",
+                 f"{s.pruner.name} compares at most {pairs} folds before the last, and the smallest "
+                 f"p-value {pairs} pairs can give is {0.5 ** pairs:g}: with p_threshold="
+                 f"{s.pruner.p_threshold:g} it would never prune; use a p_threshold above "
+                 f"{0.5 ** pairs:g} or more folds")
+    for index, params in enumerate(s.enqueue):
+        for name, value in params.items():
+            if value is not None and not isinstance(value, (bool, int, float, str)):
+                fail(f"study.enqueue[{index}].{name}", f"must be a number, string or boolean, "
+                                                       f"got {value!r}")
+    if s.warm_start is not None:
+        _validate_warm_start(s.warm_start, fail)
+    for name in ("trial_hours", "wall_hours"):
+        _check_bounds(fail, f"study.budget.{name}", getattr(s.budget, name), HOURS)
+    for name, bounds in STOP_WHEN_BOUNDS.items():
+        _check_bounds(fail, f"study.stop_when.{name}", getattr(s.stop_when, name), bounds)
+
+
+def _validate_warm_start(warm: dict[str, Any], fail: Any) -> None:
+    for key in warm:
+        if key not in WARM_START_KEYS:
+            close = difflib.get_close_matches(str(key), WARM_START_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            fail(f"study.warm_start.{key}", f"unknown key{hint}; warm_start has from and top_k")
+    source = warm.get("from")
+    if not isinstance(source, str) or not source.strip():
+        fail("study.warm_start.from", "name the study to start from: a study name, or a storage "
+                                      "URL with #study_name")
+    assert isinstance(source, str)
+    url, _, name = source.partition("#") if source.startswith(STORAGE_PREFIXES) else ("", "", source)
+    if url:
+        _validate_storage_target(url, lambda key, problem: fail("study.warm_start.from", problem))
+    if name and (not SAFE_NAME.match(name) or ".." in name):
+        fail("study.warm_start.from", f"{name!r} is neither a storage URL nor a study name "
+                                      "(letters, digits, . _ - only)")
+    _check_bounds(fail, "study.warm_start.top_k", warm.get("top_k", WARM_START_TOP_K), COUNT)
 
 
 def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:

@@ -188,6 +188,7 @@ class SweepConsole:
                  f"best trial: {status.best_trial}  {status.objective_metric} = "
                  f"{_fmt(status.best_value)}" if status.best_trial is not None
                  else "best trial: none completed yet",
+                 *_budget_lines(status),
                  "resume pending:" if status.pending else "resume pending: nothing",
                  *[f"  {p}" for p in status.pending]]
         self.out.print(Panel(_text(*lines), title=Text(status.backbone), title_align="left",
@@ -256,6 +257,13 @@ class SweepConsole:
     def print_json(self, results: list[BackboneResult], exit_code: int) -> None:
         payload = {"exit_code": exit_code, "backbones": [r.to_json() for r in results]}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def _budget_lines(status: Any) -> list[str]:
+    """``status``: each study budget used and left, and why the study stopped (if it did)."""
+    lines = [f"budget {name}: {b['used']:.3g} of {b['budget']:g} h used, {b['left']:.3g} h left"
+             for name, b in status.budget.items()]
+    return lines + ([f"stopped: {status.stopped}"] if status.stopped else [])
 
 
 def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None) -> Table:

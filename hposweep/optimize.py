@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hposweep import recovery
+from hposweep import budget, recovery
 from hposweep.config import SweepConfig
 from hposweep.errors import first_line
 from hposweep.faults import kill_point
@@ -45,7 +45,7 @@ class Outcome:
 class Stop:
     """Why this process started no further trial."""
 
-    reason: str  # "max_trials", "timeout" or "max_failures"
+    reason: str  # "max_trials", "timeout", "max_failures", or a budget's (hposweep.budget)
     message: str
 
 
@@ -74,11 +74,10 @@ class TrialLoop:
             if deadline is not None and time.monotonic() >= deadline:
                 return Stop("timeout", f"study.timeout_minutes={s.timeout_minutes} is up")
             trial = self._admit()
-            if trial is None:
-                return Stop("max_trials", f"the study has its {s.max_trials} trials")
+            if isinstance(trial, Stop):
+                return trial
             outcome = self._run(trial)
-            frozen = self.opened.study.tell(trial, outcome.value, state=outcome.state,
-                                            skip_if_finished=True)
+            frozen = self._tell(trial, outcome)
             if outcome.lost or frozen.state != outcome.state:
                 self.on_lost(trial)  # not counted: its retry runs it again
                 continue
@@ -86,8 +85,22 @@ class TrialLoop:
                 failures += 1
             self.after_trial(frozen)
 
+    def _tell(self, trial: Any, outcome: Outcome) -> Any:
+        """Record the outcome. A trial a fold-level pruner stopped has a value, the mean over
+        the folds it ran (Optuna's ``tell`` would give it its last fold's score)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if outcome.state.name != "PRUNED" or outcome.value is None:
+            return self.opened.study.tell(trial, outcome.value, state=outcome.state,
+                                          skip_if_finished=True)
+        with contextlib.suppress(UpdateFinishedTrialError):  # another worker failed it
+            self.opened.storage.set_trial_state_values(self.opened.trial_id(trial.number),
+                                                       outcome.state, [outcome.value])
+        return self.opened.frozen_trial(trial.number)
+
     def _admit(self) -> Any:
-        """The next trial, or None when finished and running trials make ``max_trials``."""
+        """The next trial, or a :class:`Stop` when finished and running trials make
+        ``max_trials`` or a budget of the study is spent (:mod:`hposweep.budget`)."""
         import optuna
         from optuna.trial import TrialState
 
@@ -105,7 +118,10 @@ class TrialLoop:
                 trials = study.get_trials(deepcopy=False)
             taken = sum(t.state in (*finished_states(), TrialState.RUNNING) for t in trials)
             if taken >= self.cfg.study.max_trials:
-                return None
+                return Stop("max_trials", f"the study has its {self.cfg.study.max_trials} trials")
+            spent = budget.spent(self.cfg, trials)
+            if spent is not None:
+                return Stop(spent.reason, spent.message)
             study.sampler = make_sampler(self.cfg, len(trials))
             trial = study.ask()
             kill_point("trial:asked")

@@ -10,6 +10,7 @@ FAIL_REASON_ATTR = "fail_reason"
 PRUNE_REASON_ATTR = "prune_reason"
 RETRIED_FROM_ATTR = "retried_from"
 FOLD_VALUES_ATTR = "fold_values"
+WARM_START_ATTR = "hposweep.warm_start"  # {source, from_trial}: a trial enqueued or warm-started
 PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
 # One record per trial: who runs it (written as the trial is created) and its MLflow run.
@@ -57,7 +58,9 @@ class BackboneResult:
     study_name: str
     storage: str
     resumed: bool
-    stopped: str  # why this process started no more trials: max_trials, timeout, max_failures
+    # why this process started no more trials: max_trials, timeout, max_failures, or
+    # (hposweep.budget) trial_hours, wall_hours, no_improvement
+    stopped: str
     stop_message: str
     n_trials: int
     n_complete: int

@@ -7,12 +7,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hposweep import recovery
+from hposweep import budget, recovery
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig, backbone_slug, study_name_for
 from hposweep.front import FrontMember, front_members, knee_member
 from hposweep.objectives import objectives_of, uses_front
-from hposweep.results import FOLD_VALUES_ATTR, PARENT_RUN_ATTR, TrialRow, mlflow_run_of, owner_of
+from hposweep.results import (
+    FOLD_VALUES_ATTR,
+    PARENT_RUN_ATTR,
+    RETRIED_FROM_ATTR,
+    WARM_START_ATTR,
+    TrialRow,
+    mlflow_run_of,
+    owner_of,
+)
 from hposweep.study import RUN_ID_ATTR, finished_states, make_storage, storage_kind, storage_url
 
 
@@ -33,6 +41,9 @@ class StudyStatus:
     mlflow_parent_run_id: str | None = None
     mlflow_best_run_id: str | None = None
     seconds: float = 0.0  # time spent in trials, summed
+    # study.budget: {"trial_hours"/"wall_hours": {"used", "budget", "left"}} for those set
+    budget: dict[str, dict[str, float]] = field(default_factory=dict)
+    stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
     trials: list[TrialRow] = field(default_factory=list)
     objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
@@ -53,7 +64,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     url = storage_url(cfg, name)
     status = StudyStatus(backbone, name, storage_kind(url), False, cfg.study.max_trials,
                          cfg.study.objective_metric)
-    if not _anything_stored(url):
+    if not anything_stored(url):
         return status  # do not create a database, a file or Optuna's tables by looking
     storage = make_storage(url, reading=True)
     if name not in [s.study_name for s in storage.get_all_studies()]:
@@ -74,6 +85,9 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
         status.mlflow_best_run_id = mlflow_run_of(best)
         status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
     status.pending = _pending(trials)
+    status.budget = _budget(cfg, trials)
+    spent = budget.spent(cfg, trials)
+    status.stopped = spent.message if spent else None
     return status
 
 
@@ -89,7 +103,15 @@ def _best(cfg: SweepConfig, backbone: str, study: Any, status: StudyStatus) -> A
     return study.get_trials(deepcopy=False)[knee.number] if knee else None
 
 
-def _anything_stored(url: str | None) -> bool:
+def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:
+    used = budget.usage(trials)
+    return {name: {"used": getattr(used, name), "budget": limit,
+                   "left": max(0.0, limit - getattr(used, name))}
+            for name in ("trial_hours", "wall_hours")
+            if (limit := getattr(cfg.study.budget, name)) is not None}
+
+
+def anything_stored(url: str | None) -> bool:
     """Whether the storage holds Optuna's data at all (checked without writing)."""
     if url is None:
         return False
@@ -139,7 +161,10 @@ def _pending(trials: list[Any]) -> list[str]:
         elif t.state.name == "RUNNING":
             pending.append(f"trial {t.number}: running (pid {owner.get('pid', '?')} on "
                            f"{owner.get('host', '?')})")
-        elif t.state.name == "WAITING":
+        elif t.state.name == "WAITING" and RETRIED_FROM_ATTR in t.user_attrs:
             pending.append(f"trial {t.number}: queued retry of trial "
                            f"{recovery.root_trial(t)} (continues from its saved state)")
+        elif t.state.name == "WAITING":
+            source = t.user_attrs.get(WARM_START_ATTR, {}).get("source", "enqueue")
+            pending.append(f"trial {t.number}: queued parameter set ({source}), runs next")
     return pending

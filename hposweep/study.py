@@ -17,6 +17,7 @@ from hposweep.space import grid
 
 RUN_ID_ATTR = "hposweep.run_id"  # study user attribute: the sweep id in checkpoint dir names
 OBJECTIVE_ATTR = "hposweep.objective"  # what a trial's value means: fixed for the study
+REPORT_STEPS_ATTR = "hposweep.report_steps"  # what an intermediate value's step is: fixed too
 
 
 def finished_states() -> tuple[Any, ...]:
@@ -183,7 +184,42 @@ def make_pruner(cfg: SweepConfig) -> Any:
     if p.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
                                                       reduction_factor=p.reduction_factor)
+    if p.name == "wilcoxon":
+        return optuna.pruners.WilcoxonPruner(p_threshold=p.p_threshold,
+                                             n_startup_steps=p.n_startup_steps)
     return optuna.pruners.NopPruner()
+
+
+def report_steps(cfg: SweepConfig, stored: str | None = None) -> str:
+    """What the study's intermediate values are: ``fold`` (one fold score at step = fold
+    index, for fold-level pruners) or ``epoch`` (each epoch's score at step
+    ``fold * epochs + epoch``). Never both in one study: pruner ``none`` keeps the kind
+    the study has (``stored``), epoch by default."""
+    from hposweep.config import FOLD_PRUNERS
+
+    if cfg.study.pruner.name == "none":
+        return stored or "epoch"
+    return "fold" if cfg.study.pruner.name in FOLD_PRUNERS else "epoch"
+
+
+def _settle_report_steps(cfg: SweepConfig, study: Any) -> str:
+    """The study's kind of steps, recorded with it. A study whose trials reported epoch
+    scores cannot switch to a fold-level pruner (or back): the pruner would compare a
+    fold's score with an epoch's."""
+    stored = study.user_attrs.get(REPORT_STEPS_ATTR)
+    wanted = report_steps(cfg, stored)
+    if stored == wanted:
+        return wanted
+    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        stored = stored or "epoch"  # studies made before it was recorded reported epochs
+        if stored != wanted:
+            raise UserError(
+                f"study {study.study_name!r} has {stored}-step intermediate values and "
+                f"study.pruner.name={cfg.study.pruner.name} reports {wanted} steps: the pruner "
+                "would compare incomparable values. Keep the kind of pruner, use another "
+                "study.name or --fresh")
+    study.set_user_attr(REPORT_STEPS_ATTR, wanted)
+    return wanted
 
 
 def study_lock(cfg: SweepConfig, study_name: str) -> Any:
@@ -215,6 +251,7 @@ class OpenStudy:
     storage: Any
     study_id: int
     resumed: bool  # the study had trials that no live process is running
+    report_steps: str = "epoch"  # "fold" or "epoch": see report_steps()
 
     @property
     def run_id(self) -> str:
@@ -251,8 +288,9 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     _check_same_objective(cfg, study)
     if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
         study.set_metric_names([o.metric for o in objectives_of(cfg)])
+    steps = _settle_report_steps(cfg, study)
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
-                     exists and _has_past_trials(study))
+                     exists and _has_past_trials(study), steps)
 
 
 def _has_past_trials(study: Any) -> bool:

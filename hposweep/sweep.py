@@ -55,6 +55,7 @@ from hposweep.tracking import SweepTracker
 from hposweep.trainers import load_trainer
 from hposweep.training.builtin import resolve_device
 from hposweep.trial import TrialEnv, TrialRun
+from hposweep.warm_start import queue_first_trials
 
 
 def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> list[BackboneResult]:
@@ -165,6 +166,7 @@ class BackboneSweep:
                                    finished, cfg.study.max_trials, maximize=self.maximize)
         for trial in recovered:
             self._say_recovered(trial)
+        queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)
         stored = study.user_attrs.get(PARENT_RUN_ATTR)
         parent = self.tracker.start_sweep(
             self.study_name, self.backbone, self.opened.run_id, self._parent_params(),

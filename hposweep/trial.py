@@ -28,6 +28,7 @@ from hposweep.results import (
     PRUNE_REASON_ATTR,
     RETRIED_FROM_ATTR,
     TRIAL_ATTR,
+    WARM_START_ATTR,
 )
 from hposweep.resume import TrialResume
 from hposweep.space import suggest
@@ -61,6 +62,9 @@ class TrialRun:
         self.params: dict[str, Any] = {}
         self.run_id: str | None = None
         self.resume = TrialResume(env.layout, recovery.root_trial(trial), env.console.warn)
+        self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
+        # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
+        self.pruned_metrics: dict[str, float] | None = None
 
     def run(self) -> Outcome:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -73,8 +77,10 @@ class TrialRun:
             return Outcome(TrialState.FAIL, lost=True)
         except Pruned as exc:
             self.trial.set_user_attr(PRUNE_REASON_ATTR, str(exc))
-            self._end("PRUNED", str(exc))
-            return Outcome(TrialState.PRUNED)
+            self._end("PRUNED", str(exc), metrics=self.pruned_metrics)
+            metric = self.env.cfg.study.objective_metric
+            return Outcome(TrialState.PRUNED,
+                           self.pruned_metrics[metric] if self.pruned_metrics else None)
         except TrialFailed as exc:
             self.trial.set_user_attr(FAIL_REASON_ATTR, str(exc))
             self._end("FAIL", str(exc))
@@ -96,9 +102,16 @@ class TrialRun:
         if self.run_id is not None:
             self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
                                                   "mlflow_run_id": self.run_id})
+        warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
+        if warm_start is not None:
+            env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
         env.console.trial_started(self.number, self.params, retried_from)
         completed = self.resume.completed_folds()
-        fold_metrics = [completed.get(i) or self._fold(i) for i in range(len(env.folds))]
+        fold_metrics: list[dict[str, float]] = []
+        for index in range(len(env.folds)):
+            fold_metrics.append(completed.get(index) or self._fold(index))
+            if self.by_fold:
+                self._fold_scored(index, fold_metrics)
         metric = cfg.study.objective_metric
         mean = _mean(fold_metrics)
         for constraint in constraints_of(cfg):  # before tell: samplers read them then
@@ -135,9 +148,7 @@ class TrialRun:
             seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
             _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
-            _should_prune=_ours(self.trial.should_prune if not self._several_objectives()
-                                else lambda: False),  # Optuna prunes one objective only
-            _log_metrics=_ours(log_metrics),
+            _should_prune=_ours(self._should_prune_in_fold), _log_metrics=_ours(log_metrics),
             _warn=env.console.warn,
         )
         try:
@@ -170,15 +181,39 @@ class TrialRun:
             self.env.console.debug_exception(exc)
             raise TrialFailed(f"{type(exc).__name__}: {first_line(exc)}") from exc
 
+    def _fold_scored(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
+        """A fold-level pruner sees fold ``index``'s score at step ``index`` (folds are the
+        same for every trial, so step k pairs fold k across trials), then decides; never
+        after the last fold. Folds a retried trial took from its resume state are reported
+        again: the retry is a new Optuna trial."""
+        metric, n_folds = self.env.cfg.study.objective_metric, len(self.env.folds)
+        self.trial.report(fold_metrics[index][metric], index)
+        if index == n_folds - 1 or not self.trial.should_prune():
+            return
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        self.pruned_metrics = {**_mean(fold_metrics), **_per_fold(fold_metrics, self.env.folds)}
+        raise Pruned(f"pruned after fold {index + 1}/{n_folds}: worse than the best trial "
+                     f"fold by fold (Wilcoxon, p < {self.env.cfg.study.pruner.p_threshold})")
+
+    def _should_prune_in_fold(self) -> bool:
+        """``ctx.should_prune()``: a fold-level pruner decides between folds, not within."""
+        return self._reports_epochs() and self.trial.should_prune()
+
+    def _reports_epochs(self) -> bool:
+        """Epoch values reach Optuna's pruner, unless a fold-level pruner decides (wilcoxon)
+        or the study has several objectives (Optuna prunes single-objective trials only)."""
+        return not self.by_fold and not self._several_objectives()
+
     def _report(self, index: int, value: float, epoch: int) -> None:
         """Fold ``index``'s epoch ``epoch`` is reported at step ``index * epochs + epoch``:
         derived, never counted, so a retried trial whose first folds finished earlier
-        reports its next fold at that fold's own steps."""
+        reports its next fold at that fold's own steps. With a fold-level pruner epochs
+        are progress only (the study's steps are folds: :meth:`_fold_scored`)."""
         epochs = self._epochs()
         if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
             raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
-        if not self._several_objectives():  # Optuna's report takes one objective only
+        if self._reports_epochs():
             self.trial.report(value, index * epochs + epoch)
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
@@ -192,11 +227,12 @@ class TrialRun:
 
     # ------------------------------------------------------------ endings
 
-    def _end(self, state: str, reason: str, keep_resume: bool = False) -> None:
+    def _end(self, state: str, reason: str, keep_resume: bool = False,
+             metrics: dict[str, float] | None = None) -> None:
         self.env.checkpoints.discard(self.number)
         if not keep_resume:
             self.resume.remove()
-        self.env.tracker.end_run(self.run_id, state, reason)
+        self.env.tracker.end_run(self.run_id, state, reason, metrics=metrics)
 
     def _interrupted(self) -> None:
         """Ctrl-C/SIGTERM: the retry is queued now, by the only process that knows; the
