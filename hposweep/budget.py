@@ -67,7 +67,8 @@ def spent(cfg: SweepConfig, trials: Sequence[Any], now: dt.datetime | None = Non
 
 def _no_improvement(cfg: SweepConfig, trials: Sequence[Any]) -> Spent | None:
     """``stop_when.no_improvement``: N finished (COMPLETE or PRUNED) trials in a row, in the
-    order they finished, none of which beat the best before it by more than min_delta."""
+    order they finished, none of which beat the best before it by more than min_delta (an
+    infeasible trial, under ``study.constraints``, beats nothing)."""
     wanted = cfg.study.stop_when.no_improvement
     if wanted is None:
         return None
@@ -77,7 +78,8 @@ def _no_improvement(cfg: SweepConfig, trials: Sequence[Any]) -> Spent | None:
                       key=lambda t: (t.datetime_complete, t.number))
     best, delta, streak = None, 0.0, 0
     for trial in finished:
-        value = trial.value if trial.state.name == "COMPLETE" else None
+        feasible = all(v <= 0 for v in trial.constraints.values())  # study.constraints
+        value = trial.value if trial.state.name == "COMPLETE" and feasible else None
         if value is not None and (best is None or _beats(value, best.value, delta, maximize)):
             best, delta, streak = trial, min_delta(cfg, trial), 0
         else:

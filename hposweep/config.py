@@ -696,6 +696,9 @@ def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
         _check_bounds(fail, f"study.budget.{name}", getattr(s.budget, name), HOURS)
     for name, bounds in STOP_WHEN_BOUNDS.items():
         _check_bounds(fail, f"study.stop_when.{name}", getattr(s.stop_when, name), bounds)
+    if s.stop_when.no_improvement is not None and s.objectives and len(s.objectives) > 1:
+        fail("study.stop_when.no_improvement", "needs one objective: a study of several "
+             "objectives has a Pareto front, no single best to improve on")
 
 
 def _validate_warm_start(warm: dict[str, Any], fail: Any) -> None:

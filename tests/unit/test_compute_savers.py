@@ -126,6 +126,14 @@ def test_no_improvement_counts_trials_in_the_order_they_finished() -> None:
         "a pruned trial never improves"
 
 
+def test_an_infeasible_trial_never_improves() -> None:
+    cfg = load(SMOKE, ["study.stop_when.no_improvement=2", "study.constraints=[loss <= 1]"]).config
+    trials = finished_in_order([0.5, 0.9, 0.95])
+    for t in trials[:2]:  # trials 2 and 1: the best scores, over their constraint
+        t.set_constraint("loss<=1", 0.5)
+    assert spent(cfg, trials).message.endswith("did not beat trial 0 (0.5) by more than 0")
+
+
 def test_the_default_min_delta_is_the_best_trials_standard_error_over_folds() -> None:
     cfg = load(SMOKE, ["study.stop_when.no_improvement=2"]).config
     folds = [0.5, 0.6, 0.7, 0.6]  # sample stdev 0.0816, standard error 0.0408

@@ -65,6 +65,8 @@ def test_both_spellings_are_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("overrides", "expected"), [
     ([*TWO], "study.pruner.name: 'median' cannot prune a study of several objectives"),
     ([*TWO, NO_PRUNER, "study.sampler.name=cmaes"], "cmaes optimizes one objective"),
+    ([*TWO, NO_PRUNER, "study.stop_when.no_improvement=5"],
+     "study.stop_when.no_improvement: needs one objective"),
     (["study.objectives=[]"], "study.objectives: is empty"),
     (["study.objectives=[{metric: loss, goal: up}]"], "study.objectives[0].goal: must be one of"),
     (["study.objectives=[{metric: bleu}, {metric: loss, goal: minimize}]", NO_PRUNER],
