@@ -250,7 +250,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     raw = _read_yaml(path)
     trees = [_parse_override(override) for override in overrides]
     _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
-    for override, tree in zip(overrides, trees):
+    for override, tree in zip(overrides, trees, strict=True):
         _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
 
     schema = OmegaConf.structured(SweepConfig)
@@ -258,7 +258,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         merged = OmegaConf.merge(schema, raw)
     except Exception as exc:
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
-    for override, tree in zip(overrides, trees):  # one at a time: an error names its override
+    for override, tree in zip(overrides, trees, strict=True):  # one at a time: an error names its override
         try:
             merged = OmegaConf.merge(merged, tree)
         except Exception as exc:
