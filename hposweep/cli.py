@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from hposweep.cli_help import PlainHelpCommand
 from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
@@ -67,7 +68,7 @@ def _interruptible() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous[1])
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def run(
     config: ConfigArg,
     overrides: OverridesArg = None,
@@ -80,7 +81,7 @@ def run(
         "--dry-run", help="Print the config and the studies it would create or resume; "
         "train nothing, write nothing.")] = False,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Trials at once on this machine, one process each "
+        "--workers", min=1, metavar="K", help="Trials at once on this machine, one process each "
         "(default: study.n_workers).")] = None,
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
@@ -134,7 +135,7 @@ def run(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
            ) -> None:
     """Show each study's trials, best so far, trials remaining and pending resumes.
@@ -145,7 +146,7 @@ def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonO
             lambda console, statuses: [console.study_status(s) for s in statuses])
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
          ) -> None:
     """Show the best trial of each backbone: value, params, checkpoint, MLflow run ids.
@@ -158,7 +159,7 @@ def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOpt
         raise typer.Exit(EXIT_NO_TRIAL)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
             ) -> None:
     """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
@@ -166,15 +167,15 @@ def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: Json
             lambda console, statuses: console.compare(statuses))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def export(
     config: Annotated[Path | None, typer.Argument(help="The sweep's YAML config file.",
                                                   show_default=False, metavar="CONFIG")] = None,
     overrides: OverridesArg = None,
     to: Annotated[Path | None, typer.Option(
-        "--to", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
+        "--to", metavar="DIR", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
     verify: Annotated[Path | None, typer.Option(
-        "--verify", help="Check an export against its MANIFEST.sha256 instead.")] = None,
+        "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
@@ -206,11 +207,11 @@ def export(
         _fail(console, exc)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def plot(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    out: Annotated[Path, typer.Option("--out", help="Dir for the plots.")] = Path("plots"),
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Dir for the plots.")] = Path("plots"),
     force: Annotated[bool, typer.Option("--force", help="Replace plots already there.")] = False,
 ) -> None:
     """Plot each study: optimization history, parameter importances, parallel coordinate,
@@ -277,7 +278,7 @@ def _report(config: Path, overrides: list[str] | None, json_output: bool,
     return statuses
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Check CONFIG (with overrides) and print the merged config, or the error.
 
@@ -292,6 +293,8 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     except UserError as exc:
         _fail(console, exc)
     console.out.print(loaded.unresolved_yaml, markup=False, end="")
+    given = f" with {len(overrides)} override{'s' if len(overrides) > 1 else ''}" if overrides else ""
+    console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
 
 
 def _fail(console: SweepConsole, exc: UserError) -> NoReturn:

@@ -264,7 +264,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         except Exception as exc:
             raise ConfigError(f"bad override {_quoted(override)}: "
                               f"{_override_problem(override, exc)}") from None
-    unresolved_yaml = OmegaConf.to_yaml(merged, resolve=False)
+    unresolved_yaml = _as_written(merged)
     try:
         cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except Exception as exc:
@@ -272,6 +272,31 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     validate(cfg, source=str(path), check_files=check_files,
              overrides=dict(_override_keys(overrides)))
     return LoadedConfig(cfg, unresolved_yaml, path)
+
+
+class _FlowMapping(dict):  # type: ignore[type-arg]
+    """A mapping dumped on one line, as a search-space entry is written."""
+
+
+def _as_written(merged: Any) -> str:
+    """The merged config as YAML, interpolations unresolved, each search-space entry on one
+    line with only the keys that apply to it (no ``low: null`` under a categorical)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_FlowMapping, lambda dumper, data: dumper.represent_mapping(
+        "tag:yaml.org,2002:map", data, flow_style=True))
+    tree = OmegaConf.to_container(merged, resolve=False)
+    unset = {f.name: f.default for f in fields(ParamSpec) if f.name != "type"}
+    tree["search_space"] = {
+        name: _FlowMapping((key, value) for key, value in spec.items()
+                           if key not in unset or value != unset[key])
+        for name, spec in tree["search_space"].items()}
+    return yaml.dump(tree, Dumper=Dumper, default_flow_style=False, sort_keys=False,
+                     allow_unicode=True, width=10_000)
 
 
 def _read_yaml(path: Path) -> Any:

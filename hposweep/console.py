@@ -8,13 +8,14 @@ Warnings always go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -33,6 +34,10 @@ def _progress(finished: int, max_trials: int) -> str:
     return f"{finished}/{max_trials} ({max_trials - finished} to go)"
 
 
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
+
+
 def _fmt_duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -45,9 +50,17 @@ def _fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """``hposweep status ... | head``: the reader has what it wanted; exit 0 quietly
+        (rich's default exits 1)."""
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
 def _console(**options: Any) -> Console:
     """A rich Console that leaves text alone: no highlighting, no ``:emoji:`` codes."""
-    return Console(highlight=False, emoji=False, **options)
+    return _Console(highlight=False, emoji=False, **options)
 
 
 def _text(*lines: str | Text) -> Text:
@@ -173,7 +186,7 @@ class SweepConsole:
         if self.mode == "json":
             return
         self.out.print(trial_table(f"{result.study_name}: trials", result.trials,
-                                   result.objective_metric, result.best_trial))
+                                   result.objective_metric, result.best_trial, self.out.width))
         self.out.print(self._summary_panel(result))
 
     def study_status(self, status: Any) -> None:
@@ -183,7 +196,7 @@ class SweepConsole:
                                                    f"({status.storage}); `hposweep run` starts it"))
             return
         self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
-                                   status.objective_metric, status.best_trial))
+                                   status.objective_metric, status.best_trial, self.out.width))
         lines = [f"finished: {_progress(status.finished, status.max_trials)}",
                  f"best trial: {status.best_trial}  {status.objective_metric} = "
                  f"{_fmt(status.best_value)}" if status.best_trial is not None
@@ -231,7 +244,7 @@ class SweepConsole:
                       f"{status.max_trials} finished, {status.remaining} to run"
                       if status.exists else
                       f"create study {status.study_name!r} ({status.storage}): "
-                      f"{status.max_trials} trials to run")
+                      f"{_trials(status.max_trials)} to run")
             extra = f"; {len(status.pending)} to resume" if status.pending else ""
             self.out.print(f"{status.backbone}: would {action}{extra}", markup=False)
 
@@ -253,27 +266,63 @@ class SweepConsole:
 
     def print_json(self, results: list[BackboneResult], exit_code: int) -> None:
         payload = {"exit_code": exit_code, "backbones": [r.to_json() for r in results]}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        self.out.out(json.dumps(payload, indent=2, default=str), highlight=False)
 
 
-def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None) -> Table:
-    """One row per trial, one column per hyperparameter; the best marked with *."""
-    table = Table(title=Text(title), title_justify="left")
+def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None,
+                width: int = 120) -> RenderableType:
+    """One row per trial, one column per hyperparameter; the best marked with *.
+
+    Laid out for ``width``: no value is ever cut (a long header folds instead); notes
+    (why a trial failed or was pruned, which trial it retries) get a column of their own
+    when they fit beside the rest on one line, else a table of their own below, by trial
+    number: a note is never wrapped into a narrow column.
+    """
     names = list(dict.fromkeys(name for row in trials for name in row.params))
-    notes = any(row.reason or row.retried_from is not None for row in trials)
-    for column in ("#", "state", metric):
-        table.add_column(Text(column), no_wrap=True, min_width=len(column))
-    for column in (*names, "s"):
-        table.add_column(Text(column), no_wrap=True, overflow="ellipsis")
-    if notes:
-        table.add_column("note", overflow="fold", ratio=1)
-    for row in trials:
-        seconds = "-" if row.duration_s is None else f"{row.duration_s:.1f}"
-        marker = " *" if row.number == best else ""
-        values = [_fmt_value(row.params[n]) if n in row.params else "-" for n in names]
-        note = " ".join(filter(None, [
-            f"retry of {row.retried_from}" if row.retried_from is not None else "",
-            row.reason or ""]))
-        table.add_row(str(row.number), row.state, _fmt(row.value) + marker,
-                      *map(Text, values), seconds, *([Text(note)] if notes else []))
-    return table
+    notes = {row.number: _note(row) for row in trials if _note(row)}
+    cells = [[str(row.number), row.state, _fmt(row.value) + (" *" if row.number == best else ""),
+              *(_fmt_value(row.params[n]) if n in row.params else "-" for n in names),
+              "-" if row.duration_s is None else f"{row.duration_s:.1f}"] for row in trials]
+    headers = ["#", "state", metric, *names, "s"]
+    value_widths = [max([len(c[i]) for c in cells], default=1) for i in range(len(headers))]
+    natural = sum(max(w, len(h)) + 3 for w, h in zip(value_widths, headers, strict=True)) + 1
+    longest_note = max(map(len, notes.values()), default=0)
+    beside = bool(notes) and natural + longest_note + 3 <= width
+    table = Table(title=Text(title), title_justify="left")
+    widths: list[int | None] = [None] * len(headers)  # each column as wide as it needs
+    if natural > width:
+        widths = list(_squeezed(headers, value_widths, width))
+    for header, value_width, column_width in zip(headers, value_widths, widths, strict=True):
+        table.add_column(Text(header, overflow="fold"), width=column_width,
+                         min_width=value_width, overflow="fold")
+    if beside:
+        table.add_column("note", no_wrap=True)
+    for row, values in zip(trials, cells, strict=True):
+        table.add_row(*map(Text, values), *([Text(notes.get(row.number, ""))] if beside else []))
+    if not notes or beside:
+        return table
+    below = Table(title=Text("notes"), title_justify="left")
+    below.add_column("#", no_wrap=True)
+    below.add_column("note", overflow="fold")
+    for number, note in notes.items():
+        below.add_row(str(number), Text(note))
+    return Group(table, below)
+
+
+def _squeezed(headers: list[str], value_widths: list[int], width: int) -> list[int]:
+    """Column widths for a table wider than ``width``: every column keeps its values'
+    width; the room left first lets each cut header fold onto two lines at most, then
+    widens as many columns as it can to their whole header, the least cut first."""
+    widths = list(value_widths)
+    room = width - (sum(widths) + 3 * len(widths) + 1)
+    for goal in ([-(-len(h) // 2) for h in headers], [len(h) for h in headers]):
+        for need, i in sorted((goal[i] - w, i) for i, w in enumerate(widths) if goal[i] > w):
+            if need <= room:
+                widths[i] += need
+                room -= need
+    return widths
+
+
+def _note(row: TrialRow) -> str:
+    return " ".join(filter(None, [
+        f"retry of {row.retried_from}" if row.retried_from is not None else "", row.reason or ""]))
