@@ -7,6 +7,7 @@ commands, never here, so that ``hposweep --help`` is instant.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,12 +87,14 @@ def run(
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
     from hposweep.config import load
-    from hposweep.console import SweepConsole
+    from hposweep.worker_events import console_for_run
 
-    console = SweepConsole("json" if json_output else None, verbose=verbose)
-    overrides = [*(overrides or []), *([f"study.n_workers={workers}"] if workers else [])]
+    console = console_for_run(json_output, verbose)
+    typed = overrides or []
+    resume = shlex.join(["hposweep", "run", str(config), *typed,
+                         *(["--workers", str(workers)] if workers else [])])
     try:
-        loaded = load(config, overrides)
+        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
             return
@@ -105,30 +108,31 @@ def run(
 
             if fresh:  # once, before any worker starts
                 sweep.archive_studies(loaded.config, console, loaded.config.backbones)
-            raise typer.Exit(run_workers(loaded, overrides, loaded.config.study.n_workers,
-                                         console))
-        with _interruptible():
-            results = sweep.run(loaded, console, fresh=fresh)
+            outcome = run_workers(loaded, typed, loaded.config.study.n_workers, console,
+                                  verbose)
+            if outcome.interrupted:
+                console.interrupted(resume)
+            if outcome.code is not None:
+                raise typer.Exit(outcome.code)
+            results = outcome.results
+            for result in results:
+                console.sweep_finished(result)
+        else:
+            with _interruptible():
+                results = sweep.run(loaded, console, fresh=fresh)
     except UserError as exc:
         _fail(console, exc)
     except KeyboardInterrupt as exc:
-        code = EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
-        console.error(f"interrupted; the study is saved. Resume with: hposweep run {config}"
-                      + "".join(f" {o}" for o in overrides or []))
-        raise typer.Exit(code) from None
+        console.interrupted(resume)
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT) from None
     except typer.Exit:
         raise
     except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
-    stopped = [r for r in results if r.stopped == "max_failures"]
+    stopped = any(r.stopped == "max_failures" for r in results)
     code = EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped else EXIT_NO_TRIAL
-    if json_output:
-        console.print_json(results, code)
-    for result in stopped:
-        console.error(f"{result.backbone}: {result.stop_message}")
-    if code == EXIT_NO_TRIAL and not stopped:
-        console.error("no trial completed in at least one study")
+    console.run_finished(results, code)
     raise typer.Exit(code)
 
 

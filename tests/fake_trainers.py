@@ -136,3 +136,12 @@ def failed_meanwhile_by_another_worker(params, data, ctx):
             storage.get_study_id_from_name(name), 0)
         storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
     return quadratic(params, data, ctx)
+
+
+def chatty(params, data, ctx):
+    """quadratic, printing as a user's training code does (stdout and stderr)."""
+    import sys
+
+    print(f"chatty trainer: trial {ctx.trial_number} x={params['x']:.3f}")
+    print(f"chatty trainer: stderr of trial {ctx.trial_number}", file=sys.stderr)
+    return fails_when_x_high(params, data, ctx)
