@@ -147,6 +147,8 @@ class ParamSpec:
 class ModelConfig:
     from_config: dict[str, Any] | None = None
     trust_remote_code: bool = False
+    # backbone -> entries of from_config that differ for it (e.g. a bigger tiny model)
+    per_backbone: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -230,6 +232,14 @@ def backbone_slug(backbone: str) -> str:
     """A file-name-safe name for a backbone (a hub id or a local path)."""
     last = Path(backbone.rstrip("/\\")).name or backbone
     return re.sub(r"[^A-Za-z0-9._-]", "_", last).lstrip(".") or "backbone"
+
+
+def model_spec(cfg: SweepConfig, backbone: str) -> dict[str, Any] | None:
+    """The ``model.from_config`` that builds ``backbone``: its ``model.per_backbone``
+    entries over the shared ones (None: the backbone is loaded with from_pretrained)."""
+    if cfg.model.from_config is None:
+        return None
+    return {**cfg.model.from_config, **cfg.model.per_backbone.get(backbone, {})}
 
 
 def study_name_for(cfg: SweepConfig, backbone: str) -> str:
@@ -517,6 +527,8 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True,
         fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
     if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
         fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
+    if cfg.model.per_backbone and cfg.model.from_config is None:
+        fail("model.per_backbone", "changes entries of model.from_config, which is not set")
     if not cfg.mlflow.experiment.strip():
         fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:
