@@ -262,7 +262,7 @@ class SweepTracker:
         from hposweep.plots import write_plots
 
         with tempfile.TemporaryDirectory() as tmp:
-            if write_plots(study, Path(tmp), self.warn):
+            if write_plots(study, self.cfg, Path(tmp), self.warn):
                 self._client.log_artifacts(self.parent_run_id, tmp, "plots")
 
     def _log_checkpoint_once(self, run_id: str, checkpoint: Path) -> None:
