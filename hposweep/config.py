@@ -527,8 +527,6 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True,
         fail("checkpoint.keep_best", f"must be at least 1, got {cfg.checkpoint.keep_best}")
     if cfg.model.from_config is not None and "model_type" not in cfg.model.from_config:
         fail("model.from_config", "needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
-    if cfg.model.per_backbone and cfg.model.from_config is None:
-        fail("model.per_backbone", "changes entries of model.from_config, which is not set")
     if not cfg.mlflow.experiment.strip():
         fail("mlflow.experiment", "must not be empty: name the MLflow experiment")
     if not cfg.output_dir:

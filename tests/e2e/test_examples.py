@@ -39,10 +39,9 @@ def test_per_backbone_settings_change_only_their_backbone() -> None:
     assert objective_settings(cfg)["model.per_backbone"] == cfg.model.per_backbone
 
 
-def test_per_backbone_needs_from_config() -> None:
-    result = hposweep("validate", SMOKE, "model.from_config=null")
-    assert result.exit_code == 2
-    assert "model.per_backbone: changes entries of model.from_config" in result.stderr
+def test_per_backbone_is_ignored_for_pretrained_backbones() -> None:
+    cfg = load(SMOKE, ["backbones=[tiny-b]", "model.from_config=null"]).config
+    assert model_spec(cfg, "tiny-b") is None  # loaded with from_pretrained, as it is
 
 
 def test_two_backbones_are_two_models_and_compare_shows_the_difference(workdir: Path) -> None:
