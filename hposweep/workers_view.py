@@ -147,4 +147,5 @@ class WorkersView:
                                      width=30), Text(f"{study.done}/{study.total}"), Text(best))
         lines = [Text(f"  worker {i + 1}: {doing}", no_wrap=True, overflow="ellipsis")
                  for i, doing in enumerate(self.doing)]
-        return Constrain(Group(bars, *lines), self.console.out.width - ECHO_ROOM)
+        shown = [bars, *lines] if self.studies else lines
+        return Constrain(Group(*shown), self.console.out.width - ECHO_ROOM)
