@@ -114,12 +114,10 @@ def run(
                 console.interrupted(resume)
             if outcome.code is not None:
                 raise typer.Exit(outcome.code)
-            results = outcome.results
-            for result in results:
-                console.sweep_finished(result)
+            results, failed = outcome.results, outcome.failed
         else:
             with _interruptible():
-                results = sweep.run(loaded, console, fresh=fresh)
+                results, failed = sweep.run(loaded, console, fresh=fresh), False
     except UserError as exc:
         _fail(console, exc)
     except KeyboardInterrupt as exc:
@@ -131,7 +129,8 @@ def run(
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
     stopped = any(r.stopped == "max_failures" for r in results)
-    code = EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped else EXIT_NO_TRIAL
+    code = (EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped and not failed
+            else EXIT_NO_TRIAL)
     console.run_finished(results, code)
     raise typer.Exit(code)
 

@@ -183,7 +183,8 @@ class SweepConsole:
         for result in results:
             if result.stopped == "max_failures":
                 self.error(f"{result.backbone}: {result.stop_message}")
-        if exit_code == 1 and not any(r.stopped == "max_failures" for r in results):
+        if any(r.n_complete == 0 for r in results) and not any(
+                r.stopped == "max_failures" for r in results):
             self.error("no trial completed in at least one study")
 
     def show_live(self, live: Any) -> None:

@@ -58,12 +58,15 @@ def worker_environments(k: int, device: str) -> list[dict[str, str]]:
 
 @dataclass
 class WorkersOutcome:
-    """What the workers did: each study's result, and the exit code when it is not theirs
-    to decide (the parent was interrupted, a worker refused the input or crashed)."""
+    """What the workers did: each study's result; the exit code when the results do not
+    decide it (the parent was interrupted, a worker refused the input, no worker
+    reported on a study); ``failed``: a worker exited 1 (a bug of ours, shown with its
+    traceback, or a study that stopped or completed nothing)."""
 
     results: list[BackboneResult]
     code: int | None = None
     interrupted: bool = False
+    failed: bool = False
 
 
 def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: SweepConsole,
@@ -122,9 +125,11 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
     for code in (130, 143, 2):  # a worker interrupted on its own, or refusing the input
         if code in codes:
             return WorkersOutcome(results, code, interrupted=code != 2)
-    if len(results) < len(cfg.backbones) or any(c != 0 for c in codes if c != 1):
-        return WorkersOutcome(results, 1)  # a worker died or crashed before reporting
-    return WorkersOutcome(results)
+    if len(results) < len(cfg.backbones):  # every worker died before its study ended
+        return WorkersOutcome(results, 1)
+    for result in results:  # what one process prints at the end of each study
+        console.sweep_finished(result)
+    return WorkersOutcome(results, failed=1 in codes)
 
 
 def _start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy.exc
 
+from hposweep.errors import UserError
 from tests.e2e.test_processes import MlflowServer
 from tests.helpers import fake_config, load_study, mlflow_client, process_env, runs_by_kind
 
@@ -199,7 +200,7 @@ def trials_in_trainer(workdir: Path) -> list[Any]:
     try:  # read only: creating Optuna's tables here would race with the workers doing it
         study = optuna.load_study(study_name="fake_fake",
                                   storage=make_storage(f"sqlite:///{db}", reading=True))
-    except (KeyError, sqlalchemy.exc.OperationalError):  # the workers are creating it
+    except (KeyError, sqlalchemy.exc.OperationalError, UserError):  # the workers make it
         return []
     return [t for t in study.trials if t.state.name == "RUNNING"
             and "mlflow_run_id" in t.user_attrs.get("hposweep.trial", {})]
