@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 SCRIPTS = ["cli_startup.py", "smoke_sweep.py", "checkpoint_disk.py", "trainer_throughput.py",
-           "resume_cost.py", "overhead.py", "workers_scaling.py", "sqlite_serialization.py"]
+           "resume_cost.py", "overhead.py", "workers_scaling.py", "sqlite_serialization.py",
+           "front_disk.py"]
 
 
 def main() -> None:

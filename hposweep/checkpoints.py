@@ -30,6 +30,7 @@ from typing import Any
 
 from hposweep.errors import UserError
 from hposweep.faults import kill_point
+from hposweep.pareto import trim
 
 BEST_FILE = "best.json"
 LOCK_FILE = ".best.lock"
@@ -85,6 +86,13 @@ class BestEntry:
     trial_number: int
     value: float
     checkpoint: str  # relative to the layout root
+    values: tuple[float, ...] | None = None  # every objective's, with a Pareto front
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.values is None:
+            del data["values"]  # best.json of a single-objective sweep, as before
+        return data
 
 
 def first_link(path: Path, root: Path) -> Path | None:
@@ -221,7 +229,7 @@ class CheckpointManager:
         if self.save_only_best:
             self._seal(number, metadata)
 
-    def trial_finished(self, number: int, value: float,
+    def trial_finished(self, number: int, value: Any,
                        study_values: Callable[[], list[float]]) -> Path | None:
         """After the study recorded the trial as COMPLETE: keep its checkpoint if it is the
         new best (strictly better than every other finished trial). Returns the kept path."""
@@ -237,8 +245,7 @@ class CheckpointManager:
                 kept = self._keep(number)
                 if kept is None:
                     return None
-                entry = BestEntry(self.layout.run_id, number, value,
-                                  str(kept.relative_to(self.layout.root)))
+                entry = self._entry(number, value, str(kept.relative_to(self.layout.root)))
                 try:
                     self._record_and_prune([entry, *entries])
                 except OSError:
@@ -305,7 +312,7 @@ class CheckpointManager:
             state, value = trial_states.get(number, ("GONE", None))
             if (relative not in named and state == "COMPLETE" and value is not None
                     and _sealed_for(checkpoint, number)):
-                present.append(BestEntry(self.layout.run_id, number, value, relative))
+                present.append(self._entry(number, value, relative))
         if present != recorded or (present and not path.exists()):
             self._record_and_prune(present)
 
@@ -332,7 +339,9 @@ class CheckpointManager:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return [BestEntry(str(e["run_id"]), int(e["trial_number"]), float(e["value"]),
-                              str(e["checkpoint"])) for e in raw["best"]]
+                              str(e["checkpoint"]),
+                              tuple(map(float, e["values"])) if e.get("values") else None)
+                    for e in raw["best"]]
         except (OSError, ValueError, KeyError, TypeError):
             return []
 
@@ -385,7 +394,10 @@ class CheckpointManager:
 
     # ------------------------------------------------------------ internals
 
-    def _is_new_best(self, number: int, value: float,
+    def _entry(self, number: int, value: Any, relative: str) -> BestEntry:
+        return BestEntry(self.layout.run_id, number, value, relative)
+
+    def _is_new_best(self, number: int, value: Any,
                      study_values: Callable[[], list[float]]) -> bool:
         """Strictly better than every other finished trial (the study's and best.json's:
         another process' best may be recorded before its trial is)."""
@@ -446,13 +458,17 @@ class CheckpointManager:
         self._remove(staging)
         return final
 
-    def _record_and_prune(self, candidates: list[BestEntry]) -> None:
+    def _select(self, candidates: list[BestEntry]) -> tuple[list[BestEntry], list[BestEntry]]:
+        """(kept, dropped) of checkpoints that are candidates to stay, kept best first."""
         ordered = sorted(candidates, key=lambda e: e.value, reverse=self.maximize)
-        kept, dropped = ordered[: self.keep_best], ordered[self.keep_best :]
         if not self.save_only_best:
-            kept, dropped = ordered, []
+            return ordered, []
+        return ordered[: self.keep_best], ordered[self.keep_best :]
+
+    def _record_and_prune(self, candidates: list[BestEntry]) -> None:
+        kept, dropped = self._select(candidates)
         others = [e for e in self._all_entries() if e.run_id != self.layout.run_id]
-        write_json_atomic(self.layout.best_file, {"best": [asdict(e) for e in kept + others]})
+        write_json_atomic(self.layout.best_file, {"best": [e.to_json() for e in kept + others]})
         kill_point("checkpoint:recorded")
         for entry in dropped:
             checkpoint = self.layout.root / entry.checkpoint
@@ -467,3 +483,66 @@ def _sealed_for(checkpoint: Path, number: int) -> bool:
         return int(json.loads((checkpoint / METADATA_FILE).read_text())["trial_number"]) == number
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+class FrontCheckpointManager(CheckpointManager):
+    """Best-only for a Pareto front (several objectives, or constraints): the kept
+    checkpoints are members of the study's feasible front (``study.best_trials``), at most
+    ``keep_best`` of them, chosen by :func:`hposweep.pareto.trim`. Same order and lock as
+    the single-objective rule: write, record in ``best.json``, then delete what fell off.
+
+    A trial's checkpoint is kept when the trial is on the front and the rule, applied to
+    the front members that still have a checkpoint plus this one, keeps it; a checkpoint
+    once deleted never comes back, so with a front larger than ``keep_best`` which
+    members stay depends on the order the trials finished in.
+    """
+
+    def __init__(self, layout: CheckpointLayout, save_only_best: bool, keep_best: int,
+                 maximize: list[bool], warn: Callable[[str], None],
+                 front: Callable[[], dict[int, tuple[float, ...]]]) -> None:
+        super().__init__(layout, save_only_best, keep_best, maximize[0], warn)
+        self.directions = maximize
+        self.front = front  # the study's feasible Pareto front: trial -> objective values
+
+    def trial_finished(self, number: int, value: Any,
+                       study_values: Callable[[], list[float]]) -> Path | None:
+        """As for one objective; a trial that is not kept may still have pushed kept
+        members off the front (it dominates them): those are deleted now."""
+        kept = super().trial_finished(number, value, study_values)
+        if kept is None and self.save_only_best:
+            self._drop_off_front()
+        return kept
+
+    def _drop_off_front(self) -> None:
+        front = self.front()
+        if all(e.trial_number in front for e in self.entries()):
+            return  # most trials: no lock needed
+        try:
+            with self.lock():
+                self._record_and_prune(self.entries())
+        except OSError as exc:
+            self.warn(f"checkpoints off the Pareto front not deleted ({exc})")
+
+    def _entry(self, number: int, value: Any, relative: str) -> BestEntry:
+        values = tuple(float(v) for v in value)
+        return BestEntry(self.layout.run_id, number, values[0], relative, values)
+
+    def _is_new_best(self, number: int, value: Any,
+                     study_values: Callable[[], list[float]]) -> bool:
+        front = self.front()
+        if number not in front:
+            return False
+        held = {e.trial_number for e in self.entries()} & set(front)
+        members = {n: front[n] for n in held | {number}}
+        return not self.save_only_best or number in trim(members, self.directions,
+                                                         self.keep_best)
+
+    def _select(self, candidates: list[BestEntry]) -> tuple[list[BestEntry], list[BestEntry]]:
+        front = self.front()
+        on_front = {e.trial_number: e for e in candidates if e.trial_number in front}
+        order = trim({n: front[n] for n in on_front}, self.directions,
+                     self.keep_best if self.save_only_best else len(on_front))
+        kept = [self._entry(n, front[n], on_front[n].checkpoint) for n in order]
+        if not self.save_only_best:  # every checkpoint stays; best.json names the front
+            return kept, []
+        return kept, [e for e in candidates if e.trial_number not in order]

@@ -6,15 +6,14 @@ commands, never here, so that ``hposweep --help`` is instant.
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
+from hposweep import interrupts
 from hposweep.cli_help import PlainHelpCommand
 from hposweep.errors import UserError
 
@@ -43,30 +42,6 @@ OverridesArg = Annotated[
     typer.Argument(help="Overrides as key=value, e.g. study.max_trials=40 train.epochs=3.",
                    show_default=False, metavar="KEY=VALUE"),
 ]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the process is, so the sweep unwinds like on Ctrl-C."""
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C / SIGTERM unwind the sweep (trial FAIL, runs KILLED); a second one exits at once."""
-
-    def on_sigint(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C exits at once
-        raise KeyboardInterrupt
-
-    def on_sigterm(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Terminated
-
-    previous = signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous[0])
-        signal.signal(signal.SIGTERM, previous[1])
 
 
 @app.command(cls=PlainHelpCommand)
@@ -116,13 +91,15 @@ def run(
                 raise typer.Exit(outcome.code)
             results, failed = outcome.results, outcome.failed
         else:
-            with _interruptible():
+            with interrupts.interruptible():
                 results, failed = sweep.run(loaded, console, fresh=fresh), False
     except UserError as exc:
         _fail(console, exc)
     except KeyboardInterrupt as exc:
+        interrupts.received()
         console.interrupted(resume)
-        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT) from None
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, interrupts.Terminated)
+                         else EXIT_SIGINT) from None
     except typer.Exit:
         raise
     except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
@@ -179,6 +156,10 @@ def export(
         "--to", metavar="DIR", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
     verify: Annotated[Path | None, typer.Option(
         "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
+    choice: Annotated[str | None, typer.Option(
+        "--select", metavar="CHOICE", help="With a Pareto front: knee (the default), 'trial N' or "
+        "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
+    ] = None,
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
@@ -199,10 +180,12 @@ def export(
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
         from hposweep.config import backbone_slug, load
-        from hposweep.export import export_best
+        from hposweep.export import export_best, select
 
         cfg = load(config, overrides or [], check_files=False).config
         for status in _statuses(cfg):
+            if choice is not None and status.best_trial is not None:
+                status = select(cfg, status, choice)
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
             done = export_best(cfg, status, target, console.warn)
             console.info(f"{status.backbone}: trial {status.best_trial} exported to {done}")

@@ -33,7 +33,11 @@ BUILTIN_HYPERPARAMETERS = (
     "dropout",
     "epochs",
 )
-BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy")
+# Measured once, after training (hposweep.training.cost_metrics): never reported per epoch.
+BUILTIN_COST_METRICS = ("n_parameters", "latency_ms", "checkpoint_mb")
+BUILTIN_METRICS = ("loss", "macro-f1", "macro-f1-span", "accuracy", *BUILTIN_COST_METRICS)
+# mlflow.log_best_checkpoint: true, false, or "front" (every kept member of the Pareto front)
+LOG_FRONT = "front"
 
 
 class Bounds(NamedTuple):
@@ -116,6 +120,12 @@ class PrunerConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    metric: str = ""
+    goal: str = "maximize"
+
+
+@dataclass
 class StudyConfig:
     name: str = "hpo_{backbone}"
     objective_metric: str = "macro-f1"
@@ -130,7 +140,8 @@ class StudyConfig:
     n_workers: int = 1  # trials at once on this machine, each in its own process
     heartbeat_interval: int | None = 60  # seconds; RDB storages (SQLite, PostgreSQL, MySQL)
     grace_period: int | None = None  # seconds without a heartbeat before a trial is stale
-    max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
+    objectives: list[ObjectiveConfig] | None = None  # several objectives (else objective_metric)
+    constraints: list[str] = field(default_factory=list)  # "metric <= x" / "metric >= x"
 
 
 @dataclass
@@ -202,7 +213,7 @@ class MlflowConfig:
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: str = "hposweep"
-    log_best_checkpoint: bool = True
+    log_best_checkpoint: Any = True  # true, false or "front"
     log_plots: bool = False  # the study's plots under plots/ of the parent run, at the end
 
 
@@ -262,6 +273,8 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
     for override, tree in zip(overrides, trees, strict=True):
         _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
+    _reject_two_objective_spellings(str(path), OmegaConf.to_container(
+        OmegaConf.merge(raw, *trees), resolve=False))
 
     schema = OmegaConf.structured(SweepConfig)
     try:
@@ -281,6 +294,9 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
     validate(cfg, source=str(path), check_files=check_files,
              overrides=dict(_override_keys(overrides)))
+    if cfg.study.objectives:  # the first objective is the primary one (progress, reports)
+        cfg.study.objective_metric = cfg.study.objectives[0].metric
+        cfg.study.objective_goal = cfg.study.objectives[0].goal
     return LoadedConfig(cfg, unresolved_yaml, path)
 
 
@@ -459,6 +475,16 @@ def _reject_renamed_keys(source: str, tree: Any) -> None:
             raise ConfigError(f"{source}: {old}: this key is now {new!r}; move the value there")
 
 
+def _reject_two_objective_spellings(source: str, tree: Any) -> None:
+    study = tree.get("study") if isinstance(tree, dict) else None
+    if not isinstance(study, dict) or study.get("objectives") is None:
+        return
+    for key in ("objective_metric", "objective_goal"):
+        if key in study:
+            raise ConfigError(f"{source}: study.{key}: set either study.objectives or "
+                              "study.objective_metric/objective_goal, not both")
+
+
 def _describe_omegaconf_error(exc: Exception) -> str:
     """One line for an OmegaConf merge/conversion error, with a 'did you mean' for typos."""
     key = getattr(exc, "full_key", None) or ""
@@ -509,6 +535,7 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True,
         raise ConfigError(f"{where}: {key}: {problem}")
 
     _validate_study(cfg, fail)
+    _validate_objectives(cfg, fail)
     _validate_search_space(cfg, fail)
     _validate_data(cfg, fail, check_files)
     t = cfg.train
@@ -611,14 +638,59 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
         )
     if s.storage is not None:
         _validate_storage_target(s.storage, fail)
-    if cfg.train.trainer == BUILTIN_TRAINER:
-        metric = s.objective_metric
-        if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):
-            fail(
-                "study.objective_metric",
-                f"the built-in trainer does not report {metric!r}; one of "
-                f"{', '.join(BUILTIN_METRICS)} or f1-span-<ENTITY>",
-            )
+    if cfg.train.trainer == BUILTIN_TRAINER and not s.objectives:
+        _check_builtin_metric(fail, "study.objective_metric", s.objective_metric)
+
+
+def _check_builtin_metric(fail: Any, key: str, metric: str) -> None:
+    if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):
+        fail(key, f"the built-in trainer does not report {metric!r}; one of "
+                  f"{', '.join(BUILTIN_METRICS)} or f1-span-<ENTITY>")
+
+
+def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
+    """``study.objectives``, ``study.constraints`` and what depends on them."""
+    from hposweep.objectives import parse_constraint, uses_front
+
+    s, builtin = cfg.study, cfg.train.trainer == BUILTIN_TRAINER
+    if s.objectives is not None:
+        if not s.objectives:
+            fail("study.objectives", "is empty: list at least one {metric: ..., goal: ...}")
+        metrics = [o.metric for o in s.objectives]
+        for i, objective in enumerate(s.objectives):
+            key = f"study.objectives[{i}]"
+            if not objective.metric.strip():
+                fail(f"{key}.metric", "names no metric")
+            if objective.goal not in GOALS:
+                fail(f"{key}.goal", f"must be one of {', '.join(GOALS)}, got {objective.goal!r}")
+            if builtin:
+                _check_builtin_metric(fail, f"{key}.metric", objective.metric)
+        if len(set(metrics)) != len(metrics):
+            fail("study.objectives", f"a metric is listed twice: {metrics}")
+        if len(metrics) > 1 and s.pruner.name != "none":
+            fail("study.pruner.name", f"{s.pruner.name!r} cannot prune a study of several "
+                 "objectives (Optuna prunes single-objective trials only): use none")
+        if len(metrics) > 1 and s.sampler.name == "cmaes":
+            fail("study.sampler.name", "cmaes optimizes one objective; with several use nsga2, "
+                 "tpe, gp, random or grid")
+    primary = s.objectives[0].metric if s.objectives else s.objective_metric
+    if builtin and primary in BUILTIN_COST_METRICS:
+        fail("study.objectives[0].metric" if s.objectives else "study.objective_metric",
+             f"the built-in trainer reports {primary!r} once, after training, not per epoch: "
+             "make it a later objective or a constraint")
+    for i, text in enumerate(s.constraints):
+        try:
+            constraint = parse_constraint(text)
+        except ValueError as exc:
+            fail(f"study.constraints[{i}]", str(exc))
+        if builtin:
+            _check_builtin_metric(fail, f"study.constraints[{i}]", constraint.metric)
+    log = cfg.mlflow.log_best_checkpoint
+    if not (isinstance(log, bool) or log == LOG_FRONT):
+        fail("mlflow.log_best_checkpoint", f"must be true, false or {LOG_FRONT!r}, got {log!r}")
+    if log == LOG_FRONT and not uses_front(cfg):
+        fail("mlflow.log_best_checkpoint", f"{LOG_FRONT!r} needs several study.objectives or "
+             "study.constraints (a study with a Pareto front)")
 
 
 def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:

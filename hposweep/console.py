@@ -283,6 +283,8 @@ class SweepConsole:
                      f"MLflow best trial run: {status.mlflow_best_run_id or '-'}"]
             self.out.print(Panel(_text(*lines), title=Text(f"{status.backbone} ({status.study_name})"),
                                  title_align="left", expand=False))
+            if status.front:
+                self.out.print(front_table(status))
 
     def compare(self, statuses: list[Any]) -> None:
         """``hposweep compare``: backbones side by side."""
@@ -389,3 +391,18 @@ def _squeezed(headers: list[str], value_widths: list[int], width: int) -> list[i
 def _note(row: TrialRow) -> str:
     return " ".join(filter(None, [
         f"retry of {row.retried_from}" if row.retried_from is not None else "", row.reason or ""]))
+
+
+def front_table(status: Any) -> Table:
+    """``hposweep best`` with a Pareto front: one row per member, the knee marked with *."""
+    table = Table(title=Text(f"{status.study_name}: Pareto front (* knee = best trial)"),
+                  title_justify="left")
+    names = list(dict.fromkeys(name for m in status.front for name in m.params))
+    for column in ("#", *status.objectives, *names, "checkpoint"):
+        table.add_column(Text(column), no_wrap=True)
+    for m in status.front:
+        table.add_row(f"{m.number}{' *' if m.knee else ''}",
+                      *(_fmt(m.values[k]) for k in status.objectives),
+                      *(Text(_fmt_value(m.params[n])) if n in m.params else "-" for n in names),
+                      "kept" if m.checkpoint else "-")
+    return table

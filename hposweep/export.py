@@ -56,6 +56,56 @@ def export_best(cfg: SweepConfig, status: StudyStatus, target: Path,
     return target
 
 
+def select(cfg: SweepConfig, status: StudyStatus, choice: str) -> StudyStatus:
+    """``export --select``: the status with the chosen member of the Pareto front as its
+    best trial. ``knee``, ``trial N``, or ``METRIC <= X`` / ``METRIC >= X`` (of the kept
+    members that satisfy it, the best in the first objective). Exit 2 when the choice
+    names no kept member."""
+    from dataclasses import replace
+
+    from hposweep.objectives import objectives_of, parse_constraint, uses_front
+
+    if not uses_front(cfg):
+        raise UserError("--select picks a member of a Pareto front: it needs several "
+                        "study.objectives or study.constraints")
+    kept = [m for m in status.front if _available(cfg, m)]
+    words = choice.split()
+    if choice.strip() == "knee":
+        chosen = [m for m in kept if m.knee]
+    elif len(words) == 2 and words[0] == "trial" and words[1].isdigit():
+        chosen = [m for m in kept if m.number == int(words[1])]
+    else:
+        try:
+            condition = parse_constraint(choice)
+        except ValueError:
+            raise UserError(f"--select {choice!r}: use knee, 'trial N' or 'METRIC <= X' / "
+                            "'METRIC >= X'") from None
+        if condition.metric not in status.objectives:
+            raise UserError(f"--select {choice!r}: {condition.metric!r} is not an objective "
+                            f"({', '.join(status.objectives)})")
+        first = objectives_of(cfg)[0]
+        chosen = sorted((m for m in kept if condition.holds(m.values)),
+                        key=lambda m: (-m.values[first.metric] if first.maximize
+                                       else m.values[first.metric], m.number))
+    if not chosen:
+        members = ", ".join(f"trial {m.number}" + (" (knee)" if m.knee else "") for m in kept)
+        raise UserError(f"{status.backbone}: --select {choice!r} names no kept member of the "
+                        f"Pareto front (kept: {members or 'none'})")
+    member = chosen[0]
+    return replace(status, best_trial=member.number,
+                   best_value=member.values[status.objectives[0]], best_params=member.params,
+                   best_fold_values=status.best_fold_values if member.knee else [],
+                   checkpoint=member.checkpoint, mlflow_best_run_id=member.mlflow_run_id)
+
+
+def _available(cfg: SweepConfig, member: Any) -> bool:
+    """A member whose checkpoint is kept on disk, or logged to MLflow."""
+    from hposweep.config import LOG_FRONT
+
+    logged = cfg.mlflow.log_best_checkpoint
+    return member.checkpoint is not None or logged == LOG_FRONT or (member.knee and bool(logged))
+
+
 def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
                        warn: Callable[[str], None]) -> Path:
     if status.checkpoint and Path(status.checkpoint).is_dir():
@@ -63,19 +113,23 @@ def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
     if not status.mlflow_parent_run_id:
         raise UserError(f"{status.backbone}: the best checkpoint is not on disk and the study "
                         "has no MLflow parent run to fetch it from")
-    from hposweep.tracking import ARTIFACT_PATH, mlflow_client
+    from hposweep.config import LOG_FRONT
+    from hposweep.tracking import ARTIFACT_PATH, front_artifact, mlflow_client
 
+    artifact = (front_artifact(status.best_trial)  # type: ignore[arg-type]
+                if status.front and cfg.mlflow.log_best_checkpoint == LOG_FRONT
+                else ARTIFACT_PATH)
     client = mlflow_client(cfg)
     try:
-        path = Path(client.download_artifacts(status.mlflow_parent_run_id, ARTIFACT_PATH,
+        path = Path(client.download_artifacts(status.mlflow_parent_run_id, artifact,
                                               str(download)))
     except Exception as exc:
         raise UserError(f"{status.backbone}: the best checkpoint is not on disk and MLflow could "
-                        f"not provide {ARTIFACT_PATH}/ ({type(exc).__name__}: "
+                        f"not provide {artifact}/ ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]})") from None
     meta = _read_json(path / METADATA_FILE)
     if meta.get("trial_number") != status.best_trial:
-        warn(f"{status.backbone}: MLflow's {ARTIFACT_PATH}/ is trial {meta.get('trial_number')}, "
+        warn(f"{status.backbone}: MLflow's {artifact}/ is trial {meta.get('trial_number')}, "
              f"the study's best is trial {status.best_trial}")
     return path
 
@@ -101,6 +155,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         f"- training data: {data}",
         f"- objective: {status.objective_metric} = {status.best_value:.4f}"
         + (f" (mean over {len(folds)} folds)" if len(folds) > 1 else ""),
+        *_front_lines(status),
         f"- trained: {meta.get('created_at', '?')} on {meta.get('device', '?')}, "
         f"git commit {meta.get('git_commit') or 'unknown'}",
         "",
@@ -138,6 +193,16 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _front_lines(status: StudyStatus) -> list[str]:
+    """With a Pareto front: the exported member's objectives and where it stands."""
+    member = next((m for m in status.front if m.number == status.best_trial), None)
+    if member is None:
+        return []
+    values = ", ".join(f"{k} = {v:.4f}" for k, v in member.values.items())
+    where = "the knee" if member.knee else "a member"
+    return [f"- Pareto front: {where} of {len(status.front)} ({values})"]
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -37,7 +37,7 @@ class Outcome:
     """How a trial ended: ``state`` is an Optuna ``TrialState`` (COMPLETE, PRUNED, FAIL)."""
 
     state: Any
-    value: float | None = None
+    value: float | list[float] | None = None  # a list with several objectives
     lost: bool = False  # another worker failed the trial while it ran (heartbeat missed)
 
 

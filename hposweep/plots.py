@@ -35,7 +35,8 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
     figures = []
     if len(study.directions) == 1 and any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
         figures.append(("optimization history", history_figure(trials, study.direction.name)))
-    for name in OPTUNA_PLOTS:
+    front = ("pareto_front",) if len(study.directions) > 1 else ()  # 2 or 3 objectives
+    for name in (*front, *OPTUNA_PLOTS):
         try:
             figures.append((name.replace("_", " "), getattr(vis, f"plot_{name}")(study)))
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials

@@ -33,13 +33,17 @@ class TrialRow:
     duration_s: float | None
     reason: str | None = None
     retried_from: int | None = None
+    values: list[float] | None = None  # every objective's, with several objectives
 
     @classmethod
     def from_trial(cls, trial: Any) -> TrialRow:
-        """From an Optuna ``FrozenTrial``."""
+        """From an Optuna ``FrozenTrial``; ``value`` is the first objective's."""
         duration = trial.duration.total_seconds() if trial.duration else None
-        return cls(trial.number, trial.state.name, trial.value, dict(trial.params), duration,
-                   reason_of(trial), trial.user_attrs.get(RETRIED_FROM_ATTR))
+        values = trial.values
+        return cls(trial.number, trial.state.name, values[0] if values else None,
+                   dict(trial.params), duration, reason_of(trial),
+                   trial.user_attrs.get(RETRIED_FROM_ATTR),
+                   list(values) if values and len(values) > 1 else None)
 
 
 def reason_of(trial: Any) -> str | None:
@@ -68,6 +72,7 @@ class BackboneResult:
     mlflow_parent_run_id: str | None = None
     mlflow_best_run_id: str | None = None
     trials: list[TrialRow] = field(default_factory=list)
+    front: list[Any] = field(default_factory=list)  # FrontMember's, with a Pareto front
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

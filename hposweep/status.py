@@ -10,6 +10,8 @@ from typing import Any
 from hposweep import recovery
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig, backbone_slug, study_name_for
+from hposweep.front import FrontMember, front_members, knee_member
+from hposweep.objectives import objectives_of, uses_front
 from hposweep.results import FOLD_VALUES_ATTR, PARENT_RUN_ATTR, TrialRow, mlflow_run_of, owner_of
 from hposweep.study import RUN_ID_ATTR, finished_states, make_storage, storage_kind, storage_url
 
@@ -33,6 +35,8 @@ class StudyStatus:
     seconds: float = 0.0  # time spent in trials, summed
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
     trials: list[TrialRow] = field(default_factory=list)
+    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
+    front: list[FrontMember] = field(default_factory=list)  # best = its knee
 
     @property
     def remaining(self) -> int:
@@ -61,15 +65,28 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.finished = len([t for t in trials if t.state in finished_states()])
     status.seconds = sum(r.duration_s or 0.0 for r in status.trials)
     status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    if any(t.state.name == "COMPLETE" for t in trials):
-        best = study.best_trial
-        status.best_trial, status.best_value = best.number, best.value
+    best = _best(cfg, backbone, study, status) if any(
+        t.state.name == "COMPLETE" for t in trials) else None
+    if best is not None:
+        status.best_trial, status.best_value = best.number, best.values[0]
         status.best_params = dict(best.params)
-        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, [best.value]))
+        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
         status.mlflow_best_run_id = mlflow_run_of(best)
         status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
     status.pending = _pending(trials)
     return status
+
+
+def _best(cfg: SweepConfig, backbone: str, study: Any, status: StudyStatus) -> Any:
+    """The best trial; with a Pareto front (which it fills in) its knee, if any."""
+    if not uses_front(cfg):
+        return study.best_trial
+    objectives = objectives_of(cfg)
+    manager = _manager(cfg, backbone, study)
+    status.objectives = [o.metric for o in objectives]
+    status.front = front_members(study, objectives, lambda n: manager and manager.checkpoint_of(n))
+    knee = knee_member(status.front)
+    return study.get_trials(deepcopy=False)[knee.number] if knee else None
 
 
 def _anything_stored(url: str | None) -> bool:
@@ -97,14 +114,19 @@ def _anything_stored(url: str | None) -> bool:
         raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
-def _kept_checkpoint(cfg: SweepConfig, backbone: str, study: Any, number: int) -> str | None:
+def _manager(cfg: SweepConfig, backbone: str, study: Any) -> CheckpointManager | None:
+    """A reader of the study's ``best.json`` (None before the study has a sweep id)."""
     run_id = study.user_attrs.get(RUN_ID_ATTR)
     if run_id is None:
         return None
     root = Path(cfg.output_dir) / "hpo" / backbone_slug(backbone)
-    manager = CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
-                                cfg.checkpoint.keep_best, True, warn=lambda message: None)
-    kept = manager.checkpoint_of(number)
+    return CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
+                             cfg.checkpoint.keep_best, True, warn=lambda message: None)
+
+
+def _kept_checkpoint(cfg: SweepConfig, backbone: str, study: Any, number: int) -> str | None:
+    manager = _manager(cfg, backbone, study)
+    kept = manager.checkpoint_of(number) if manager else None
     return str(kept) if kept else None
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from hposweep.config import SweepConfig
 from hposweep.errors import UserError, first_line
+from hposweep.objectives import objectives_of
 from hposweep.results import owner_of
 from hposweep.space import grid
 
@@ -242,11 +243,14 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
         )
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        direction=cfg.study.objective_goal, sampler=make_sampler(cfg), pruner=make_pruner(cfg),
+        directions=[o.goal for o in objectives_of(cfg)], sampler=make_sampler(cfg),
+        pruner=make_pruner(cfg),
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
     _check_same_objective(cfg, study)
+    if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
+        study.set_metric_names([o.metric for o in objectives_of(cfg)])
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
                      exists and _has_past_trials(study))
 
@@ -272,6 +276,10 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     kfold = cfg.k_fold.n_splits if cfg.k_fold.enabled else None
     return {
         "study.objective_metric": cfg.study.objective_metric,
+        # Only set with several objectives or constraints: older studies keep resuming.
+        "study.objectives": ([asdict(o) for o in cfg.study.objectives]
+                             if cfg.study.objectives else None),
+        "study.constraints": list(cfg.study.constraints) or None,
         "k_fold.n_splits": kfold,
         "data.task": d.task,
         "data.train": file_digest(d.train) if d.train else None,

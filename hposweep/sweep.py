@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hposweep import recovery
+from hposweep import interrupts, recovery
 from hposweep.api import FoldData, TrainFn
-from hposweep.checkpoints import CheckpointLayout, CheckpointManager
+from hposweep.checkpoints import CheckpointLayout, CheckpointManager, FrontCheckpointManager
 from hposweep.config import (
     BUILTIN_TRAINER,
     LoadedConfig,
@@ -28,6 +28,8 @@ from hposweep.console import SweepConsole
 from hposweep.data import build_folds, load_training_examples
 from hposweep.errors import reported_os_errors
 from hposweep.faults import barrier_point
+from hposweep.front import front_members, front_values, knee_member
+from hposweep.objectives import objectives_of, uses_front
 from hposweep.optimize import Stop, TrialLoop, heartbeat_interval
 from hposweep.provenance import git_commit, timestamp, versions
 from hposweep.results import (
@@ -135,9 +137,14 @@ class BackboneSweep:
         self.tracker = SweepTracker(cfg, console.warn)
         self.layout = CheckpointLayout(self._backbone_dir(), opened.run_id)
         self.layout.root.mkdir(parents=True, exist_ok=True)
-        self.checkpoints = CheckpointManager(
+        self.objectives = objectives_of(cfg)
+        self.front = uses_front(cfg)  # several objectives or constraints: a Pareto front
+        self.checkpoints = (FrontCheckpointManager(
             self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
-            maximize=self.maximize, warn=console.warn)
+            [o.maximize for o in self.objectives], console.warn,
+            front=lambda: front_values(self.study)) if self.front else CheckpointManager(
+            self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
+            maximize=self.maximize, warn=console.warn))
         self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
                             self.tracker, console, self._metadata)
 
@@ -178,6 +185,7 @@ class BackboneSweep:
             while self._recovered_at_the_end() and stop.reason == "max_trials":
                 stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
+            interrupts.received()
             self.tracker.abort_sweep()
             raise
         with reported_os_errors("cannot finish the sweep"), self.lock:
@@ -236,10 +244,11 @@ class BackboneSweep:
         kept = None
         if trial.state.name == "COMPLETE":
             kept = self.checkpoints.trial_finished(
-                trial.number, trial.value, lambda: self._best_other_value(trial.number))
+                trial.number, self._value(trial), lambda: self._best_other_value(trial.number))
         else:
             self.checkpoints.discard(trial.number)
-        self.console.trial_finished(trial.number, trial.state.name, trial.value,
+        self.console.trial_finished(trial.number, trial.state.name,
+                                    trial.values[0] if trial.values else None,
                                     reason=reason_of(trial), kept=kept)
 
     def _best_other_value(self, number: int) -> list[float]:
@@ -248,12 +257,18 @@ class BackboneSweep:
         best = self.study.best_trial
         return [] if best.number == number else [best.value]
 
+    def _value(self, trial: Any) -> Any:
+        """What the checkpoint rule compares: the value, or with a front every objective's."""
+        if self.front:
+            return tuple(trial.values) if trial.values else None
+        return trial.value
+
     # ------------------------------------------------------------ leftovers of a crash
 
     def _clean_leftovers(self) -> None:
         """Staging dirs, resume dirs of finished trials, ``best.json`` vs the study."""
         trials = self.study.get_trials(deepcopy=False)
-        states = {t.number: (t.state.name, t.value) for t in trials}
+        states = {t.number: (t.state.name, self._value(t)) for t in trials}
         self.checkpoints.recover(states, self._best_other_value)
         self._remove_resume_dirs(keep_live=True)
 
@@ -316,19 +331,30 @@ class BackboneSweep:
             mlflow_parent_run_id=self.tracker.parent_run_id,
             trials=[TrialRow.from_trial(t) for t in trials],
         )
-        if complete:
-            best = self.study.best_trial
+        best = self._best_trial(result, complete)
+        if best is not None:
             checkpoint = self.checkpoints.checkpoint_of(best.number)
-            result.best_trial, result.best_value = best.number, best.value
+            result.best_trial, result.best_value = best.number, best.values[0]
             result.best_params = dict(best.params)
             result.checkpoint = str(checkpoint) if checkpoint else None
             result.mlflow_best_run_id = mlflow_run_of(best)
         return result
 
+    def _best_trial(self, result: BackboneResult, complete: list[Any]) -> Any:
+        """The study's best trial; with a Pareto front (filled into ``result``) its knee."""
+        if not self.front:
+            return self.study.best_trial if complete else None
+        result.front = front_members(self.study, self.objectives, self.checkpoints.checkpoint_of)
+        knee = knee_member(result.front)
+        return next((t for t in complete if knee and t.number == knee.number), None)
+
     def _finish_tracking(self, result: BackboneResult) -> None:
         """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study:
         called under the lock by the last active worker."""
-        logged = {"finished": result.n_complete + result.n_pruned, "best": result.best_trial}
+        logged: dict[str, Any] = {"finished": result.n_complete + result.n_pruned,
+                                  "best": result.best_trial}
+        if self.front:  # a new member can join without the knee changing
+            logged["front"] = [m.number for m in result.front]
         if self.study.user_attrs.get(FINAL_LOGGED_ATTR) == logged:
             return  # another worker (or an earlier run) logged exactly this
         metric = self.cfg.study.objective_metric
@@ -343,11 +369,14 @@ class BackboneSweep:
                     "best_trial_run_id": result.mlflow_best_run_id or ""}
         checkpoint = Path(result.checkpoint) if result.checkpoint else None
         self.tracker.log_plots(self.study)
+        if self.front:
+            self.tracker.log_front(result.front, self.objectives)
         if result.best_trial is None:
-            self.tracker.end_run(self.tracker.parent_run_id, "FAIL", "no trial completed",
+            self.tracker.end_run(self.tracker.parent_run_id, "FAIL",
+                                 "no feasible trial" if result.n_complete else "no trial completed",
                                  metrics=metrics)
         else:
-            self.tracker.finish_sweep(metrics, tags, checkpoint)
+            self.tracker.finish_sweep(metrics, tags, checkpoint, result.front)
         if self.tracker.enabled and self.tracker.parent_run_id is not None:
             self.study.set_user_attr(FINAL_LOGGED_ATTR, logged)
 

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from hposweep.checkpoints import METADATA_FILE
-from hposweep.config import SweepConfig
+from hposweep.config import LOG_FRONT, SweepConfig
 from hposweep.errors import first_line
 from hposweep.faults import kill_point
 
 ARTIFACT_PATH = "best_trial_checkpoint"
+FRONT_ARTIFACT_DIR = "pareto"  # mlflow.log_best_checkpoint: front -> pareto/trial_{n}/
+FRONT_TABLE = "pareto_front"  # pareto_front.json and pareto_front.csv at the parent's root
 SWEEP_ID_TAG = "hposweep.run_id"  # the parent run of the sweep with this id (the study's run_id)
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) stall for minutes.
@@ -236,13 +238,20 @@ class SweepTracker:
         self._call("end a run", self._client.set_terminated, run_id, RUN_STATUS[state])
 
     def finish_sweep(self, metrics: Mapping[str, float], tags: Mapping[str, str],
-                     checkpoint: Path | None) -> None:
-        """Final metrics and tags, then ``best_trial_checkpoint/`` (once), then FINISHED."""
+                     checkpoint: Path | None, front: list[Any] | None = None) -> None:
+        """Final metrics and tags, then ``best_trial_checkpoint/`` (once), then FINISHED.
+        With ``mlflow.log_best_checkpoint: front``, every kept member of ``front`` goes
+        under ``pareto/trial_{n}/`` instead."""
         run_id = self.parent_run_id
         if run_id is None or self._finished:
             return
         self.log(run_id, metrics=metrics, tags=tags)
-        if self.cfg.mlflow.log_best_checkpoint:
+        if self.cfg.mlflow.log_best_checkpoint == LOG_FRONT:
+            for member in front or []:
+                if member.checkpoint:
+                    self._call(f"log {front_artifact(member.number)}/", self._log_checkpoint_once,
+                               run_id, Path(member.checkpoint), front_artifact(member.number))
+        elif self.cfg.mlflow.log_best_checkpoint:
             if checkpoint is None:
                 self.warn("no checkpoint of the best trial is on disk; "
                           f"{ARTIFACT_PATH}/ is not logged")
@@ -265,39 +274,75 @@ class SweepTracker:
             if write_plots(study, self.cfg, Path(tmp), self.warn):
                 self._client.log_artifacts(self.parent_run_id, tmp, "plots")
 
-    def _log_checkpoint_once(self, run_id: str, checkpoint: Path) -> None:
+    def log_front(self, front: list[Any], objectives: list[Any]) -> None:
+        """The front as ``pareto_front.json`` / ``.csv`` and the knee's objectives as
+        ``knee_<metric>`` metrics of the parent run (the files are replaced each time)."""
+        if self.parent_run_id is None or self._finished:
+            return
+        self._call("log the Pareto front", self._log_front, front, objectives)
+
+    def _log_front(self, front: list[Any], objectives: list[Any]) -> None:
+        import csv
+        import io
+        from dataclasses import asdict
+
+        rows = [asdict(m) for m in front]
+        self._client.log_text(self.parent_run_id, json.dumps(
+            {"objectives": [asdict(o) for o in objectives], "front": rows}, indent=2,
+            default=str), f"{FRONT_TABLE}.json")
+        params = list(dict.fromkeys(k for m in front for k in m.params))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["trial", *(o.metric for o in objectives), *params, "knee", "checkpoint"])
+        for m in front:
+            writer.writerow([m.number, *(m.values[o.metric] for o in objectives),
+                             *(m.params.get(p, "") for p in params), m.knee,
+                             m.checkpoint is not None])
+        self._client.log_text(self.parent_run_id, buffer.getvalue(), f"{FRONT_TABLE}.csv")
+        knee = next((m for m in front if m.knee), None)
+        if knee is not None:
+            _log_batch(self._client, self.parent_run_id,
+                       metrics={f"knee_{k}": v for k, v in knee.values.items()})
+
+    def _log_checkpoint_once(self, run_id: str, checkpoint: Path,
+                             artifact_path: str = ARTIFACT_PATH) -> None:
         """Upload the best checkpoint so that ``best_trial_checkpoint/`` is always one whole
         checkpoint: files already there whole are not uploaded twice; an upload cut short
         is completed by the next run; a new best (a resumed sweep found a better trial)
         replaces every file. ``hposweep.json`` goes last: it marks the upload complete.
         (``log_artifacts`` merges into a folder and never deletes.)"""
         logged = {Path(a.path).name: a.file_size
-                  for a in self._client.list_artifacts(run_id, ARTIFACT_PATH)}
+                  for a in self._client.list_artifacts(run_id, artifact_path)}
         marker = checkpoint / METADATA_FILE
         same_trial = (METADATA_FILE in logged and logged[METADATA_FILE] == marker.stat().st_size
-                      and self._logged_trial(run_id) == _trial_number(marker))
+                      and self._logged_trial(run_id, artifact_path) == _trial_number(marker))
         files = sorted(p for p in checkpoint.iterdir() if p.is_file() and p != marker) + [marker]
         for path in files:
             if not same_trial or logged.get(path.name) != path.stat().st_size:
-                self._client.log_artifact(run_id, str(path), ARTIFACT_PATH)
+                self._client.log_artifact(run_id, str(path), artifact_path)
                 kill_point("mlflow:artifact-file")
         stale = set(logged) - {p.name for p in files}
         if stale:
-            self.warn(f"{ARTIFACT_PATH}/ still holds {sorted(stale)} from an earlier best trial "
+            self.warn(f"{artifact_path}/ still holds {sorted(stale)} from an earlier best trial "
                       "(MLflow cannot delete artifacts); the files of the best trial replaced "
                       "the rest")
 
-    def _logged_trial(self, run_id: str) -> int | None:
+    def _logged_trial(self, run_id: str, artifact_path: str) -> int | None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = self._client.download_artifacts(run_id, f"{ARTIFACT_PATH}/{METADATA_FILE}", tmp)
+            path = self._client.download_artifacts(run_id, f"{artifact_path}/{METADATA_FILE}", tmp)
             return _trial_number(Path(path))
 
     def abort_sweep(self) -> None:
         if self.parent_run_id is not None:
             self._call("end the parent run", self._client.set_terminated, self.parent_run_id,
                        "KILLED")
+
+
+def front_artifact(number: int) -> str:
+    """Where ``mlflow.log_best_checkpoint: front`` logs a member's checkpoint."""
+    return f"{FRONT_ARTIFACT_DIR}/trial_{number}"
 
 
 def _trial_number(metadata: Path) -> int | None:

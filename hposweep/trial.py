@@ -13,13 +13,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from hposweep import recovery
+from hposweep import interrupts, recovery
 from hposweep.api import FoldData, Pruned, TrainFn, TrialContext, TrialFailed
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig
 from hposweep.console import SweepConsole
 from hposweep.errors import InternalError, first_line
 from hposweep.faults import kill_point
+from hposweep.objectives import constraints_of, objectives_of, required_metrics
 from hposweep.optimize import Outcome
 from hposweep.results import (
     FAIL_REASON_ATTR,
@@ -79,6 +80,7 @@ class TrialRun:
             self._end("FAIL", str(exc))
             return Outcome(TrialState.FAIL)
         except KeyboardInterrupt:
+            interrupts.received()
             self._interrupted()
             raise
         except BaseException as exc:  # ours, not the trainer's: end its runs, then surface it
@@ -86,7 +88,7 @@ class TrialRun:
             raise
         return Outcome(TrialState.COMPLETE, value)
 
-    def _train(self) -> float:
+    def _train(self) -> float | list[float]:
         env, cfg = self.env, self.env.cfg
         self.params = suggest(self.trial, cfg.search_space)
         retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
@@ -99,6 +101,8 @@ class TrialRun:
         fold_metrics = [completed.get(i) or self._fold(i) for i in range(len(env.folds))]
         metric = cfg.study.objective_metric
         mean = _mean(fold_metrics)
+        for constraint in constraints_of(cfg):  # before tell: samplers read them then
+            self.trial.set_constraint(constraint.key, constraint.violation(mean))
         if len(fold_metrics) > 1:
             self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
         env.checkpoints.trial_valued(self.number, lambda: env.metadata(
@@ -106,7 +110,8 @@ class TrialRun:
         env.tracker.end_run(self.run_id, "COMPLETE",
                             metrics={**mean, **_per_fold(fold_metrics, env.folds)})
         self.resume.remove()
-        return mean[metric]
+        objectives = objectives_of(cfg)
+        return [mean[o.metric] for o in objectives] if len(objectives) > 1 else mean[metric]
 
     # ------------------------------------------------------------ one fold
 
@@ -130,13 +135,17 @@ class TrialRun:
             seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
             _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
-            _should_prune=_ours(self.trial.should_prune), _log_metrics=_ours(log_metrics),
+            _should_prune=_ours(self.trial.should_prune if not self._several_objectives()
+                                else lambda: False),  # Optuna prunes one objective only
+            _log_metrics=_ours(log_metrics),
             _warn=env.console.warn,
         )
         try:
-            metrics = _checked_metrics(self._call_trainer(fold, ctx), cfg.study.objective_metric)
+            metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
         except BaseException as exc:
             # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
+            if isinstance(exc, KeyboardInterrupt):
+                interrupts.received()
             state = ("PRUNED" if isinstance(exc, Pruned) else
                      "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
             env.tracker.end_run(fold_run, state)
@@ -169,10 +178,14 @@ class TrialRun:
         if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
             raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
-        self.trial.report(value, index * epochs + epoch)
+        if not self._several_objectives():  # Optuna's report takes one objective only
+            self.trial.report(value, index * epochs + epoch)
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
         kill_point(f"trial{self.number}:fold{index}:epoch{epoch}")
+
+    def _several_objectives(self) -> bool:
+        return len(objectives_of(self.env.cfg)) > 1
 
     def _epochs(self) -> int:
         return int(self.params.get("epochs", self.env.cfg.train.epochs))
@@ -212,17 +225,21 @@ def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _checked_metrics(metrics: Any, objective: str) -> dict[str, float]:
+def _checked_metrics(metrics: Any, required: list[str]) -> dict[str, float]:
+    """The trainer's metrics as floats; each of ``required`` (the objectives, then what the
+    constraints name) present and finite."""
     if not isinstance(metrics, Mapping):
         raise TrialFailed(f"the trainer returned {type(metrics).__name__}, not a dict of metrics")
-    if objective not in metrics:
-        raise TrialFailed(f"the trainer's metrics have no {objective!r}: {sorted(metrics)}")
+    for objective in required:
+        if objective not in metrics:
+            raise TrialFailed(f"the trainer's metrics have no {objective!r}: {sorted(metrics)}")
     try:
         clean = {str(k): float(v) for k, v in metrics.items()}
     except (TypeError, ValueError) as exc:
         raise TrialFailed(f"the trainer's metrics must be numbers: {exc}") from None
-    if not math.isfinite(clean[objective]):
-        raise TrialFailed(f"{objective} is {clean[objective]}")
+    for objective in required:
+        if not math.isfinite(clean[objective]):
+            raise TrialFailed(f"{objective} is {clean[objective]}")
     return clean
 
 

@@ -99,4 +99,7 @@ class EventConsole(SweepConsole):
 
 def result_from_json(data: dict[str, Any]) -> BackboneResult:
     """A :class:`BackboneResult` back from its ``to_json`` form."""
-    return BackboneResult(**{**data, "trials": [TrialRow(**row) for row in data["trials"]]})
+    from hposweep.front import FrontMember
+
+    return BackboneResult(**{**data, "trials": [TrialRow(**row) for row in data["trials"]],
+                             "front": [FrontMember(**member) for member in data["front"]]})

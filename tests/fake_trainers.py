@@ -160,3 +160,35 @@ def learning_curve(params, data, ctx):
         if ctx.should_prune():
             raise Pruned(f"pruned at epoch {epoch}: score={score:.3f}")
     return {"score": score}
+
+
+def interrupted_inside_a_finalizer(params, data, ctx):
+    """Ctrl-C arrives while Python runs a finalizer (as it may in SQLAlchemy's garbage-collector
+    callbacks): Python prints the KeyboardInterrupt raised there and drops it. Then the trial
+    goes on for up to 60 s and completes, unless the interrupt is delivered again."""
+    import os
+    import signal
+    import time
+
+    class SignalledWhileFinalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the signal handler runs here, inside the finalizer
+
+    print(f"trial {ctx.trial_number} finalizing", flush=True)
+    SignalledWhileFinalized()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+    return quadratic(params, data, ctx)
+
+
+def two_objectives(params, data, ctx):
+    """Two objectives known in closed form, for the Pareto-front tests: ``score = x``
+    (maximize) and ``cost = x ** 2 + y`` (minimize); a small checkpoint when asked."""
+    wait_if_told()
+    metrics = {"score": params["x"], "cost": params["x"] ** 2 + params["y"]}
+    if ctx.checkpoint_dir is not None:
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "weights.json").write_text(json.dumps(params))
+    return metrics

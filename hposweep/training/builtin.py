@@ -18,6 +18,8 @@ from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
 from hposweep.config import BUILTIN_HYPERPARAMETERS, SweepConfig
 from hposweep.faults import kill_point
 from hposweep.training import state as training_state
+from hposweep.training.cost_metrics import cost_metrics
+from hposweep.training.cost_metrics import requested as cost_metrics_requested
 from hposweep.training.model import build_model, load_tokenizer
 from hposweep.training.state import Progress
 
@@ -140,7 +142,11 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
             raise Pruned(f"pruned after epoch {epoch + 1}: {ctx.objective_metric}={value:.4f}")
     if ctx.checkpoint_dir is not None:
         save_checkpoint(s.model, s.tokenizer, ctx)
-    return progress.metrics
+    costs = cost_metrics_requested(ctx.config)
+    if not costs:
+        return progress.metrics
+    first = _pad(s.validation_set[: s.hp["batch_size"]], s.tokenizer.pad_token_id, s.token_task)
+    return {**progress.metrics, **cost_metrics(s.model, first, s.device, costs)}
 
 
 def _resume(s: Setup, ctx: TrialContext) -> tuple[Progress, Any]:

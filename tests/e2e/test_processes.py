@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import FAST, SMOKE
 from tests.e2e.test_sweep_behaviour import free_port
-from tests.helpers import fake_config, load_study, mlflow_client, process_env, runs_by_kind
+from tests.helpers import FAKE_CONFIG, fake_config, load_study, mlflow_client, process_env, runs_by_kind
 
 BIN = Path(sys.executable).parent
 
@@ -75,6 +75,26 @@ def test_interrupt_marks_the_trial_failed_and_the_study_resumes(
     runs = runs_by_kind(client, "fake")
     assert [p.info.run_id for p in runs["parent"]] == [parent.info.run_id]
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_an_interrupt_dropped_inside_a_finalizer_still_stops_the_sweep(workdir: Path) -> None:
+    """A KeyboardInterrupt raised while a finalizer runs is dropped by Python ("Exception
+    ignored in ..."); hposweep delivers the signal again until the sweep has caught it, and
+    Python's report of the dropped one is not shown."""
+    config = fake_config(workdir, FAKE_CONFIG.replace("quadratic", "interrupted_inside_a_finalizer"))
+    proc = subprocess.Popen([BIN / "hposweep", "run", config, "study.max_trials=2"], cwd=workdir,
+                            env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _, stderr = proc.communicate(timeout=50)  # the trainer would complete after 60 s
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert "interrupted; the study is saved. Resume with: hposweep run" in stderr
+    study = load_study(workdir / "outputs", "fake_fake")
+    assert [t.state.name for t in study.trials] == ["FAIL", "WAITING"]
+    assert study.trials[0].user_attrs["fail_reason"] == "interrupted"
 
 
 class MlflowServer:

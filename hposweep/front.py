@@ -1,0 +1,52 @@
+"""A study's feasible Pareto front as hposweep reports it: its members (one per trial on
+``study.best_trials``), the knee among them, and which members kept a checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hposweep.objectives import Objective
+from hposweep.pareto import knee
+from hposweep.results import mlflow_run_of
+
+
+@dataclass
+class FrontMember:
+    number: int
+    values: dict[str, float]  # objective metric -> value (mean over folds)
+    params: dict[str, Any]
+    constraints: dict[str, float] = field(default_factory=dict)  # Optuna's values: <= 0 holds
+    knee: bool = False
+    checkpoint: str | None = None  # the kept checkpoint dir, when this member has one
+    mlflow_run_id: str | None = None
+
+
+def front_values(study: Any) -> dict[int, tuple[float, ...]]:
+    """Trial number -> objective values of each trial on the feasible front."""
+    return {t.number: tuple(t.values) for t in study.best_trials}
+
+
+def knee_of(front: dict[int, tuple[float, ...]], objectives: list[Objective]) -> int | None:
+    return knee(front, [o.maximize for o in objectives])
+
+
+def front_members(study: Any, objectives: list[Objective],
+                  checkpoint_of: Callable[[int], Path | None]) -> list[FrontMember]:
+    """The front, by trial number, the knee flagged."""
+    trials = sorted(study.best_trials, key=lambda t: t.number)
+    chosen = knee_of({t.number: tuple(t.values) for t in trials}, objectives)
+    members = []
+    for trial in trials:
+        kept = checkpoint_of(trial.number)
+        members.append(FrontMember(
+            trial.number, {o.metric: v for o, v in zip(objectives, trial.values, strict=True)},
+            dict(trial.params), dict(trial.constraints), trial.number == chosen,
+            str(kept) if kept else None, mlflow_run_of(trial)))
+    return members
+
+
+def knee_member(members: list[FrontMember]) -> FrontMember | None:
+    return next((m for m in members if m.knee), None)
