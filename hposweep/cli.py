@@ -6,6 +6,7 @@ commands, never here, so that ``hposweep --help`` is instant.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from hposweep import interrupts
+from hposweep.cli_help import PlainHelpCommand
 from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
@@ -42,7 +44,7 @@ OverridesArg = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def run(
     config: ConfigArg,
     overrides: OverridesArg = None,
@@ -55,17 +57,19 @@ def run(
         "--dry-run", help="Print the config and the studies it would create or resume; "
         "train nothing, write nothing.")] = False,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="Trials at once on this machine, one process each "
+        "--workers", min=1, metavar="K", help="Trials at once on this machine, one process each "
         "(default: study.n_workers).")] = None,
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
     from hposweep.config import load
-    from hposweep.console import SweepConsole
+    from hposweep.worker_events import console_for_run
 
-    console = SweepConsole("json" if json_output else None, verbose=verbose)
-    overrides = [*(overrides or []), *([f"study.n_workers={workers}"] if workers else [])]
+    console = console_for_run(json_output, verbose)
+    typed = overrides or []
+    resume = shlex.join(["hposweep", "run", str(config), *typed,
+                         *(["--workers", str(workers)] if workers else [])])
     try:
-        loaded = load(config, overrides)
+        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
             return
@@ -79,38 +83,39 @@ def run(
 
             if fresh:  # once, before any worker starts
                 sweep.archive_studies(loaded.config, console, loaded.config.backbones)
-            raise typer.Exit(run_workers(loaded, overrides, loaded.config.study.n_workers,
-                                         console))
-        with interrupts.interruptible():
-            results = sweep.run(loaded, console, fresh=fresh)
+            outcome = run_workers(loaded, typed, loaded.config.study.n_workers, console,
+                                  verbose)
+            if outcome.interrupted:
+                console.interrupted(resume)
+            if outcome.code is not None:
+                raise typer.Exit(outcome.code)
+            results, failed = outcome.results, outcome.failed
+        else:
+            with interrupts.interruptible():
+                results, failed = sweep.run(loaded, console, fresh=fresh), False
     except UserError as exc:
         _fail(console, exc)
     except KeyboardInterrupt as exc:
         interrupts.received()
-        code = EXIT_SIGTERM if isinstance(exc, interrupts.Terminated) else EXIT_SIGINT
-        console.error(f"interrupted; the study is saved. Resume with: hposweep run {config}"
-                      + "".join(f" {o}" for o in overrides or []))
-        raise typer.Exit(code) from None
+        console.interrupted(resume)
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, interrupts.Terminated)
+                         else EXIT_SIGINT) from None
     except typer.Exit:
         raise
     except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
-    stopped = [r for r in results if r.stopped == "max_failures"]
-    code = EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped else EXIT_NO_TRIAL
-    if json_output:
-        console.print_json(results, code)
-    for result in stopped:
-        console.error(f"{result.backbone}: {result.stop_message}")
-    if code == EXIT_NO_TRIAL and not stopped:
-        console.error("no trial completed in at least one study")
+    stopped = any(r.stopped == "max_failures" for r in results)
+    code = (EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped and not failed
+            else EXIT_NO_TRIAL)
+    console.run_finished(results, code)
     raise typer.Exit(code)
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
            ) -> None:
     """Show each study's trials, best so far, trials remaining and pending resumes.
@@ -121,7 +126,7 @@ def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonO
             lambda console, statuses: [console.study_status(s) for s in statuses])
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
          ) -> None:
     """Show the best trial of each backbone: value, params, checkpoint, MLflow run ids.
@@ -134,7 +139,7 @@ def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOpt
         raise typer.Exit(EXIT_NO_TRIAL)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
             ) -> None:
     """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
@@ -142,17 +147,17 @@ def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: Json
             lambda console, statuses: console.compare(statuses))
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def export(
     config: Annotated[Path | None, typer.Argument(help="The sweep's YAML config file.",
                                                   show_default=False, metavar="CONFIG")] = None,
     overrides: OverridesArg = None,
     to: Annotated[Path | None, typer.Option(
-        "--to", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
+        "--to", metavar="DIR", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
     verify: Annotated[Path | None, typer.Option(
-        "--verify", help="Check an export against its MANIFEST.sha256 instead.")] = None,
+        "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
     choice: Annotated[str | None, typer.Option(
-        "--select", help="With a Pareto front: knee (the default), 'trial N' or "
+        "--select", metavar="CHOICE", help="With a Pareto front: knee (the default), 'trial N' or "
         "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
     ] = None,
 ) -> None:
@@ -188,11 +193,11 @@ def export(
         _fail(console, exc)
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def plot(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    out: Annotated[Path, typer.Option("--out", help="Dir for the plots.")] = Path("plots"),
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Dir for the plots.")] = Path("plots"),
     force: Annotated[bool, typer.Option("--force", help="Replace plots already there.")] = False,
 ) -> None:
     """Plot each study: optimization history, parameter importances, parallel coordinate,
@@ -217,7 +222,7 @@ def plot(
                 raise UserError(f"{page} exists: use --force to replace it, or another --out")
             storage = make_storage(storage_url(cfg, status.study_name), reading=True)
             study = optuna.load_study(study_name=status.study_name, storage=storage)
-            for path in write_plots(study, out, console.warn):
+            for path in write_plots(study, cfg, out, console.warn):
                 console.info(f"{status.backbone}: {path}")
                 plotted = True
     except UserError as exc:
@@ -259,7 +264,7 @@ def _report(config: Path, overrides: list[str] | None, json_output: bool,
     return statuses
 
 
-@app.command()
+@app.command(cls=PlainHelpCommand)
 def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """Check CONFIG (with overrides) and print the merged config, or the error.
 
@@ -274,6 +279,8 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     except UserError as exc:
         _fail(console, exc)
     console.out.print(loaded.unresolved_yaml, markup=False, end="")
+    given = f" with {len(overrides)} override{'s' if len(overrides) > 1 else ''}" if overrides else ""
+    console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
 
 
 def _fail(console: SweepConsole, exc: UserError) -> NoReturn:

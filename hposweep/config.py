@@ -13,7 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn, get_args, get_type_hints
+from types import UnionType
+from typing import Any, NamedTuple, NoReturn, Union, get_args, get_origin, get_type_hints
 
 from hposweep.errors import ConfigError, first_line
 
@@ -110,6 +111,8 @@ MAX_MESSAGE_CHARS = 300  # of a library's error message (it may quote a whole va
 # A bracket, or what to skip: a quoted string (unclosed: to the end of its line, so that no
 # match ever backtracks and the scan stays linear) or a comment.
 FLOW_TOKEN = re.compile(r"""[\[\]{}]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|(?<!\S)#[^\n]*""")
+# Keys whose value may carry a password: an error names their override, never quotes it.
+URL_KEYS = ("study.storage", "mlflow.tracking_uri")
 # Keys the seed spec used for the study, and where they live now.
 RENAMED_KEYS = {
     "checkpoint.study_name": "study.name",
@@ -194,6 +197,8 @@ class ModelConfig:
     revision: str | None = None  # from_pretrained: a branch, tag or commit of a hub model
     local_files_only: bool | None = None  # null: true when HF_HUB_OFFLINE=1
     torch_dtype: str | None = None  # null: float32; the dtype the weights are loaded in
+    # backbone -> entries of from_config that differ for it (e.g. a bigger tiny model)
+    per_backbone: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -313,6 +318,14 @@ def backbone_slug(backbone: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", last).lstrip(".") or "backbone"
 
 
+def model_spec(cfg: SweepConfig, backbone: str) -> dict[str, Any] | None:
+    """The ``model.from_config`` that builds ``backbone``: its ``model.per_backbone``
+    entries over the shared ones (None: the backbone is loaded with from_pretrained)."""
+    if cfg.model.from_config is None:
+        return None
+    return {**cfg.model.from_config, **cfg.model.per_backbone.get(backbone, {})}
+
+
 def study_name_for(cfg: SweepConfig, backbone: str) -> str:
     return cfg.study.name.replace("{backbone}", backbone_slug(backbone))
 
@@ -329,31 +342,60 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
 
     path = Path(path)
     raw = _read_yaml(path)
-    override_cfg = OmegaConf.merge(OmegaConf.create(), *map(_parse_override, overrides))
-    for source, tree in ((str(path), raw), ("override", override_cfg)):
-        _reject_renamed_keys(source, OmegaConf.to_container(tree, resolve=False))
+    trees = [_parse_override(override) for override in overrides]
+    _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
+    for override, tree in zip(overrides, trees, strict=True):
+        _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
     _reject_two_objective_spellings(str(path), OmegaConf.to_container(
-        OmegaConf.merge(raw, override_cfg), resolve=False))
+        OmegaConf.merge(raw, *trees), resolve=False))
 
     schema = OmegaConf.structured(SweepConfig)
     try:
         merged = OmegaConf.merge(schema, raw)
     except Exception as exc:
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
-    try:
-        merged = OmegaConf.merge(merged, override_cfg)
-    except Exception as exc:
-        raise ConfigError(f"override: {_describe_omegaconf_error(exc)}") from None
-    unresolved_yaml = OmegaConf.to_yaml(merged, resolve=False)
+    for override, tree in zip(overrides, trees, strict=True):  # one at a time: an error names its override
+        try:
+            merged = OmegaConf.merge(merged, tree)
+        except Exception as exc:
+            raise ConfigError(f"bad override {_quoted(override)}: "
+                              f"{_override_problem(override, exc)}") from None
+    unresolved_yaml = _as_written(merged)
     try:
         cfg: SweepConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except Exception as exc:
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
-    validate(cfg, source=str(path), check_files=check_files)
+    validate(cfg, source=str(path), check_files=check_files,
+             overrides=dict(_override_keys(overrides)))
     if cfg.study.objectives:  # the first objective is the primary one (progress, reports)
         cfg.study.objective_metric = cfg.study.objectives[0].metric
         cfg.study.objective_goal = cfg.study.objectives[0].goal
     return LoadedConfig(cfg, unresolved_yaml, path)
+
+
+class _FlowMapping(dict):  # type: ignore[type-arg]
+    """A mapping dumped on one line, as a search-space entry is written."""
+
+
+def _as_written(merged: Any) -> str:
+    """The merged config as YAML, interpolations unresolved, each search-space entry on one
+    line with only the keys that apply to it (no ``low: null`` under a categorical)."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(_FlowMapping, lambda dumper, data: dumper.represent_mapping(
+        "tag:yaml.org,2002:map", data, flow_style=True))
+    tree = OmegaConf.to_container(merged, resolve=False)
+    unset = {f.name: f.default for f in fields(ParamSpec) if f.name != "type"}
+    tree["search_space"] = {
+        name: _FlowMapping((key, value) for key, value in spec.items()
+                           if key not in unset or value != unset[key])
+        for name, spec in tree["search_space"].items()}
+    return yaml.dump(tree, Dumper=Dumper, default_flow_style=False, sort_keys=False,
+                     allow_unicode=True, width=10_000)
 
 
 def _read_yaml(path: Path) -> Any:
@@ -398,7 +440,59 @@ def _parse_override(override: str) -> Any:
     try:
         return OmegaConf.from_dotlist([override])
     except Exception as exc:
-        fail(_library_problem(exc))
+        value = override.split("=", 1)[1]
+        fail(f"its value {_quoted(value)} is not valid YAML ({_library_problem(exc)}); "
+             "write a list as key=[a,b], a mapping as key={a: 1}, and quote a string "
+             "with brackets: key='\"[a]\"'")
+
+
+def _override_keys(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(key, override)`` for each ``key=value`` override, in order."""
+    return [(override.split("=", 1)[0].strip(), override) for override in overrides]
+
+
+# What a value of each schema type must look like, and an override that writes one.
+EXPECTED_VALUES = {
+    list: ("a list:", "{key}=[{value}]"),  # the user's own value, in brackets
+    dict: ("a mapping, e.g.", "{key}={{name: value}}"),
+    int: ("a whole number, e.g.", "{key}=10"),
+    float: ("a number, e.g.", "{key}=0.5"),
+    bool: ("true or false, e.g.", "{key}=true"),
+    str: ("a single value, e.g.", "{key}=text"),
+}
+
+
+def _override_problem(override: str, exc: Exception) -> str:
+    """Why an override does not fit the schema, as what its key expects (OmegaConf's
+    messages name its node classes, not what the user should write)."""
+    if type(exc).__name__ == "ConfigKeyError":
+        return _describe_omegaconf_error(exc)
+    key, value = (part.strip() for part in override.split("=", 1))
+    key = getattr(exc, "full_key", None) or key
+    kind = _schema_type(key)
+    if is_dataclass(kind):
+        example = f"{key}.{fields(kind)[0].name}=..."
+        return f"{key} is a section: set its keys one by one, e.g. {example!r}"
+    if kind not in EXPECTED_VALUES:
+        return _describe_omegaconf_error(exc)
+    what, example = EXPECTED_VALUES[kind]
+    inner = value.strip("[]{}") or "value"
+    return f"{key} must be {what} {example.format(key=key, value=inner)!r}"
+
+
+def _schema_type(full_key: str) -> Any:
+    """The plain type (list, dict, int, float, bool, str or a dataclass) of a schema key."""
+    hint: Any = SweepConfig
+    for part in full_key.split("."):
+        if get_origin(hint) is dict:  # search_space.<name>: the dict's value type
+            hint = get_args(hint)[1]
+        elif is_dataclass(hint):
+            hint = get_type_hints(hint).get(part)
+        else:
+            return None
+        if get_origin(hint) in (Union, UnionType):  # X | None: X
+            hint = next(t for t in get_args(hint) if t is not type(None))
+    return get_origin(hint) or hint
 
 
 def _too_deep_at(text: str) -> int | None:
@@ -497,11 +591,21 @@ def _schema_keys_near(full_key: str) -> list[str]:
 # ---------------------------------------------------------------- semantic validation
 
 
-def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True) -> None:
-    """Check values a type system cannot: ranges, names, files, combinations."""
+def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True,
+             overrides: dict[str, str] | None = None) -> None:
+    """Check values a type system cannot: ranges, names, files, combinations.
+
+    ``overrides`` (key -> the ``key=value`` typed): a problem with a key an override set
+    is blamed on that override, not on ``source``.
+    """
 
     def fail(key: str, problem: str) -> None:
-        raise ConfigError(f"{source}: {key}: {problem}")
+        setters = [text for set_key, text in (overrides or {}).items()
+                   if set_key == key or key.startswith(f"{set_key}.")
+                   or set_key.startswith(f"{key}.")]
+        where = source if not setters else (
+            f"override {setters[-1]!r}" if key not in URL_KEYS else f"override of {key}")
+        raise ConfigError(f"{where}: {key}: {problem}")
 
     _validate_study(cfg, fail)
     _validate_objectives(cfg, fail)
@@ -802,7 +906,9 @@ def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     for key in ("train", "validation") if check_files else ():
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
-            fail(f"data.{key}", f"file not found: {value}")
+            relative = "" if Path(value).is_absolute() else (
+                f" (relative to the working directory, {os.getcwd()})")
+            fail(f"data.{key}", f"file not found: {value}{relative}")
     if not 0.0 < d.validation_split < 1.0:
         fail("data.validation_split", f"must be between 0 and 1, got {d.validation_split}")
     if d.max_length < 8:

@@ -8,14 +8,17 @@ Warnings always go to stderr.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
+from rich.constrain import Constrain
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +36,10 @@ def _progress(finished: int, max_trials: int) -> str:
     return f"{finished}/{max_trials} ({max_trials - finished} to go)"
 
 
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
+
+
 def _fmt_duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -45,9 +52,17 @@ def _fmt_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """``hposweep status ... | head``: the reader has what it wanted; exit 0 quietly
+        (rich's default exits 1)."""
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0)
+
+
 def _console(**options: Any) -> Console:
     """A rich Console that leaves text alone: no highlighting, no ``:emoji:`` codes."""
-    return Console(highlight=False, emoji=False, **options)
+    return _Console(highlight=False, emoji=False, **options)
 
 
 def _text(*lines: str | Text) -> Text:
@@ -58,6 +73,62 @@ def _text(*lines: str | Text) -> Text:
 def _named(backbone: str, rest: str) -> Text:
     """``backbone`` in bold, then ``rest``, both literal."""
     return Text.assemble((backbone, "bold"), rest)
+
+
+# The lines of a sweep's events, the same from one process and from a --workers parent.
+
+def sweep_line(backbone: str, study_name: str, resumed: bool, done: int, total: int) -> Text:
+    verb = "resuming" if resumed else "starting"
+    return _named(backbone, f": {verb} study {study_name!r} ({done}/{total} trials finished)")
+
+
+def retry_note(retried_from: int | None) -> str:
+    return f" (retry of trial {retried_from})" if retried_from is not None else ""
+
+
+def started_line(number: int, params: dict[str, Any], retried_from: int | None) -> str:
+    return f"trial {number} started{retry_note(retried_from)}: {_fmt_params(params)}"
+
+
+def progress_line(number: int, fold: int | None, n_folds: int, epoch: int, value: float) -> str:
+    where = f"trial {number}" + (f" fold {fold + 1}/{n_folds}" if fold is not None else "")
+    return f"{where} epoch {epoch + 1}: {value:.4f}"
+
+
+def finished_line(number: int, state: str, value: float | None, reason: str | None,
+                  kept: Path | str | None) -> str:
+    line = f"trial {number} {state}" + (f" {_fmt(value)}" if value is not None else "")
+    if reason:
+        line += f": {reason}"
+    if kept is not None:
+        line += f" (new best, checkpoint kept: {kept})"
+    return line
+
+
+def internal_error_message(exc: BaseException) -> str:
+    return (f"internal error in hposweep ({type(exc).__name__}: {exc}); this is a bug, "
+            "not your config or your trainer: please report it with the traceback above. "
+            "The study is saved: fix or upgrade and run the same command to resume")
+
+
+def improves(value: float | None, best: float | None, maximize: bool) -> bool:
+    return value is not None and (best is None or (value > best) == maximize)
+
+
+ECHO_ROOM = 3  # columns a live line leaves free: the terminal echoes ``^C`` after it
+
+
+class _FitProgress(Progress):
+    """A progress display that never fills the terminal's last columns: the ``^C`` a
+    terminal echoes after it would wrap onto a line the display does not know about,
+    and stopping it would then leave the bar on screen with the next message glued on."""
+
+    def __init__(self, *columns: Any, console: Console, **options: Any) -> None:
+        self._screen = console  # set first: Progress renders once while it is set up
+        super().__init__(*columns, console=console, **options)
+
+    def get_renderable(self) -> RenderableType:
+        return Constrain(super().get_renderable(), self._screen.width - ECHO_ROOM)
 
 
 class SweepConsole:
@@ -81,8 +152,12 @@ class SweepConsole:
     def warn(self, message: str) -> None:
         self.err.print(Text.assemble(("warning:", "yellow"), " ", message), soft_wrap=True)
 
-    def error(self, message: str) -> None:
-        self.stop_live()  # never glued onto a progress bar
+    def error(self, message: str, stop_live: bool = True) -> None:
+        """An error line; the live display stops first (never glued onto a progress bar)
+        unless the sweep goes on (``stop_live=False``: a --workers parent showing what a
+        worker reported)."""
+        if stop_live:
+            self.stop_live()
         self.err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
 
     def info(self, message: str | Text) -> None:
@@ -95,9 +170,28 @@ class SweepConsole:
         """A bug of hposweep's: the whole traceback, and who is to blame."""
         self.stop_live()
         self.err.print("".join(traceback.format_exception(exc)), markup=False, end="")
-        self.error(f"internal error in hposweep ({type(exc).__name__}: {exc}); this is a bug, "
-                   "not your config or your trainer: please report it with the traceback above. "
-                   "The study is saved: fix or upgrade and run the same command to resume")
+        self.error(internal_error_message(exc))
+
+    def interrupted(self, resume_command: str) -> None:
+        """Ctrl-C / SIGTERM: the one message, with the command that resumes."""
+        self.error(f"interrupted; the study is saved. Resume with: {resume_command}")
+
+    def run_finished(self, results: list[BackboneResult], exit_code: int) -> None:
+        """``hposweep run``'s outcome: the JSON summary (``--json``), why it stopped early."""
+        if self.mode == "json":
+            self.print_json(results, exit_code)
+        for result in results:
+            if result.stopped == "max_failures":
+                self.error(f"{result.backbone}: {result.stop_message}")
+        if any(r.n_complete == 0 for r in results) and not any(
+                r.stopped == "max_failures" for r in results):
+            self.error("no trial completed in at least one study")
+
+    def show_live(self, live: Any) -> None:
+        """Start ``live`` (anything with start/stop) as this console's live display."""
+        self.stop_live()
+        self._progress = live
+        live.start()
 
     def stop_live(self) -> None:
         """End the live progress display before anything else is printed."""
@@ -115,48 +209,30 @@ class SweepConsole:
                       total: int, maximize: bool = True) -> None:
         self._backbone, self._finished = backbone, done
         self._maximize, self._best = maximize, None
-        verb = "resuming" if resumed else "starting"
-        self.info(_named(backbone, f": {verb} study {study_name!r} "
-                                   f"({done}/{total} trials finished)"))
+        self.info(sweep_line(backbone, study_name, resumed, done, total))
         if self.mode == "rich":
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self._progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(),
-                                      MofNCompleteColumn(), TimeElapsedColumn(),
-                                      console=self.out, transient=True)
-            self._progress.start()
+            self.show_live(_FitProgress(TextColumn("{task.description}", markup=False),
+                                        BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                        console=self.out, transient=True))
             self._task = self._progress.add_task(backbone, total=total, completed=done)
 
     def trial_started(self, number: int, params: dict[str, Any],
                       retried_from: int | None = None) -> None:
-        retry = f" (retry of trial {retried_from})" if retried_from is not None else ""
         if self.mode == "plain":
-            self.info(f"trial {number} started{retry}: {_fmt_params(params)}")
-        self._describe(f"trial {number}{retry}")
+            self.info(started_line(number, params, retried_from))
+        self._describe(f"trial {number}{retry_note(retried_from)}")
 
     def progress(self, number: int, fold: int | None, n_folds: int, epoch: int,
                  value: float) -> None:
-        where = f"trial {number}" + (f" fold {fold + 1}/{n_folds}" if fold is not None else "")
-        self._describe(f"{where} epoch {epoch + 1}: {value:.4f}")
+        self._describe(progress_line(number, fold, n_folds, epoch, value))
 
     def trial_finished(self, number: int, state: str, value: float | None,
                        reason: str | None = None, kept: Path | None = None) -> None:
         if state in ("COMPLETE", "PRUNED"):
             self._finished += 1
-        if state == "COMPLETE" and value is not None and (
-                self._best is None or (value > self._best) == self._maximize):
+        if state == "COMPLETE" and improves(value, self._best, self._maximize):
             self._best = value
-        line = f"trial {number} {state}" + (f" {_fmt(value)}" if value is not None else "")
-        if reason:
-            line += f": {reason}"
-        if kept is not None:
-            line += f" (new best, checkpoint kept: {kept})"
+        line = finished_line(number, state, value, reason, kept)
         if self.mode == "rich" and self._progress is not None:
             self._progress.console.print(Text(line), soft_wrap=True)
             self._progress.update(self._task, completed=self._finished)
@@ -173,7 +249,7 @@ class SweepConsole:
         if self.mode == "json":
             return
         self.out.print(trial_table(f"{result.study_name}: trials", result.trials,
-                                   result.objective_metric, result.best_trial))
+                                   result.objective_metric, result.best_trial, self.out.width))
         self.out.print(self._summary_panel(result))
 
     def study_status(self, status: Any) -> None:
@@ -183,7 +259,7 @@ class SweepConsole:
                                                    f"({status.storage}); `hposweep run` starts it"))
             return
         self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
-                                   status.objective_metric, status.best_trial))
+                                   status.objective_metric, status.best_trial, self.out.width))
         lines = [f"finished: {_progress(status.finished, status.max_trials)}",
                  f"best trial: {status.best_trial}  {status.objective_metric} = "
                  f"{_fmt(status.best_value)}" if status.best_trial is not None
@@ -234,7 +310,7 @@ class SweepConsole:
                       f"{status.max_trials} finished, {status.remaining} to run"
                       if status.exists else
                       f"create study {status.study_name!r} ({status.storage}): "
-                      f"{status.max_trials} trials to run")
+                      f"{_trials(status.max_trials)} to run")
             extra = f"; {len(status.pending)} to resume" if status.pending else ""
             self.out.print(f"{status.backbone}: would {action}{extra}", markup=False)
 
@@ -256,7 +332,7 @@ class SweepConsole:
 
     def print_json(self, results: list[BackboneResult], exit_code: int) -> None:
         payload = {"exit_code": exit_code, "backbones": [r.to_json() for r in results]}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        self.out.out(json.dumps(payload, indent=2, default=str), highlight=False)
 
 
 def _budget_lines(status: Any) -> list[str]:
@@ -266,27 +342,63 @@ def _budget_lines(status: Any) -> list[str]:
     return lines + ([f"stopped: {status.stopped}"] if status.stopped else [])
 
 
-def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None) -> Table:
-    """One row per trial, one column per hyperparameter; the best marked with *."""
-    table = Table(title=Text(title), title_justify="left")
+def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None,
+                width: int = 120) -> RenderableType:
+    """One row per trial, one column per hyperparameter; the best marked with *.
+
+    Laid out for ``width``: no value is ever cut (a long header folds instead); notes
+    (why a trial failed or was pruned, which trial it retries) get a column of their own
+    when they fit beside the rest on one line, else a table of their own below, by trial
+    number: a note is never wrapped into a narrow column.
+    """
     names = list(dict.fromkeys(name for row in trials for name in row.params))
-    notes = any(row.reason or row.retried_from is not None for row in trials)
-    for column in ("#", "state", metric):
-        table.add_column(Text(column), no_wrap=True, min_width=len(column))
-    for column in (*names, "s"):
-        table.add_column(Text(column), no_wrap=True, overflow="ellipsis")
-    if notes:
-        table.add_column("note", overflow="fold", ratio=1)
-    for row in trials:
-        seconds = "-" if row.duration_s is None else f"{row.duration_s:.1f}"
-        marker = " *" if row.number == best else ""
-        values = [_fmt_value(row.params[n]) if n in row.params else "-" for n in names]
-        note = " ".join(filter(None, [
-            f"retry of {row.retried_from}" if row.retried_from is not None else "",
-            row.reason or ""]))
-        table.add_row(str(row.number), row.state, _fmt(row.value) + marker,
-                      *map(Text, values), seconds, *([Text(note)] if notes else []))
-    return table
+    notes = {row.number: _note(row) for row in trials if _note(row)}
+    cells = [[str(row.number), row.state, _fmt(row.value) + (" *" if row.number == best else ""),
+              *(_fmt_value(row.params[n]) if n in row.params else "-" for n in names),
+              "-" if row.duration_s is None else f"{row.duration_s:.1f}"] for row in trials]
+    headers = ["#", "state", metric, *names, "s"]
+    value_widths = [max([len(c[i]) for c in cells], default=1) for i in range(len(headers))]
+    natural = sum(max(w, len(h)) + 3 for w, h in zip(value_widths, headers, strict=True)) + 1
+    longest_note = max(map(len, notes.values()), default=0)
+    beside = bool(notes) and natural + longest_note + 3 <= width
+    table = Table(title=Text(title), title_justify="left")
+    widths: list[int | None] = [None] * len(headers)  # each column as wide as it needs
+    if natural > width:
+        widths = list(_squeezed(headers, value_widths, width))
+    for header, value_width, column_width in zip(headers, value_widths, widths, strict=True):
+        table.add_column(Text(header, overflow="fold"), width=column_width,
+                         min_width=value_width, overflow="fold")
+    if beside:
+        table.add_column("note", no_wrap=True)
+    for row, values in zip(trials, cells, strict=True):
+        table.add_row(*map(Text, values), *([Text(notes.get(row.number, ""))] if beside else []))
+    if not notes or beside:
+        return table
+    below = Table(title=Text("notes"), title_justify="left")
+    below.add_column("#", no_wrap=True)
+    below.add_column("note", overflow="fold")
+    for number, note in notes.items():
+        below.add_row(str(number), Text(note))
+    return Group(table, below)
+
+
+def _squeezed(headers: list[str], value_widths: list[int], width: int) -> list[int]:
+    """Column widths for a table wider than ``width``: every column keeps its values'
+    width; the room left first lets each cut header fold onto two lines at most, then
+    widens as many columns as it can to their whole header, the least cut first."""
+    widths = list(value_widths)
+    room = width - (sum(widths) + 3 * len(widths) + 1)
+    for goal in ([-(-len(h) // 2) for h in headers], [len(h) for h in headers]):
+        for need, i in sorted((goal[i] - w, i) for i, w in enumerate(widths) if goal[i] > w):
+            if need <= room:
+                widths[i] += need
+                room -= need
+    return widths
+
+
+def _note(row: TrialRow) -> str:
+    return " ".join(filter(None, [
+        f"retry of {row.retried_from}" if row.retried_from is not None else "", row.reason or ""]))
 
 
 def front_table(status: Any) -> Table:

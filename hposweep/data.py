@@ -82,26 +82,58 @@ def _example_from_record(record: object, task: str, where: str) -> Example:
 
 # ---------------------------------------------------------------- generated NER data
 
+# Bumped whenever synthetic_ner's output for a given (sentences, seed) changes: a study
+# records it, so it never mixes trials trained on different generated data.
+SYNTHETIC_GENERATOR = 2
+
 _PEOPLE = [("Anna", "Schmidt"), ("John", "Miller"), ("Maria", "Garcia"), ("Wei", "Zhang"),
-           ("Olga", "Ivanova"), ("Ahmed", "Hassan"), ("Lucy", "Brown"), ("Kenji", "Sato")]
+           ("Olga", "Ivanova"), ("Ahmed", "Hassan"), ("Lucy", "Brown"), ("Kenji", "Sato"),
+           ("Jordan",), ("Georgia", "Lee"), ("Paris", "Hilton")]
 _PLACES = [("Berlin",), ("New", "York"), ("Paris",), ("Buenos", "Aires"), ("Tokyo",),
-           ("Cape", "Town"), ("Oslo",), ("San", "Francisco")]
+           ("Cape", "Town"), ("Oslo",), ("San", "Francisco"), ("Jordan",), ("Georgia",)]
 _ORGS = [("Acme", "Corp"), ("Globex",), ("Initech",), ("Umbrella", "Group"), ("Hooli",),
-         ("Stark", "Industries"), ("Wayne", "Enterprises"), ("Vandelay",)]
+         ("Stark", "Industries"), ("Wayne", "Enterprises"), ("Vandelay",), ("Berlin", "Labs"),
+         ("Tokyo", "Motors")]
+# Words that are entities in one sentence and not in another.
+_DISTRACTORS = ["Monday", "Tuesday", "May", "Apple", "Summit", "Union", "Bank", "Grand"]
+_SYLLABLES = ["ka", "lo", "mir", "ten", "sa", "vor", "el", "ni", "da", "ru", "bo", "zen",
+              "fa", "qui", "lan", "tor", "bel", "os", "pra", "vi"]
+_SUFFIXES = {"ORG": ["Corp", "Group", "Labs", "Systems"], "LOC": ["City", "Bay", "Falls"]}
 _TEMPLATES = [
     "{PER} works for {ORG} in {LOC} .",
     "{PER} visited {LOC} last week .",
     "{ORG} opened an office in {LOC} .",
-    "yesterday {PER} met {PER} at {ORG} .",
+    "Yesterday {PER} met {PER} at {ORG} .",
     "the report from {ORG} was read by {PER} .",
     "{LOC} is where {ORG} was founded .",
-    "{PER} flew from {LOC} to {LOC} on monday .",
+    "{PER} flew from {LOC} to {LOC} on {X} .",
     "shares of {ORG} rose after {PER} spoke .",
+    "{X} was a quiet day in {LOC} .",
+    "{PER} said {ORG} will buy {ORG} .",
+    "the {X} meeting of {ORG} moved to {LOC} .",
+    "{PER} and {PER} left {ORG} for {ORG} .",
+    "in {LOC} , {PER} praised the {X} plan .",
+    "{ORG} hired {PER} from {LOC} .",
 ]
 
 
+def _invented(entity: str, rng: random.Random) -> tuple[str, ...]:
+    """A name seen nowhere else (its word is rare or new): only the context tells its type."""
+    def word() -> str:
+        return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+
+    if entity == "PER":
+        return (word(), word()) if rng.random() < 0.6 else (word(),)
+    return (word(), rng.choice(_SUFFIXES[entity])) if rng.random() < 0.4 else (word(),)
+
+
 def synthetic_ner(sentences: int, seed: int) -> list[Example]:
-    """Generated BIO-tagged sentences with PER, LOC and ORG entities (offline, deterministic)."""
+    """Generated BIO-tagged sentences with PER, LOC and ORG entities (offline, deterministic).
+
+    Hard enough that a sweep's trials differ: half the names are invented (rare words, so
+    only the context tells their type), some names are a person in one sentence and a
+    place or an organisation in another, and capitalised words need not be entities.
+    """
     rng = random.Random(seed)
     pools = {"PER": _PEOPLE, "LOC": _PLACES, "ORG": _ORGS}
     examples = []
@@ -110,11 +142,11 @@ def synthetic_ner(sentences: int, seed: int) -> list[Example]:
         tags: list[str] = []
         for word in rng.choice(_TEMPLATES).split():
             entity = word[1:-1] if word.startswith("{") else None
-            if entity is None:
-                tokens.append(word)
+            if entity is None or entity == "X":
+                tokens.append(rng.choice(_DISTRACTORS) if entity else word)
                 tags.append("O")
                 continue
-            name = rng.choice(pools[entity])
+            name = rng.choice(pools[entity]) if rng.random() < 0.5 else _invented(entity, rng)
             tokens.extend(name)
             tags.extend([f"B-{entity}"] + [f"I-{entity}"] * (len(name) - 1))
         examples.append(Example(tuple(tokens), tuple(tags)))

@@ -12,6 +12,13 @@ class UserError(Exception):
     exit_code = 2
 
 
+class NothingCompleted(UserError):
+    """A study has no completed trial to use: exit 1, as for ``run`` and ``best`` (CI
+    must notice), never 2: the input was right, the study is not there yet."""
+
+    exit_code = 1
+
+
 class ConfigError(UserError):
     """The config file, an override, or a file it names is wrong."""
 

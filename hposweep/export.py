@@ -22,7 +22,7 @@ from typing import Any
 from hposweep import __version__
 from hposweep.checkpoints import METADATA_FILE
 from hposweep.config import SweepConfig
-from hposweep.errors import UserError
+from hposweep.errors import NothingCompleted, UserError
 from hposweep.provenance import timestamp
 from hposweep.status import StudyStatus
 from hposweep.training.model import AUTO_MODEL
@@ -35,7 +35,7 @@ def export_best(cfg: SweepConfig, status: StudyStatus, target: Path,
                 warn: Callable[[str], None]) -> Path:
     """Write the export of ``status``'s best trial to ``target`` (new or empty)."""
     if status.best_trial is None:
-        raise UserError(f"{status.backbone}: no completed trial to export")
+        raise NothingCompleted(f"{status.backbone}: no completed trial to export")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"{target} exists and is not empty: export to a new directory")
     with tempfile.TemporaryDirectory() as download:

@@ -308,6 +308,8 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     devices and tracking may change between runs.)"""
     from dataclasses import asdict
 
+    from hposweep.data import SYNTHETIC_GENERATOR
+
     d, t = cfg.data, cfg.train
     kfold = cfg.k_fold.n_splits if cfg.k_fold.enabled else None
     return {
@@ -319,12 +321,14 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
         "k_fold.n_splits": kfold,
         "data.task": d.task,
         "data.train": file_digest(d.train) if d.train else None,
-        "data.synthetic": asdict(d.synthetic) if d.synthetic else None,
+        "data.synthetic": ({**asdict(d.synthetic), "generator": SYNTHETIC_GENERATOR}
+                           if d.synthetic else None),
         "data.validation": (file_digest(d.validation)
                             if d.validation and kfold is None else None),
         "data.validation_split": d.validation_split if kfold is None else None,
         "data.max_length": d.max_length,
         "model.from_config": dict(cfg.model.from_config) if cfg.model.from_config else None,
+        "model.per_backbone": dict(cfg.model.per_backbone) or None,
         **{f"train.{k}": getattr(t, k) for k in (
             "trainer", "epochs", "seed", "learning_rate", "batch_size", "weight_decay",
             "warmup_ratio", "dropout", "max_grad_norm")},

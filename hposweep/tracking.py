@@ -271,7 +271,7 @@ class SweepTracker:
         from hposweep.plots import write_plots
 
         with tempfile.TemporaryDirectory() as tmp:
-            if write_plots(study, Path(tmp), self.warn):
+            if write_plots(study, self.cfg, Path(tmp), self.warn):
                 self._client.log_artifacts(self.parent_run_id, tmp, "plots")
 
     def log_front(self, front: list[Any], objectives: list[Any]) -> None:

@@ -138,6 +138,30 @@ def failed_meanwhile_by_another_worker(params, data, ctx):
     return quadratic(params, data, ctx)
 
 
+def chatty(params, data, ctx):
+    """quadratic, printing as a user's training code does (stdout and stderr)."""
+    import sys
+
+    print(f"chatty trainer: trial {ctx.trial_number} x={params['x']:.3f}")
+    print(f"chatty trainer: stderr of trial {ctx.trial_number}", file=sys.stderr)
+    return fails_when_x_high(params, data, ctx)
+
+
+def learning_curve(params, data, ctx):
+    """A score that rises each epoch towards quadratic's, a little different per fold;
+    asks the pruner after each epoch."""
+    from hposweep.api import Pruned
+
+    final = 1.0 - (params["x"] - 0.3) ** 2
+    epochs = ctx.config.train.epochs
+    for epoch in range(epochs):
+        score = final * (epoch + 1) / epochs - 0.02 * (ctx.fold or 0)
+        ctx.report(score, epoch)
+        if ctx.should_prune():
+            raise Pruned(f"pruned at epoch {epoch}: score={score:.3f}")
+    return {"score": score}
+
+
 def interrupted_inside_a_finalizer(params, data, ctx):
     """Ctrl-C arrives while Python runs a finalizer (as it may in SQLAlchemy's garbage-collector
     callbacks): Python prints the KeyboardInterrupt raised there and drops it. Then the trial

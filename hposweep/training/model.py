@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from hposweep.api import Example
-from hposweep.config import SweepConfig
+from hposweep.config import SweepConfig, model_spec
 from hposweep.errors import ConfigError, first_line
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
@@ -104,8 +104,8 @@ def build_model(
 
     auto_model = getattr(transformers, AUTO_MODEL[cfg.data.task])
     trust = cfg.model.trust_remote_code
-    if cfg.model.from_config is not None:
-        spec = dict(cfg.model.from_config)
+    spec = model_spec(cfg, backbone)
+    if spec is not None:
         model_config = AutoConfig.for_model(spec.pop("model_type"), **spec)
         model_config.vocab_size = len(tokenizer)
         model_config.pad_token_id = tokenizer.pad_token_id
@@ -141,7 +141,7 @@ def check_backbone(cfg: SweepConfig, backbone: str) -> None:
     _check_device(cfg.train.device)
     resolve_precision(cfg.train.precision, resolve_device(cfg.train.device))
     if cfg.model.from_config is not None:
-        _check_from_config(cfg)
+        _check_from_config(cfg, backbone)
         return
     _check_pretrained(cfg, backbone)
 
@@ -172,7 +172,7 @@ def _missing_device(device: str, kind: str, why: str) -> NoReturn:
                       f"(torch {torch.__version__}, {why}); use cpu or auto")
 
 
-def _check_from_config(cfg: SweepConfig) -> None:
+def _check_from_config(cfg: SweepConfig, backbone: str) -> None:
     """Build the model on the meta device (no memory, milliseconds): a config transformers
     refuses (heads not dividing the hidden size, an unknown activation) fails here, once."""
     import difflib
@@ -181,7 +181,7 @@ def _check_from_config(cfg: SweepConfig) -> None:
     import transformers
     from transformers import CONFIG_MAPPING, AutoConfig
 
-    spec = dict(cfg.model.from_config or {})
+    spec = model_spec(cfg, backbone) or {}
     model_type = spec.pop("model_type")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         names = sorted(CONFIG_MAPPING.keys())

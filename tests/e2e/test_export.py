@@ -75,9 +75,10 @@ def test_export_never_overwrites(workdir: Path, finished: dict) -> None:
     assert (workdir / "prod" / "mine.txt").read_text() == "keep me"
 
 
-def test_export_without_a_completed_trial_is_exit_2(workdir: Path) -> None:
+def test_export_without_a_completed_trial_is_exit_1_like_best(workdir: Path) -> None:
     result = hposweep("export", SMOKE, "--to", workdir / "prod")
-    assert result.exit_code == 2 and "no completed trial" in result.stderr
+    assert result.exit_code == 1 and "no completed trial" in result.stderr
+    assert hposweep("best", SMOKE).exit_code == 1  # one rule for every command
 
 
 def test_export_from_an_unreachable_mlflow_fails_in_seconds(workdir: Path) -> None:

@@ -18,6 +18,7 @@ import psycopg
 import pytest
 import sqlalchemy.exc
 
+from hposweep.errors import UserError
 from tests.e2e.test_processes import MlflowServer
 from tests.helpers import fake_config, load_study, mlflow_client, process_env, runs_by_kind
 
@@ -127,7 +128,7 @@ def test_workers_on_one_machine_share_sqlite_or_a_journal_without_lock_errors(
         cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "locked" not in proc.stderr.lower()
-    assert "started 2 workers" in proc.stdout and "fake 50/50" in proc.stdout
+    assert "started 2 workers" in proc.stdout and "(study total 50/50)" in proc.stdout
     status = subprocess.run([str(BIN / "hposweep"), "status", str(fake_config(workdir)),
                              "--json", *extra], cwd=workdir, env=env, capture_output=True,
                             text=True, check=True)
@@ -191,11 +192,15 @@ def test_workers_interrupted_together_resume_each_trial_exactly_once(workdir: Pa
 def trials_in_trainer(workdir: Path) -> list[Any]:
     """The RUNNING trials that have reached the trainer (their MLflow run is recorded just
     before); none while the workers have not created the study yet."""
-    if not (workdir / "outputs" / "hpo" / "fake_fake" / "study.db").exists():
+    from hposweep.study import make_storage
+
+    db = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
+    if not db.exists():
         return []
-    try:
-        study = load_study(workdir / "outputs", "fake_fake")
-    except (KeyError, sqlalchemy.exc.OperationalError):  # the workers are creating it
+    try:  # read only: creating Optuna's tables here would race with the workers doing it
+        study = optuna.load_study(study_name="fake_fake",
+                                  storage=make_storage(f"sqlite:///{db}", reading=True))
+    except (KeyError, sqlalchemy.exc.OperationalError, UserError):  # the workers make it
         return []
     return [t for t in study.trials if t.state.name == "RUNNING"
             and "mlflow_run_id" in t.user_attrs.get("hposweep.trial", {})]

@@ -1,0 +1,78 @@
+"""`hposweep plot`: the optimization history includes pruned trials, the intermediate
+values are per epoch (the mean over folds, not the folds strung together), and the page
+fits a 1400 px wide browser window (checked in a real headless Chromium when there is one)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hposweep.plots import fold_means
+from tests.helpers import fake_config, hposweep, load_study
+
+EPOCHS, FOLDS = 4, 3
+SWEEP = ["train.trainer=fake_trainers:learning_curve", f"train.epochs={EPOCHS}",
+         f"k_fold.n_splits={FOLDS}", "study.pruner.name=median", "study.pruner.n_startup_trials=2",
+         "study.max_trials=12", "mlflow.enabled=false",
+         # many parameters: Optuna sizes its slice plot 300 px wide per parameter
+         "search_space.lr={type: float, low: 0.0001, high: 0.1, log: true}",
+         "search_space.depth={type: int, low: 1, high: 8}",
+         "search_space.width={type: categorical, choices: [16, 32, 64]}",
+         "search_space.a_long_parameter_name={type: float, low: 0, high: 1}"]
+
+
+@pytest.fixture
+def plotted(workdir: Path) -> Path:
+    config = fake_config(workdir)
+    assert hposweep("run", config, *SWEEP).exit_code == 0
+    result = hposweep("plot", config, *SWEEP, "--out", workdir / "plots")
+    assert result.exit_code == 0, result.stderr
+    return workdir / "plots" / "fake_fake.html"
+
+
+def test_the_history_shows_pruned_trials(plotted: Path, workdir: Path) -> None:
+    trials = load_study(workdir / "outputs", "fake_fake").trials
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    assert pruned, "the sweep pruned trials"
+    history = plotted.read_text().split("<h2>")[1]
+    assert history.startswith("optimization history")
+    assert '"name":"pruned"' in history and '"name":"complete"' in history
+
+
+def test_intermediate_values_are_per_epoch_not_a_sawtooth(plotted: Path, workdir: Path) -> None:
+    section = plotted.read_text().split("<h2>intermediate values</h2>")[1]
+    assert '"title":{"text":"epoch"}' in section
+    trials = load_study(workdir / "outputs", "fake_fake").trials
+    complete = next(t for t in trials if t.state.name == "COMPLETE")
+    means = fold_means(complete.intermediate_values, EPOCHS, FOLDS)
+    assert [(e, k) for e, _, k in means] == [(e, FOLDS) for e in range(EPOCHS)]
+    for epoch, mean, _ in means:
+        folds = [complete.intermediate_values[k * EPOCHS + epoch] for k in range(FOLDS)]
+        assert mean == pytest.approx(statistics.fmean(folds))
+    assert f'"name":"trial {complete.number} (complete)"' in section
+    assert re.search(r'"x":\[1,2,3,4\]', section)
+
+
+def test_a_trial_without_k_fold_has_one_point_per_reported_step() -> None:
+    assert fold_means({0: 0.1, 1: 0.2, 2: 0.4}, epochs=1, n_folds=1) == [
+        (0, 0.1, 1), (1, 0.2, 1), (2, 0.4, 1)]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium to render the page")
+def test_the_page_never_scrolls_sideways_at_1400_px(plotted: Path, tmp_path: Path) -> None:
+    probe = tmp_path / "probe.html"
+    probe.write_text(plotted.read_text().replace("</body>", (
+        "<script>addEventListener('load', () => setTimeout(() => { document.title = "
+        "'width ' + document.documentElement.scrollWidth + ' of ' + "
+        "document.documentElement.clientWidth; }, 500));</script></body>")))
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+         "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120).stdout
+    scroll, client = map(int, re.search(r"<title>width (\d+) of (\d+)</title>", dom).groups())
+    assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
