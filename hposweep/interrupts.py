@@ -18,7 +18,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-REDELIVER_SECONDS = 2.0  # ample for an exception to reach the sweep's first handler
+REDELIVER_SECONDS = 2.0  # how often a dropped interrupt is delivered again
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,7 +54,17 @@ def _handler(signum: int, frame: object) -> None:
 
 def _redeliver() -> None:
     while not _received.wait(REDELIVER_SECONDS) and not _left.is_set():
-        _thread.interrupt_main(_pending[0])  # runs _handler in the main thread, as a signal does
+        if not _main_thread_handles_one():
+            _thread.interrupt_main(_pending[0])  # runs _handler in the main thread, as a signal does
+
+
+def _main_thread_handles_one() -> bool:
+    """Is the interrupt unwinding the main thread (an ``except`` or ``finally`` of a frame that
+    has not called :func:`received`, e.g. a slow clean-up under load)? Then it was not dropped,
+    and delivering it again would cut that clean-up short."""
+    current = sys._current_exceptions().get(threading.main_thread().ident)
+    exc = current[1] if isinstance(current, tuple) else current  # a tuple before Python 3.12
+    return isinstance(exc, KeyboardInterrupt)
 
 
 def _unraisable(hook: object) -> object:
