@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/hposweep run configs/smoke.yaml
 
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto  # one test process per core: most tests wait on processes and I/O
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
