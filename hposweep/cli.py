@@ -106,8 +106,8 @@ def run(
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
     stopped = any(r.stopped == "max_failures" for r in results)
-    code = (EXIT_OK if all(r.n_complete > 0 for r in results) and not stopped and not failed
-            else EXIT_NO_TRIAL)
+    code = (EXIT_OK if all(r.best_trial is not None for r in results) and not stopped
+            and not failed else EXIT_NO_TRIAL)
     console.run_finished(results, code)
     raise typer.Exit(code)
 

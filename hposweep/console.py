@@ -183,9 +183,12 @@ class SweepConsole:
         for result in results:
             if result.stopped == "max_failures":
                 self.error(f"{result.backbone}: {result.stop_message}")
-        if any(r.n_complete == 0 for r in results) and not any(
-                r.stopped == "max_failures" for r in results):
+        if any(r.stopped == "max_failures" for r in results):
+            return
+        if any(r.n_complete == 0 for r in results):
             self.error("no trial completed in at least one study")
+        elif any(r.best_trial is None for r in results):  # every completed one infeasible
+            self.error("no feasible trial in at least one study (none met study.constraints)")
 
     def show_live(self, live: Any) -> None:
         """Start ``live`` (anything with start/stop) as this console's live display."""

@@ -275,6 +275,19 @@ def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
     assert hposweep("best", config, "--json").json()[0]["best_trial"] == best
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_no_feasible_trial_is_exit_1_with_or_without_workers(
+        workdir: Path, config: Path, workers: int) -> None:
+    config.write_text(CONFIG.replace(f"cost <= {BOUND}", "cost <= -1").replace(
+        "max_trials: 10", "max_trials: 3"))
+    proc = subprocess.run([str(BIN / "hposweep"), "run", str(config), "--workers", str(workers),
+                           NO_MLFLOW], cwd=workdir, env=process_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "no feasible trial in at least one study" in proc.stderr
+    assert len(load_study(workdir / "outputs", "mo_fake").get_trials(states=[_complete()])) == 3
+
+
 def test_the_built_in_trainer_trades_span_f1_against_its_latency(workdir: Path) -> None:
     """Several objectives through the real trainer (it reports every epoch: Optuna's
     pruner never sees a multi-objective report); its cost metrics are the mean over folds."""
