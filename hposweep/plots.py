@@ -4,18 +4,21 @@ offline), plus a PNG per plot when the optional ``kaleido`` is installed.
 Two plots are ours rather than Optuna's: the optimization history also shows pruned
 trials (at the last value they reported), and the intermediate values are per epoch,
 the mean over the folds that reached it (Optuna's plot would string a trial's folds
-together as one sawtooth: fold ``k``'s epoch ``e`` is step ``k × epochs + e``). Every
+together as one sawtooth: fold ``k``'s epoch ``e`` is step ``k × epochs + e``); a study
+of a fold-level pruner (wilcoxon) reports fold scores instead, plotted by fold. Every
 figure takes the page's width: nothing scrolls sideways.
 """
 
 from __future__ import annotations
 
 import statistics
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hposweep.config import SweepConfig
+from hposweep.study import REPORT_STEPS_ATTR
 
 OPTUNA_PLOTS = ("param_importances", "parallel_coordinate", "slice")
 FIGURE_HEIGHT = 480
@@ -35,14 +38,22 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
     figures = []
     if len(study.directions) == 1 and any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
         figures.append(("optimization history", history_figure(trials, study.direction.name)))
-    front = ("pareto_front",) if len(study.directions) > 1 else ()  # 2 or 3 objectives
-    for name in (*front, *OPTUNA_PLOTS):
+    several = len(study.directions) > 1
+    if several:
+        figures.append(("pareto front", vis.plot_pareto_front(study)))  # 2 or 3 objectives
+    for name in OPTUNA_PLOTS:
         try:
-            figures.append((name.replace("_", " "), getattr(vis, f"plot_{name}")(study)))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # the sign of our own target
+                figure = getattr(vis, f"plot_{name}")(study, **_first_objective(study, cfg, name))
+            figures.append((name.replace("_", " "), figure))
         except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials
             warn(f"{study.study_name}: no {name.replace('_', ' ')} plot ({exc})")
     if any(t.intermediate_values for t in trials):
-        figures.append(("intermediate values", intermediate_figure(trials, epochs, n_folds)))
+        if study.user_attrs.get(REPORT_STEPS_ATTR) == "fold":
+            figures.append(("fold scores", fold_scores_figure(trials)))
+        else:
+            figures.append(("intermediate values", intermediate_figure(trials, epochs, n_folds)))
     if not figures:
         return []
     for _, figure in figures:  # the page's width, whatever Optuna sized it for
@@ -59,6 +70,18 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
                     f"<h1>{study.study_name}</h1>" + "".join(sections) + "</body></html>",
                     encoding="utf-8")
     return [page, *_pngs(study.study_name, figures, out, warn)]
+
+
+def _first_objective(study: Any, cfg: SweepConfig, plot: str) -> dict[str, Any]:
+    """Optuna's single-target plots of a study of several objectives: the first objective
+    (for importances signed so that lower is better, which is what they measure)."""
+    if len(study.directions) == 1:
+        return {}
+    from hposweep.objectives import objectives_of
+
+    first = objectives_of(cfg)[0]
+    sign = -1.0 if plot == "param_importances" and first.goal == "maximize" else 1.0
+    return {"target": lambda t: sign * t.values[0], "target_name": first.metric}
 
 
 def history_figure(trials: list[Any], direction: str) -> Any:
@@ -102,6 +125,22 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int) -> Any:
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1},
                          yaxis_title="reported value, mean over folds" if n_folds > 1
                          else "reported value")
+    return figure
+
+
+def fold_scores_figure(trials: list[Any]) -> Any:
+    """A fold-level pruner's study (its step is a fold index): each trial's fold scores."""
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for trial in trials:
+        folds = sorted(trial.intermediate_values.items())
+        if folds:
+            figure.add_trace(go.Scatter(
+                x=[k + 1 for k, _ in folds], y=[v for _, v in folds], mode="lines+markers",
+                name=f"trial {trial.number} ({trial.state.name.lower()})",
+                line={"dash": STATE_LINES[trial.state.name]}))
+    figure.update_layout(xaxis={"title": "fold", "dtick": 1}, yaxis_title="fold score")
     return figure
 
 

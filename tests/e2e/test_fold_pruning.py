@@ -73,7 +73,10 @@ def test_wilcoxon_prunes_a_clearly_worse_trial_after_two_folds_and_keeps_nothing
     assert hposweep("compare", fake_config(workdir), *WILCOXON).exit_code == 0
     plot = hposweep("plot", fake_config(workdir), *WILCOXON, "--out", workdir / "plots")
     assert plot.exit_code == 0, plot.stderr
-    assert (workdir / "plots" / "fake_fake.html").is_file()
+    page = (workdir / "plots" / "fake_fake.html").read_text()
+    assert "<h2>intermediate values</h2>" not in page, "its steps are folds, not epochs"
+    folds = page.split("<h2>fold scores</h2>")[1]
+    assert '"title":{"text":"fold"}' in folds and '"name":"trial 2 (pruned)"' in folds
 
 
 def test_wilcoxon_never_prunes_the_trial_that_turns_out_best(workdir: Path) -> None:

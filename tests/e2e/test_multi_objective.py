@@ -241,8 +241,13 @@ def test_best_export_mlflow_and_the_plot_agree_with_optunas_best_trials(
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")}
     assert logged == {f"pareto/trial_{n}" for n in kept}
 
-    assert hposweep("plot", config, *overrides, "--out", workdir / "plots").exit_code == 0
-    assert plotted_front(workdir / "plots" / "mo_fake.html") == set(front)
+    plot = hposweep("plot", config, *overrides, "--out", workdir / "plots")
+    assert plot.exit_code == 0 and "warning" not in plot.stderr.lower(), plot.stderr
+    page = workdir / "plots" / "mo_fake.html"
+    assert plotted_front(page) == set(front)
+    sections = {s.split("</h2>")[0]: s for s in page.read_text().split("<h2>")[1:]}
+    assert '"name":"score"' in sections["param importances"], "the first objective's importances"
+    assert '"text":"score"' in sections["parallel coordinate"] and '"text":"score"' in sections["slice"]
 
 
 def plotted_front(page: Path) -> set[int]:
