@@ -358,7 +358,8 @@ class BackboneSweep:
         if self.front:  # a new member can join without the knee changing
             logged["front"] = [m.number for m in result.front]
         if self.study.user_attrs.get(FINAL_LOGGED_ATTR) == logged:
-            return  # another worker (or an earlier run) logged exactly this
+            self.tracker.end_sweep_unchanged()  # another worker (or an earlier run) logged this
+            return
         metric = self.cfg.study.objective_metric
         metrics: dict[str, float] = {"n_trials": result.n_trials,
                                      "n_completed_trials": result.n_complete}

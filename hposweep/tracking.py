@@ -82,6 +82,7 @@ class SweepTracker:
         self._client: Any = None
         self._experiment_id: str | None = None
         self._finished = False  # the parent run of a finished study: left untouched
+        self._ended_as: str | None = None  # how the parent run had ended, if this run reopened it
         self._trial_runs: dict[int, str] = {}  # this sweep's trial runs, by trial number
         self._params: dict[str, dict[str, Any]] = {}  # run id -> params, logged when it ends
 
@@ -143,6 +144,7 @@ class SweepTracker:
                 self._finished = True
                 return run_id
             if run.info.status != "RUNNING":
+                self._ended_as = run.info.status
                 client.update_run(run_id, status="RUNNING")
             if resumed:
                 client.set_tag(run_id, "hposweep.resumed", "true")
@@ -333,6 +335,13 @@ class SweepTracker:
         with tempfile.TemporaryDirectory() as tmp:
             path = self._client.download_artifacts(run_id, f"{artifact_path}/{METADATA_FILE}", tmp)
             return _trial_number(Path(path))
+
+    def end_sweep_unchanged(self) -> None:
+        """This run added nothing to log (e.g. a spent budget stopped it at once): the parent
+        run ends FINISHED, or FAILED as before if the study still has no (feasible) trial."""
+        if self.parent_run_id is not None and not self._finished:
+            self._call("end the parent run", self._client.set_terminated, self.parent_run_id,
+                       "FAILED" if self._ended_as == "FAILED" else "FINISHED")
 
     def abort_sweep(self) -> None:
         if self.parent_run_id is not None:

@@ -75,3 +75,17 @@ def test_no_improvement_stops_a_flat_objective_and_not_an_improving_one(
     assert (summary["stopped"], summary["n_complete"]) == (stopped, complete)
     if stopped == "no_improvement":
         assert "the last 3 finished trials did not beat trial 0" in summary["stop_message"]
+
+
+def test_a_run_a_spent_budget_stops_at_once_leaves_the_parent_run_as_it_was(workdir: Path) -> None:
+    """Nothing new to log (the budget was spent before this run): the parent run the run
+    reopened must not stay RUNNING."""
+    from tests.helpers import mlflow_client, runs_by_kind
+
+    config = fake_config(workdir)
+    assert hposweep("run", config, "study.max_trials=2").exit_code == 0
+    again = hposweep("run", config, "study.max_trials=4", "study.budget.trial_hours=1e-9")
+    assert again.exit_code == 0 and "study.budget.trial_hours=1e-09 is spent" in again.stdout, \
+        again.stdout + again.stderr
+    (parent,) = runs_by_kind(mlflow_client(workdir / "outputs"), "fake")["parent"]
+    assert parent.info.status == "FINISHED"
