@@ -30,7 +30,7 @@ from typing import Any
 
 from hposweep.errors import UserError
 from hposweep.faults import kill_point
-from hposweep.pareto import trim
+from hposweep.pareto import knee, trim
 
 BEST_FILE = "best.json"
 LOCK_FILE = ".best.lock"
@@ -534,14 +534,15 @@ class FrontCheckpointManager(CheckpointManager):
             return False
         held = {e.trial_number for e in self.entries()} & set(front)
         members = {n: front[n] for n in held | {number}}
-        return not self.save_only_best or number in trim(members, self.directions,
-                                                         self.keep_best)
+        return not self.save_only_best or number in trim(
+            members, self.directions, self.keep_best, knee(front, self.directions))
 
     def _select(self, candidates: list[BestEntry]) -> tuple[list[BestEntry], list[BestEntry]]:
         front = self.front()
         on_front = {e.trial_number: e for e in candidates if e.trial_number in front}
         order = trim({n: front[n] for n in on_front}, self.directions,
-                     self.keep_best if self.save_only_best else len(on_front))
+                     self.keep_best if self.save_only_best else len(on_front),
+                     knee(front, self.directions))
         kept = [self._entry(n, front[n], on_front[n].checkpoint) for n in order]
         if not self.save_only_best:  # every checkpoint stays; best.json names the front
             return kept, []

@@ -35,12 +35,18 @@ def knee_of(front: dict[int, tuple[float, ...]], objectives: list[Objective]) ->
 
 def front_members(study: Any, objectives: list[Objective],
                   checkpoint_of: Callable[[int], Path | None]) -> list[FrontMember]:
-    """The front, by trial number, the knee flagged."""
+    """The front, by trial number, the knee flagged: the knee of the members that kept a
+    checkpoint when any did (the sweep's best trial must be one it can export: a member's
+    checkpoint, once deleted, never comes back, and the knee moves as the front grows),
+    else of the whole front."""
     trials = sorted(study.best_trials, key=lambda t: t.number)
-    chosen = knee_of({t.number: tuple(t.values) for t in trials}, objectives)
+    kept_dirs = {t.number: checkpoint_of(t.number) for t in trials}
+    values = {t.number: tuple(t.values) for t in trials}
+    with_checkpoint = {n: v for n, v in values.items() if kept_dirs[n]}
+    chosen = knee_of(with_checkpoint or values, objectives)
     members = []
     for trial in trials:
-        kept = checkpoint_of(trial.number)
+        kept = kept_dirs[trial.number]
         members.append(FrontMember(
             trial.number, {o.metric: v for o, v in zip(objectives, trial.values, strict=True)},
             dict(trial.params), dict(trial.constraints), trial.number == chosen,

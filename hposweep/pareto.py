@@ -80,12 +80,15 @@ def best_of(members: Mapping[int, Values], maximize: Sequence[bool], objective: 
     return min(members, key=lambda n: (_loss(members[n], maximize)[objective], n))
 
 
-def trim(members: Mapping[int, Values], maximize: Sequence[bool], keep: int) -> list[int]:
-    """The members kept when at most ``keep`` may stay, in the order of the rule."""
+def trim(members: Mapping[int, Values], maximize: Sequence[bool], keep: int,
+         front_knee: int | None = None) -> list[int]:
+    """The members kept when at most ``keep`` may stay, in the order of the rule: the knee
+    first (``front_knee``, the whole front's, which is the sweep's best trial, when it is one
+    of ``members``; else theirs), then the best member of each objective, then by crowding."""
     if not members:
         return []
-    chosen = [best_of(members, maximize, i) for i in range(len(maximize))]
-    chosen.append(knee(members, maximize))  # type: ignore[arg-type]
+    chosen = [front_knee if front_knee in members else knee(members, maximize)]
+    chosen += [best_of(members, maximize, i) for i in range(len(maximize))]
     distance = crowding(members, maximize)
     chosen += sorted(members, key=lambda n: (-distance[n], n))
     return list(dict.fromkeys(chosen))[:keep]

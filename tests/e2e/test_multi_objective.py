@@ -101,7 +101,7 @@ def kept_checkpoints(workdir: Path, killed: bool = False) -> set[int]:
 def replay_the_rule(study, keep: int) -> set[int]:
     """The documented rule, trial by trial in the order they finished: a member that fell
     off the front is deleted; a new front member is kept if the rule, applied to the kept
-    members and it, keeps it."""
+    members and it (the whole front's knee first), keeps it."""
     trials = sorted(study.get_trials(states=[_complete()]), key=lambda t: t.datetime_complete)
     held: set[int] = set()
     seen = []
@@ -110,7 +110,8 @@ def replay_the_rule(study, keep: int) -> set[int]:
         front = expected_front_of(seen)
         held &= set(front)
         if trial.number in front:
-            chosen = trim({n: front[n] for n in held | {trial.number}}, UP_DOWN, keep)
+            chosen = trim({n: front[n] for n in held | {trial.number}}, UP_DOWN, keep,
+                          knee(front, UP_DOWN))
             if trial.number in chosen:
                 held = set(chosen)
     return held
@@ -278,6 +279,22 @@ def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
     assert study.best_trial.number == best == result.json()["backbones"][0]["best_trial"]
     assert kept_checkpoints(workdir) == {best}
     assert hposweep("best", config, "--json").json()[0]["best_trial"] == best
+
+
+def test_with_keep_best_1_the_best_trial_is_the_kept_member_and_exports(
+        workdir: Path, config: Path) -> None:
+    """The knee is the sweep's best trial, so it is chosen among the members that kept a
+    checkpoint (was: the whole front's knee, whose checkpoint was gone, or never kept:
+    `export` then found no checkpoint of the best trial)."""
+    assert hposweep("run", config, NO_MLFLOW, "checkpoint.keep_best=1").exit_code == 0
+    study = load_study(workdir / "outputs", "mo_fake")
+    assert len(study.best_trials) > 1
+    (kept,) = kept_checkpoints(workdir)
+    shown = hposweep("best", config, NO_MLFLOW, "--json").json()[0]
+    assert shown["best_trial"] == kept and shown["checkpoint"]
+    result = hposweep("export", config, NO_MLFLOW, "--to", workdir / "prod")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((workdir / "prod" / "hposweep.json").read_text())["trial_number"] == kept
 
 
 @pytest.mark.parametrize("workers", [1, 2])

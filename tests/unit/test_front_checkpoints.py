@@ -47,21 +47,19 @@ def test_members_off_the_front_go_even_when_the_trial_that_beat_them_keeps_nothi
                                warn=print, front=study.front)
     finish(m, study, 0, (0.9, 0.9))  # best score
     finish(m, study, 1, (0.1, 0.1))  # best cost
-    finish(m, study, 2, (0.5, 0.5))  # the knee of three, but keep_best=2 keeps the extremes
     assert kept(tmp_path) == [0, 1]
-    assert finish(m, study, 3, (0.2, 0.05)) is not None  # dominates 1: the new cost extreme
-    assert kept(tmp_path) == [0, 3]
+    finish(m, study, 2, (0.5, 0.5))  # the knee of three: kept first, then the best score
+    assert kept(tmp_path) == [0, 2]
     assert not (tmp_path / "trial_1_abcd1234").exists()
-    assert finish(m, study, 4, (0.95, 0.92)) is not None  # dominates 0 only partly: a member
-    assert kept(tmp_path) == [3, 4]  # 0 is still on the front, but not an extreme any more
-    # 5 dominates 3 and 2 is not kept: the cost extreme is 5, kept; 3 is deleted
-    assert finish(m, study, 5, (0.3, 0.01)) is not None
-    assert kept(tmp_path) == [4, 5]
-    # 6 dominates 4 but has no checkpoint to keep: 4 is off the front all the same
+    assert finish(m, study, 3, (0.2, 0.05)) is None  # on the front, but neither knee nor best score
+    assert finish(m, study, 4, (0.95, 0.92)) is not None  # the best score now: 0 goes
+    assert kept(tmp_path) == [2, 4]
+    assert not (tmp_path / "trial_0_abcd1234").exists()
+    assert finish(m, study, 5, (0.3, 0.01)) is None
+    # 6 dominates 2 and 4 but has no checkpoint to keep: they are off the front all the same
     assert finish(m, study, 6, (0.99, 0.5), save=False) is None
-    assert kept(tmp_path) == [5]
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("trial_")) == [
-        "trial_5_abcd1234"]
+    assert kept(tmp_path) == []
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith("trial_")]
 
 
 def test_without_save_only_best_nothing_is_deleted_and_best_json_names_the_front(

@@ -1,5 +1,5 @@
 """The Pareto front's arithmetic on known values: domination, the knee, crowding distance,
-and the documented trimming rule (extremes of each objective, the knee, then crowding)."""
+and the documented trimming rule (the knee, extremes of each objective, then crowding)."""
 
 from __future__ import annotations
 
@@ -52,15 +52,21 @@ def test_crowding_distance_gives_the_ends_infinity_and_sums_neighbour_gaps() -> 
 
 
 @pytest.mark.parametrize(("keep", "kept"), [
-    (1, [1]),              # the best score first (objectives in order)
-    (2, [1, 5]),           # the extremes of each objective
-    (3, [1, 5, 3]),        # then the knee
-    (4, [1, 5, 3, 2]),     # then by crowding distance: 2 (1.125) before 3 (1.0) and 4 (0.875)
-    (5, [1, 5, 3, 2, 4]),
-    (9, [1, 5, 3, 2, 4]),  # all of them when they fit
+    (1, [3]),              # the knee first: the sweep's best trial keeps its checkpoint
+    (2, [3, 1]),           # then the best of each objective, in order
+    (3, [3, 1, 5]),
+    (4, [3, 1, 5, 2]),     # then by crowding distance: 2 (1.125) before 4 (0.875)
+    (5, [3, 1, 5, 2, 4]),
+    (9, [3, 1, 5, 2, 4]),  # all of them when they fit
 ])
-def test_trim_keeps_extremes_then_the_knee_then_by_crowding(keep: int, kept: list[int]) -> None:
+def test_trim_keeps_the_knee_then_extremes_then_by_crowding(keep: int, kept: list[int]) -> None:
     assert trim(FRONT, UP_DOWN, keep) == kept
+
+
+def test_trim_puts_the_whole_fronts_knee_first_when_it_is_a_candidate() -> None:
+    held = {n: FRONT[n] for n in (1, 2, 5)}  # 3 (the front's knee) not among them: theirs first
+    assert trim(held, UP_DOWN, 1, front_knee=3) == [knee(held, UP_DOWN)] == [2]
+    assert trim(FRONT, UP_DOWN, 1, front_knee=4) == [4]
 
 
 def test_trim_of_three_objectives_and_of_nothing() -> None:
@@ -68,6 +74,6 @@ def test_trim_of_three_objectives_and_of_nothing() -> None:
     maximize = [True, False, True]
     # 0 is the best of objectives 0 and 2, 1 of objective 1; the knee is 2 (distance 0.87)
     assert knee(three, maximize) == 2
-    assert trim(three, maximize, 2) == [0, 1]
-    assert trim(three, maximize, 3) == [0, 1, 2]
+    assert trim(three, maximize, 2) == [2, 0]
+    assert trim(three, maximize, 3) == [2, 0, 1]
     assert trim({}, UP_DOWN, 3) == []
