@@ -346,8 +346,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
     for override, tree in zip(overrides, trees, strict=True):
         _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
-    _reject_two_objective_spellings(str(path), OmegaConf.to_container(
-        OmegaConf.merge(raw, *trees), resolve=False))
+    _settle_objective_spelling(path, raw, list(overrides), trees)
 
     schema = OmegaConf.structured(SweepConfig)
     try:
@@ -548,14 +547,39 @@ def _reject_renamed_keys(source: str, tree: Any) -> None:
             raise ConfigError(f"{source}: {old}: this key is now {new!r}; move the value there")
 
 
-def _reject_two_objective_spellings(source: str, tree: Any) -> None:
-    study = tree.get("study") if isinstance(tree, dict) else None
-    if not isinstance(study, dict) or study.get("objectives") is None:
-        return
-    for key in ("objective_metric", "objective_goal"):
-        if key in study:
-            raise ConfigError(f"{source}: study.{key}: set either study.objectives or "
-                              "study.objective_metric/objective_goal, not both")
+SINGLE_OBJECTIVE_KEYS = ("objective_metric", "objective_goal")
+
+
+def _settle_objective_spelling(path: Path, raw: Any, overrides: list[str], trees: list[Any]) -> None:
+    """``study.objectives`` or ``study.objective_metric/objective_goal``: the file may not set
+    both, nor may the command line; a spelling set on the command line replaces the file's
+    other one (``study.objectives=[...]`` over a file's objective_metric)."""
+    def spellings(tree: Any) -> tuple[list[str], bool]:
+        study = tree.get("study") if isinstance(tree, DictConfig) else None
+        if not isinstance(study, DictConfig):
+            return [], False
+        return ([k for k in SINGLE_OBJECTIVE_KEYS if k in study],
+                study.get("objectives") is not None)
+
+    from omegaconf import DictConfig
+
+    def refuse(source: str, key: str) -> NoReturn:
+        raise ConfigError(f"{source}: study.{key}: set either study.objectives or "
+                          "study.objective_metric/objective_goal, not both")
+
+    single, several = spellings(raw)
+    if single and several:
+        refuse(str(path), single[0])
+    by_override = [(o, *spellings(t)) for o, t in zip(overrides, trees, strict=True)]
+    typed_single = [(o, keys[0]) for o, keys, _ in by_override if keys]
+    typed_several = [o for o, _, many in by_override if many]
+    if typed_single and typed_several:
+        refuse(f"override {typed_single[0][0]!r}", typed_single[0][1])
+    study = raw.get("study") if isinstance(raw, DictConfig) else None
+    if isinstance(study, DictConfig):
+        for key in (SINGLE_OBJECTIVE_KEYS if typed_several else
+                    ("objectives",) if typed_single else ()):
+            study.pop(key, None)
 
 
 def _describe_omegaconf_error(exc: Exception) -> str:

@@ -55,11 +55,24 @@ def test_objectives_load_and_the_first_is_the_primary(tmp_path: Path) -> None:
     assert not uses_front(load(SMOKE).config)
 
 
-def test_both_spellings_are_refused(tmp_path: Path) -> None:
-    message = error_of(SMOKE, *TWO, NO_PRUNER)
-    assert "study.objective_metric" in message and "not both" in message
+def test_both_spellings_in_the_file_or_on_the_command_line_are_refused(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text(SMOKE.read_text().replace(
+        "  objective_goal: maximize\n",
+        "  objective_goal: maximize\n  objectives: [{metric: loss, goal: minimize}]\n"))
+    message = error_of(both)
+    assert message.startswith(f"{both}: study.objective_metric") and "not both" in message
     message = error_of(without_objective(tmp_path), *TWO, NO_PRUNER, "study.objective_goal=minimize")
-    assert "study.objective_goal" in message and "not both" in message
+    assert message.startswith("override 'study.objective_goal=minimize': study.objective_goal")
+    assert "not both" in message
+
+
+def test_objectives_typed_on_the_command_line_replace_the_files_objective_metric() -> None:
+    cfg = load(SMOKE, [*TWO, NO_PRUNER]).config
+    assert [o.metric for o in objectives_of(cfg)] == ["macro-f1-span", "latency_ms"]
+    assert cfg.study.objective_metric == "macro-f1-span"  # the first objective
+    back = load(SMOKE, ["study.objective_metric=loss", "study.objective_goal=minimize"]).config
+    assert [(o.metric, o.maximize) for o in objectives_of(back)] == [("loss", False)]
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
