@@ -930,13 +930,16 @@ def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     for key in ("train", "validation") if check_files else ():
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
-            relative = "" if Path(value).is_absolute() else (
-                f" (relative to the working directory, {os.getcwd()})")
-            fail(f"data.{key}", f"file not found: {value}{relative}")
+            fail(f"data.{key}", f"file not found: {value}{_relative_to(value)}")
     if not 0.0 < d.validation_split < 1.0:
         fail("data.validation_split", f"must be between 0 and 1, got {d.validation_split}")
     if d.max_length < 8:
         fail("data.max_length", f"must be at least 8, got {d.max_length}")
+
+
+def _relative_to(path: str) -> str:
+    """How a relative path that was not found was read: from the working directory."""
+    return "" if Path(path).is_absolute() else f" (relative to the working directory, {os.getcwd()})"
 
 
 def _validate_fine_tuning(cfg: SweepConfig, fail: Any) -> None:
@@ -983,7 +986,7 @@ def _validate_dataset(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
         from glob import glob
 
         if not Path(d.dataset.path).exists() and not glob(d.dataset.path):
-            fail("data.dataset.path", f"not found: {d.dataset.path}")
+            fail("data.dataset.path", f"not found: {d.dataset.path}{_relative_to(d.dataset.path)}")
     if d.validation is not None:
         fail("data.validation", "does not apply to data.dataset: name a split of the dataset in "
                                 "data.dataset.validation_split")

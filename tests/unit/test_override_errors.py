@@ -59,6 +59,14 @@ def test_a_missing_data_file_set_by_an_override_names_the_override_and_the_direc
     assert f"relative to the working directory, {os.getcwd()}" in message
 
 
+def test_a_missing_relative_dataset_path_names_the_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    message = error_of("data.dataset={path: data/mnli}", "data.synthetic=null")
+    assert "data.dataset.path: not found: data/mnli (relative to the working directory, " \
+        f"{os.getcwd()})" in message
+
+
 def test_an_absolute_missing_path_is_not_called_relative(tmp_path: Path) -> None:
     message = error_of(f"data.train={tmp_path / 'nope.conll'}", "data.synthetic=null")
     assert "file not found" in message and "relative" not in message
