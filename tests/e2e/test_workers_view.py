@@ -13,8 +13,10 @@ from pathlib import Path
 from tests.helpers import fake_config, load_study, process_env
 
 BIN = Path(sys.executable).parent
+# Half the trials fail (x > 0.5) and are replaced: which worker gets them is timing, so no
+# worker may stop at its own max_failures (default max_trials) before the study has its 6.
 SWEEP = ["--workers", "2", "train.trainer=fake_trainers:chatty", "study.max_trials=6",
-         "k_fold.enabled=false", "mlflow.enabled=false"]
+         "study.max_failures=50", "k_fold.enabled=false", "mlflow.enabled=false"]
 
 
 def run_workers(workdir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
