@@ -357,11 +357,16 @@ class CheckpointManager:
 
     def checkpoint_of(self, number: int) -> Path | None:
         """The kept checkpoint dir of a trial, if one is on disk."""
+        return self.kept_checkpoints().get(number)
+
+    def kept_checkpoints(self) -> dict[int, Path]:
+        """Trial number -> its kept checkpoint dir on disk, from one read of ``best.json``."""
+        kept: dict[int, Path] = {}
         for entry in self.entries():
             path = self.layout.root / entry.checkpoint
-            if entry.trial_number == number and self._is_ours(path):
-                return path
-        return None
+            if entry.trial_number not in kept and self._is_ours(path):
+                kept[entry.trial_number] = path
+        return kept
 
     def _checkpoints_on_disk(self) -> list[tuple[int, int | None, Path]]:
         """(trial, fold, dir) of this sweep's checkpoint dirs (real dirs), by trial and fold."""

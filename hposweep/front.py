@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hposweep.objectives import Objective
+from hposweep.objectives import Objective, objectives_of, uses_front
 from hposweep.pareto import knee
 from hposweep.results import mlflow_run_of
 
@@ -56,3 +56,20 @@ def front_members(study: Any, objectives: list[Objective],
 
 def knee_member(members: list[FrontMember]) -> FrontMember | None:
     return next((m for m in members if m.knee), None)
+
+
+def best_and_front(cfg: Any, study: Any, kept: Mapping[int, Path]
+                   ) -> tuple[Any | None, list[FrontMember]]:
+    """The sweep's best trial (None before one completed) and, with a Pareto front (several
+    objectives or constraints), the front, whose knee is the best trial. ``kept``: the
+    trials' kept checkpoint dirs."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    if not any(t.state == TrialState.COMPLETE for t in trials):
+        return None, []
+    if not uses_front(cfg):
+        return study.best_trial, []
+    members = front_members(study, objectives_of(cfg), kept.get)
+    knee = knee_member(members)
+    return (trials[knee.number] if knee else None), members

@@ -10,7 +10,7 @@ from typing import Any
 from hposweep import budget, recovery
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig, backbone_slug, study_name_for
-from hposweep.front import FrontMember, front_members, knee_member
+from hposweep.front import FrontMember, best_and_front
 from hposweep.objectives import objectives_of, uses_front
 from hposweep.results import (
     FOLD_VALUES_ATTR,
@@ -76,31 +76,22 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.finished = len([t for t in trials if t.state in finished_states()])
     status.seconds = sum(r.duration_s or 0.0 for r in status.trials)
     status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    best = _best(cfg, backbone, study, status) if any(
-        t.state.name == "COMPLETE" for t in trials) else None
+    manager = _manager(cfg, backbone, study)
+    kept = manager.kept_checkpoints() if manager else {}
+    best, status.front = best_and_front(cfg, study, kept)
+    if uses_front(cfg):
+        status.objectives = [o.metric for o in objectives_of(cfg)]
     if best is not None:
         status.best_trial, status.best_value = best.number, best.values[0]
         status.best_params = dict(best.params)
         status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
         status.mlflow_best_run_id = mlflow_run_of(best)
-        status.checkpoint = _kept_checkpoint(cfg, backbone, study, best.number)
+        status.checkpoint = str(kept[best.number]) if best.number in kept else None
     status.pending = _pending(trials)
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
     status.stopped = spent.message if spent else None
     return status
-
-
-def _best(cfg: SweepConfig, backbone: str, study: Any, status: StudyStatus) -> Any:
-    """The best trial; with a Pareto front (which it fills in) its knee, if any."""
-    if not uses_front(cfg):
-        return study.best_trial
-    objectives = objectives_of(cfg)
-    manager = _manager(cfg, backbone, study)
-    status.objectives = [o.metric for o in objectives]
-    status.front = front_members(study, objectives, lambda n: manager and manager.checkpoint_of(n))
-    knee = knee_member(status.front)
-    return study.get_trials(deepcopy=False)[knee.number] if knee else None
 
 
 def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:
@@ -144,12 +135,6 @@ def _manager(cfg: SweepConfig, backbone: str, study: Any) -> CheckpointManager |
     root = Path(cfg.output_dir) / "hpo" / backbone_slug(backbone)
     return CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
                              cfg.checkpoint.keep_best, True, warn=lambda message: None)
-
-
-def _kept_checkpoint(cfg: SweepConfig, backbone: str, study: Any, number: int) -> str | None:
-    manager = _manager(cfg, backbone, study)
-    kept = manager.checkpoint_of(number) if manager else None
-    return str(kept) if kept else None
 
 
 def _pending(trials: list[Any]) -> list[str]:

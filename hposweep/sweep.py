@@ -28,7 +28,7 @@ from hposweep.console import SweepConsole
 from hposweep.data import build_folds, load_training_examples
 from hposweep.errors import reported_os_errors
 from hposweep.faults import barrier_point
-from hposweep.front import front_members, front_values, knee_member
+from hposweep.front import best_and_front, front_values
 from hposweep.objectives import objectives_of, uses_front
 from hposweep.optimize import Stop, TrialLoop, heartbeat_interval
 from hposweep.provenance import git_commit, timestamp, versions
@@ -333,22 +333,14 @@ class BackboneSweep:
             mlflow_parent_run_id=self.tracker.parent_run_id,
             trials=[TrialRow.from_trial(t) for t in trials],
         )
-        best = self._best_trial(result, complete)
+        kept = self.checkpoints.kept_checkpoints()
+        best, result.front = best_and_front(self.cfg, self.study, kept)
         if best is not None:
-            checkpoint = self.checkpoints.checkpoint_of(best.number)
             result.best_trial, result.best_value = best.number, best.values[0]
             result.best_params = dict(best.params)
-            result.checkpoint = str(checkpoint) if checkpoint else None
+            result.checkpoint = str(kept[best.number]) if best.number in kept else None
             result.mlflow_best_run_id = mlflow_run_of(best)
         return result
-
-    def _best_trial(self, result: BackboneResult, complete: list[Any]) -> Any:
-        """The study's best trial; with a Pareto front (filled into ``result``) its knee."""
-        if not self.front:
-            return self.study.best_trial if complete else None
-        result.front = front_members(self.study, self.objectives, self.checkpoints.checkpoint_of)
-        knee = knee_member(result.front)
-        return next((t for t in complete if knee and t.number == knee.number), None)
 
     def _finish_tracking(self, result: BackboneResult) -> None:
         """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study:
