@@ -41,6 +41,32 @@ def received() -> None:
             signal.signal(signum, signal.SIG_DFL)
 
 
+def behind(exc: BaseException, handled: BaseException | None) -> KeyboardInterrupt | None:
+    """The interrupt ``exc`` is, or that it was raised while handling, short of ``handled``
+    (what was already being handled when the call began: not a new interrupt). One that
+    lands inside a library's clean-up can come out as that clean-up's own error (MLflow on
+    SQLite: "database is locked"), and must still unwind the sweep as an interrupt."""
+    seen: BaseException | None = exc
+    while seen is not None and seen is not handled:
+        if isinstance(seen, KeyboardInterrupt):
+            return seen
+        seen = seen.__context__
+    return None
+
+
+def release_frames(exc: BaseException) -> None:
+    """Drop the locals of the finished frames ``exc``'s traceback (and those of what it was
+    raised while handling) holds. An interrupt that lands inside a database write keeps that
+    write's connection alive through them while the sweep unwinds, and on SQLite its lock with
+    it: every later write, such as ending the runs, would wait on it and fail."""
+    import traceback
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        traceback.clear_frames(seen.__traceback__)
+        seen = seen.__context__
+
+
 def _exception(signum: int) -> KeyboardInterrupt:
     return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 

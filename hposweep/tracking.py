@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hposweep import interrupts
 from hposweep.checkpoints import METADATA_FILE
 from hposweep.config import LOG_FRONT, SweepConfig
 from hposweep.errors import first_line
@@ -91,9 +93,16 @@ class SweepTracker:
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self.enabled:
             return None
+        handled = sys.exc_info()[1]  # e.g. the interrupt whose clean-up ends the runs
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:
+        except BaseException as exc:
+            interrupt = interrupts.behind(exc, handled)
+            if interrupt is None and not isinstance(exc, Exception):
+                raise
+            if interrupt is not None:  # Ctrl-C/SIGTERM landed inside MLflow: still ours
+                interrupts.release_frames(exc)
+                raise interrupt from None
             self.enabled = False
             self.warn(f"MLflow failed to {what} ({type(exc).__name__}: {first_line(exc)[:300]}); "
                       "tracking is off for the rest of this sweep, training goes on")

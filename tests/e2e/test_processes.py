@@ -61,7 +61,7 @@ def test_interrupt_marks_the_trial_failed_and_the_study_resumes(
     client = mlflow_client(workdir / "outputs")
     runs = runs_by_kind(client, "fake")
     (parent,) = runs["parent"]
-    assert parent.info.status == "KILLED"
+    assert parent.info.status == "KILLED", stderr
     assert [r.info.status for r in runs["trial"]] == ["KILLED"]
 
     assert study.trials[0].user_attrs["fail_reason"] == "interrupted"
