@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from hposweep.training.builtin import _encode_tokens, evaluate, train
@@ -125,4 +126,8 @@ def test_a_sigkill_after_the_best_epoch_keeps_its_weights_and_metrics(tmp_path: 
     weights = [load_file(str(tmp_path / run / "checkpoint" / "model.safetensors"))
                for run in ("baseline", "killed")]
     assert weights[0].keys() == weights[1].keys()
-    assert all((weights[0][k] == weights[1][k]).all() for k in weights[0])
+    # Within float32 rounding, not bitwise: MKL's kernels may round differently from one
+    # process to the next (seen once in CI). Epochs 1-2 move most tensors by ~1e-2.
+    for name in weights[0]:
+        torch.testing.assert_close(weights[1][name], weights[0][name], rtol=1e-5, atol=1e-6,
+                                   msg=lambda m, name=name: f"{name}: {m}")
