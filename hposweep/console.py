@@ -252,7 +252,8 @@ class SweepConsole:
         if self.mode == "json":
             return
         self.out.print(trial_table(f"{result.study_name}: trials", result.trials,
-                                   result.objective_metric, result.best_trial, self.out.width))
+                                   result.objectives or [result.objective_metric],
+                                   result.best_trial, self.out.width))
         self.out.print(self._summary_panel(result))
 
     def study_status(self, status: Any) -> None:
@@ -262,7 +263,8 @@ class SweepConsole:
                                                    f"({status.storage}); `hposweep run` starts it"))
             return
         self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
-                                   status.objective_metric, status.best_trial, self.out.width))
+                                   status.objectives or [status.objective_metric],
+                                   status.best_trial, self.out.width))
         lines = [f"finished: {_progress(status.finished, status.max_trials)}",
                  f"best trial: {status.best_trial}  {status.objective_metric} = "
                  f"{_fmt(status.best_value)}" if status.best_trial is not None
@@ -345,9 +347,10 @@ def _budget_lines(status: Any) -> list[str]:
     return lines + ([f"stopped: {status.stopped}"] if status.stopped else [])
 
 
-def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | None,
+def trial_table(title: str, trials: list[TrialRow], metrics: list[str], best: int | None,
                 width: int = 120) -> RenderableType:
-    """One row per trial, one column per hyperparameter; the best marked with *.
+    """One row per trial, one column per objective (``metrics``) and per hyperparameter;
+    the best marked with * (beside its first objective's value).
 
     Laid out for ``width``: no value is ever cut (a long header folds instead); notes
     (why a trial failed or was pruned, which trial it retries) get a column of their own
@@ -357,9 +360,10 @@ def trial_table(title: str, trials: list[TrialRow], metric: str, best: int | Non
     names = list(dict.fromkeys(name for row in trials for name in row.params))
     notes = {row.number: _note(row) for row in trials if _note(row)}
     cells = [[str(row.number), row.state, _fmt(row.value) + (" *" if row.number == best else ""),
+              *(_fmt(v) for v in (row.values or [None] * len(metrics))[1:len(metrics)]),
               *(_fmt_value(row.params[n]) if n in row.params else "-" for n in names),
               "-" if row.duration_s is None else f"{row.duration_s:.1f}"] for row in trials]
-    headers = ["#", "state", metric, *names, "s"]
+    headers = ["#", "state", *metrics, *names, "s"]
     value_widths = [max([len(c[i]) for c in cells], default=1) for i in range(len(headers))]
     natural = sum(max(w, len(h)) + 3 for w, h in zip(value_widths, headers, strict=True)) + 1
     longest_note = max(map(len, notes.values()), default=0)

@@ -75,6 +75,7 @@ class BackboneResult:
     mlflow_parent_run_id: str | None = None
     mlflow_best_run_id: str | None = None
     trials: list[TrialRow] = field(default_factory=list)
+    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
     front: list[Any] = field(default_factory=list)  # FrontMember's, with a Pareto front
 
     def to_json(self) -> dict[str, Any]:

@@ -335,6 +335,8 @@ class BackboneSweep:
         )
         kept = self.checkpoints.kept_checkpoints()
         best, result.front = best_and_front(self.cfg, self.study, kept)
+        if uses_front(self.cfg):
+            result.objectives = [o.metric for o in objectives_of(self.cfg)]
         if best is not None:
             result.best_trial, result.best_value = best.number, best.values[0]
             result.best_params = dict(best.params)

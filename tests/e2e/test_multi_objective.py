@@ -198,6 +198,7 @@ def test_best_export_mlflow_and_the_plot_agree_with_optunas_best_trials(
 
     shown = hposweep("best", config, *overrides, "--json").json()[0]
     assert {m["number"] for m in shown["front"]} == set(front)
+    assert shown["objectives"] == finished["objectives"] == ["score", "cost"]
     assert shown["best_trial"] == the_knee == finished["best_trial"]
     assert {m["number"] for m in shown["front"] if m["checkpoint"]} == kept
     assert all(m["values"]["score"] == front[m["number"]][0] for m in shown["front"])

@@ -23,7 +23,7 @@ TRIALS = [TrialRow(0, "COMPLETE", 0.81234, PARAMS, 12.3),
 
 def rendered(width: int, trials: list[TrialRow] = TRIALS) -> list[str]:
     console = Console(width=width, force_terminal=False, record=True)
-    console.print(trial_table("smoke_tiny-bert: trials", trials, "macro-f1-span", 0, width))
+    console.print(trial_table("smoke_tiny-bert: trials", trials, ["macro-f1-span"], 0, width))
     return console.export_text().splitlines()
 
 
@@ -66,3 +66,16 @@ def test_status_shows_notes_whole(width: int, capsys: pytest.CaptureFixture[str]
     lines = capsys.readouterr().out.splitlines()
     for note in ("interrupted", "retry of 2", PRUNED):
         assert any(note in line for line in lines), note
+
+
+def test_a_study_of_several_objectives_shows_a_column_per_objective() -> None:
+    trials = [TrialRow(0, "COMPLETE", 0.8123, {"x": 0.5}, 2.0, values=[0.8123, 14.25]),
+              TrialRow(1, "FAIL", None, {"x": 0.9}, 1.0, reason="boom")]
+    console = Console(width=120, force_terminal=False, record=True)
+    console.print(trial_table("t", trials, ["macro-f1-span", "latency_ms"], 0, 120))
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "macro-f1-span" in line)
+    assert header.index("macro-f1-span") < header.index("latency_ms") < header.index(" x ")
+    cells = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[3:6]]
+             for line in lines if "COMPLETE" in line or "FAIL" in line}
+    assert cells == {"COMPLETE": ["0.8123 *", "14.2500", "0.5"], "FAIL": ["-", "-", "0.9"]}
