@@ -990,5 +990,10 @@ def _validate_dataset(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     if d.validation is not None:
         fail("data.validation", "does not apply to data.dataset: name a split of the dataset in "
                                 "data.dataset.validation_split")
+    if d.dataset.validation_split is not None and cfg.k_fold.enabled:
+        fail("data.dataset.validation_split",
+             "applies with k_fold.enabled=false only (each fold validates on part of the "
+             f"training split): set k_fold.enabled=false to validate on "
+             f"{d.dataset.validation_split!r}")
     if d.columns.text_pair is not None and d.task != "sequence-classification":
         fail("data.columns.text_pair", "sentence pairs exist for sequence-classification only")

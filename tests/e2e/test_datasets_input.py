@@ -127,6 +127,17 @@ def test_a_missing_split_is_exit_2_listing_the_splits(workdir: Path, saved_ner: 
     assert "no split 'dev'" in result.stderr and "train, validation" in result.stderr
 
 
+def test_a_validation_split_with_k_fold_on_is_exit_2_not_ignored(workdir: Path,
+                                                                 saved_ner: Path) -> None:
+    """k-fold validates each fold on part of the training split: a named validation split
+    would silently go unused."""
+    result = hposweep("run", SMOKE, *NER_COLUMNS, f"data.dataset.path={saved_ner}",
+                      "data.dataset.validation_split=validation")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "data.dataset.validation_split" in result.stderr
+    assert "k_fold.enabled=false" in result.stderr and not Path("outputs/hpo").exists()
+
+
 def test_without_the_datasets_package_it_is_exit_2_naming_the_extra(tmp_path: Path,
                                                                      saved_ner: Path) -> None:
     """The package cannot be uninstalled for one test: a stand-in on PYTHONPATH raises
