@@ -1,10 +1,11 @@
 """Ctrl-C/SIGTERM that lands inside an MLflow call, on a real SQLite MLflow store.
 
-Sent at random moments during MLflow writes on SQLite (``benchmarks/interrupt_stress.py``),
-an interrupt sometimes leaves that write's connection, and the database lock, alive in the
-frames of its traceback; the next write waits on the lock and fails ("database is locked"),
-or the write's own clean-up fails that way and its error replaces the interrupt. Either
-turned tracking off, so the interrupted sweep left its runs RUNNING (seen in CI). The
+Interrupts sent at random moments during MLflow writes on SQLite (a loop of them, in one
+process, as a dropped interrupt and its redelivery make two) showed both ways the sweep
+lost one: a write's connection stays alive in the frames of the interrupt's traceback, and
+with it SQLite's lock, so the next write waits 20 s and fails ("database is locked"); or
+the write's own clean-up fails that way and its error replaces the interrupt. Either turned
+tracking off, so the interrupted sweep left its runs RUNNING (seen once in CI). The
 interrupt must stay an interrupt, and the runs must still end.
 """
 
