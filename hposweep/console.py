@@ -317,6 +317,9 @@ class SweepConsole:
                       f"create study {status.study_name!r} ({status.storage}): "
                       f"{_trials(status.max_trials)} to run")
             extra = f"; {len(status.pending)} to resume" if status.pending else ""
+            if status.stopped:  # a budget or stop_when: the run would start no trial
+                action, extra = (f"start no trial of study {status.study_name!r}: "
+                                 f"{status.stopped}"), ""
             self.out.print(f"{status.backbone}: would {action}{extra}", markup=False)
 
     def _summary_panel(self, result: BackboneResult) -> Panel:

@@ -89,3 +89,8 @@ def test_a_run_a_spent_budget_stops_at_once_leaves_the_parent_run_as_it_was(work
         again.stdout + again.stderr
     (parent,) = runs_by_kind(mlflow_client(workdir / "outputs"), "fake")["parent"]
     assert parent.info.status == "FINISHED"
+    dry = hposweep("run", config, "study.max_trials=4", "study.budget.trial_hours=1e-9",
+                   "--dry-run")
+    assert dry.exit_code == 0
+    assert ("fake: would start no trial of study 'fake_fake': study.budget.trial_hours=1e-09 "
+            "is spent") in dry.stdout, dry.stdout
