@@ -143,8 +143,11 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
                               f"{synthetic.seed})" if synthetic else "?")
     folds = status.best_fold_values
     auto_model = AUTO_MODEL[cfg.data.task]
+    member = _front_member(status)
+    chosen = ("best trial" if member is None or member.knee
+              else "a trial of the Pareto front (not its knee):")
     lines = [
-        f"# {status.study_name}: best trial {status.best_trial}",
+        f"# {status.study_name}: {chosen} {status.best_trial}",
         "",
         f"Exported by hposweep {__version__} on {timestamp()} from the sweep of `{status.backbone}`.",
         "",
@@ -195,9 +198,14 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
     return "\n".join(lines)
 
 
+def _front_member(status: StudyStatus) -> Any:
+    """The exported trial as a member of the Pareto front, if there is one."""
+    return next((m for m in status.front if m.number == status.best_trial), None)
+
+
 def _front_lines(status: StudyStatus) -> list[str]:
     """With a Pareto front: the exported member's objectives and where it stands."""
-    member = next((m for m in status.front if m.number == status.best_trial), None)
+    member = _front_member(status)
     if member is None:
         return []
     values = ", ".join(f"{k} = {v:.4f}" for k, v in member.values.items())

@@ -209,7 +209,11 @@ def test_best_export_mlflow_and_the_plot_agree_with_optunas_best_trials(
         target = workdir / f"export-{len(list(workdir.glob('export-*')))}"
         result = hposweep("export", config, *overrides, "--to", target, *select)
         assert result.exit_code == 0, result.stderr
-        return json.loads((target / "hposweep.json").read_text())["trial_number"]
+        number = json.loads((target / "hposweep.json").read_text())["trial_number"]
+        title = (target / "README.md").read_text().splitlines()[0]
+        assert title == (f"# mo_fake: best trial {number}" if number == the_knee else
+                         f"# mo_fake: a trial of the Pareto front (not its knee): {number}")
+        return number
 
     assert exported() == exported("--select", "knee") == the_knee
     other = min(kept - {the_knee})
