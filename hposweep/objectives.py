@@ -83,6 +83,12 @@ def uses_front(cfg: Any) -> bool:
     return len(objectives_of(cfg)) > 1 or bool(cfg.study.constraints)
 
 
+def front_metrics(cfg: Any) -> list[str]:
+    """The objectives' metrics when the study has a Pareto front (what ``run --json`` and
+    ``status --json`` call ``objectives``), else none."""
+    return [o.metric for o in objectives_of(cfg)] if uses_front(cfg) else []
+
+
 def required_metrics(cfg: Any) -> list[str]:
     """The metrics every trial must return as finite numbers."""
     names = [o.metric for o in objectives_of(cfg)] + [c.metric for c in constraints_of(cfg)]

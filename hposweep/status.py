@@ -11,7 +11,7 @@ from hposweep import budget, recovery
 from hposweep.checkpoints import CheckpointLayout, CheckpointManager
 from hposweep.config import SweepConfig, backbone_slug, study_name_for
 from hposweep.front import FrontMember, best_and_front
-from hposweep.objectives import objectives_of, uses_front
+from hposweep.objectives import front_metrics
 from hposweep.results import (
     FOLD_VALUES_ATTR,
     PARENT_RUN_ATTR,
@@ -79,8 +79,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     manager = _manager(cfg, backbone, study)
     kept = manager.kept_checkpoints() if manager else {}
     best, status.front = best_and_front(cfg, study, kept)
-    if uses_front(cfg):
-        status.objectives = [o.metric for o in objectives_of(cfg)]
+    status.objectives = front_metrics(cfg)
     if best is not None:
         status.best_trial, status.best_value = best.number, best.values[0]
         status.best_params = dict(best.params)

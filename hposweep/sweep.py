@@ -29,7 +29,7 @@ from hposweep.data import build_folds, load_training_examples
 from hposweep.errors import reported_os_errors
 from hposweep.faults import barrier_point
 from hposweep.front import best_and_front, front_values
-from hposweep.objectives import objectives_of, uses_front
+from hposweep.objectives import front_metrics, objectives_of, uses_front
 from hposweep.optimize import Stop, TrialLoop, heartbeat_interval
 from hposweep.provenance import git_commit, timestamp, versions
 from hposweep.results import (
@@ -335,8 +335,7 @@ class BackboneSweep:
         )
         kept = self.checkpoints.kept_checkpoints()
         best, result.front = best_and_front(self.cfg, self.study, kept)
-        if uses_front(self.cfg):
-            result.objectives = [o.metric for o in objectives_of(self.cfg)]
+        result.objectives = front_metrics(self.cfg)
         if best is not None:
             result.best_trial, result.best_value = best.number, best.values[0]
             result.best_params = dict(best.params)

@@ -98,11 +98,11 @@ class SweepTracker:
             return fn(*args, **kwargs)
         except BaseException as exc:
             interrupt = interrupts.behind(exc, handled)
-            if interrupt is None and not isinstance(exc, Exception):
-                raise
             if interrupt is not None:  # Ctrl-C/SIGTERM landed inside MLflow: still ours
                 interrupts.release_frames(exc)
                 raise interrupt from None
+            if not isinstance(exc, Exception):
+                raise
             self.enabled = False
             self.warn(f"MLflow failed to {what} ({type(exc).__name__}: {first_line(exc)[:300]}); "
                       "tracking is off for the rest of this sweep, training goes on")
