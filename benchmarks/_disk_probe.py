@@ -130,7 +130,7 @@ def main() -> None:
         raise SystemExit(__doc__)
     probe = Probe(Path(root))
     probe.install()  # before hposweep and its libraries are imported
-    from hposweep.cli import main as hposweep
+    from hposweep.cli.app import main as hposweep
 
     sys.argv = ["hposweep", *args]
     try:

@@ -64,8 +64,8 @@ def disk(config: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
 def latency_share(config: Path, overrides: list[str], folds: int) -> list[tuple[int, float]]:
     """(batch size, share of the fold's time spent measuring latency_ms) per fold."""
     from hposweep.api import TrialContext
-    from hposweep.config import load
-    from hposweep.data import build_folds, load_training_examples
+    from hposweep.config.schema import load
+    from hposweep.data.readers import build_folds, load_training_examples
     from hposweep.training import builtin, cost_metrics
 
     cfg = load(config, [*SWEEP, *overrides]).config

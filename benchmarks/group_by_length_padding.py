@@ -15,8 +15,8 @@ SENTENCES, SEEDS, BATCHES = 2000, range(5), (16, 32, 64)
 def main() -> None:
     import torch
 
-    from hposweep.config import load
-    from hposweep.data import synthetic_ner
+    from hposweep.config.schema import load
+    from hposweep.data.readers import synthetic_ner
     from hposweep.training.batching import LengthGroupedBatches, padding_fraction
     from hposweep.training.builtin import _encode_tokens
     from hposweep.training.model import load_tokenizer

@@ -41,9 +41,9 @@ def sweep_overrides(output_dir: Path, seed: int, trials: int, folds: int,
 
 def run_sweep(overrides: list[str]) -> Any:
     """One sweep through hposweep's trial loop; returns its result (trials, best)."""
-    from hposweep import sweep
-    from hposweep.config import load
-    from hposweep.console import SweepConsole
+    from hposweep.config.schema import load
+    from hposweep.console.output import SweepConsole
+    from hposweep.sweep import backbone as sweep
 
     loaded = load(REPO / "configs" / "smoke.yaml", overrides)
     (result,) = sweep.run(loaded, SweepConsole(mode="json"))

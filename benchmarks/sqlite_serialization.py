@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from hposweep.study import make_storage
+from hposweep.study.storage import make_storage
 
 WORKERS, ASKS, TRIES, TRIALS = 4, 5, 20, 200
 

@@ -32,8 +32,8 @@ BATCH = {"cpu": 32, "cuda": 32}
 
 
 def setup(device: str, precision: str):
-    from hposweep.config import load
-    from hposweep.data import FoldData, label_list, synthetic_ner
+    from hposweep.config.schema import load
+    from hposweep.data.readers import FoldData, label_list, synthetic_ner
 
     cfg = load(REPO / "configs/smoke.yaml",
                [*SIZES[device], f"train.device={device}", f"train.precision={precision}",

@@ -1,5 +1,5 @@
 """``python -m hposweep``: the same as the ``hposweep`` command."""
 
-from hposweep.cli import main
+from hposweep.cli.app import main
 
 main()

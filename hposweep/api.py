@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from hposweep.config import SweepConfig
+from hposweep.config.schema import SweepConfig
 
 __all__ = ["Example", "FoldData", "Pruned", "TrainFn", "TrialContext", "TrialFailed"]
 

@@ -16,6 +16,11 @@ FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: neve
 # One record per trial: who runs it (written as the trial is created) and its MLflow run.
 TRIAL_ATTR = "hposweep.trial"
 
+# Study user attributes, fixed for the study's life.
+RUN_ID_ATTR = "hposweep.run_id"  # the sweep id in checkpoint dir names
+OBJECTIVE_ATTR = "hposweep.objective"  # what a trial's value means
+REPORT_STEPS_ATTR = "hposweep.report_steps"  # what an intermediate value's step is
+
 
 def owner_of(trial: Any) -> dict[str, Any]:
     return dict(trial.user_attrs.get(TRIAL_ATTR, {}).get("owner") or {})

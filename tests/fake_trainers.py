@@ -127,8 +127,8 @@ def failed_meanwhile_by_another_worker(params, data, ctx):
     if ctx.trial_number == 0:
         import optuna
 
-        from hposweep.config import study_name_for
-        from hposweep.study import storage_url
+        from hposweep.config.schema import study_name_for
+        from hposweep.study.storage import storage_url
 
         name = study_name_for(ctx.config, ctx.backbone)
         storage = optuna.storages.RDBStorage(storage_url(ctx.config, name))

@@ -12,7 +12,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from hposweep.cli import app
+from hposweep.cli.app import app
 
 
 @dataclass
@@ -102,7 +102,7 @@ def process_env(**extra: str) -> dict[str, str]:
 
 def dead_owner() -> dict[str, Any]:
     """A trial owner identity of this host whose process has ended."""
-    from hposweep.recovery import owner_identity
+    from hposweep.study.recovery import owner_identity
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     owner = {**owner_identity(), "pid": child.pid}
@@ -112,6 +112,6 @@ def dead_owner() -> dict[str, Any]:
 
 def opened(study: Any, storage: Any, resumed: bool = False) -> Any:
     """An :class:`hposweep.study.OpenStudy` for a study a test made with Optuna itself."""
-    from hposweep.study import OpenStudy
+    from hposweep.study.open import OpenStudy
 
     return OpenStudy(study, storage, storage.get_study_id_from_name(study.study_name), resumed)

@@ -1,1 +1,3 @@
-"""Trainers: the contract (``context``) and the built-in transformers trainer."""
+"""Training: the built-in transformers trainer (model, batching, precision, metrics, resume
+state, epoch selection, cost metrics) and finding the trainer a config names. Knows nothing
+of Optuna or MLflow: it speaks :mod:`hposweep.api`."""

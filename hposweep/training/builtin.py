@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hposweep._testing.faults import kill_point
 from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
-from hposweep.config import BUILTIN_HYPERPARAMETERS, SweepConfig
-from hposweep.faults import kill_point
+from hposweep.config.schema import BUILTIN_HYPERPARAMETERS, SweepConfig
 from hposweep.training import state as training_state
 from hposweep.training.batching import make_loader
 from hposweep.training.cost_metrics import cost_metrics

@@ -26,8 +26,8 @@ TIMED = 5  # timed passes; their median is reported
 
 def requested(cfg: Any) -> list[str]:
     """The cost metrics the study's objectives and constraints name."""
-    from hposweep.config import BUILTIN_COST_METRICS
-    from hposweep.objectives import required_metrics
+    from hposweep.config.schema import BUILTIN_COST_METRICS
+    from hposweep.objectives.spec import required_metrics
 
     return [m for m in required_metrics(cfg) if m in BUILTIN_COST_METRICS]
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 
 from hposweep.api import Example
-from hposweep.config import SweepConfig, model_spec
+from hposweep.config.schema import SweepConfig, model_spec
 from hposweep.errors import ConfigError, first_line
 
 SPECIAL_TOKENS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",

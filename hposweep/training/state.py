@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hposweep.checkpoints import write_json_atomic
+from hposweep.checkpoints.files import write_json_atomic
 from hposweep.errors import first_line
 from hposweep.training.epoch_selection import BestEpoch
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hposweep.config import load, model_spec
-from hposweep.data import build_folds, load_training_examples
-from hposweep.study import objective_settings
+from hposweep.config.schema import load, model_spec
+from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.study.identity import objective_settings
 from tests.conftest import SMOKE
 from tests.helpers import hposweep
 

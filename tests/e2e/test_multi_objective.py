@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.pareto import knee, trim
+from hposweep.objectives.pareto import knee, trim
 from tests.helpers import hposweep, load_study, mlflow_client, process_env, runs_by_kind
 
 BIN = Path(sys.executable).parent

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.plots import fold_means
+from hposweep.reports.plots import fold_means
 from tests.helpers import fake_config, hposweep, load_study
 
 EPOCHS, FOLDS = 4, 3

@@ -188,7 +188,7 @@ def test_a_retried_trial_reports_each_fold_at_that_folds_steps(workdir: Path) ->
 
 def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_not_a_failed_trial(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from hposweep.checkpoints import CheckpointManager
+    from hposweep.checkpoints.manager import CheckpointManager
 
     def broken(*args: object) -> None:  # a fault no real input can produce: a bug
         raise KeyError("simulated bug")

@@ -192,7 +192,7 @@ def test_workers_interrupted_together_resume_each_trial_exactly_once(workdir: Pa
 def trials_in_trainer(workdir: Path) -> list[Any]:
     """The RUNNING trials that have reached the trainer (their MLflow run is recorded just
     before); none while the workers have not created the study yet."""
-    from hposweep.study import make_storage
+    from hposweep.study.storage import make_storage
 
     db = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
     if not db.exists():

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from hposweep.api import Pruned, TrialContext, TrialFailed
-from hposweep.config import load
-from hposweep.data import build_folds, load_training_examples
+from hposweep.config.schema import load
+from hposweep.data.readers import build_folds, load_training_examples
 from hposweep.training.builtin import prepare, train
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"

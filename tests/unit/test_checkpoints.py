@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.checkpoints import CheckpointLayout, CheckpointManager, remove_tree
+from hposweep.checkpoints.files import remove_tree
+from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.manager import CheckpointManager
 
 WARNINGS: list[str] = []
 

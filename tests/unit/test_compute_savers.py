@@ -10,11 +10,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hposweep.budget import min_delta, spent, usage
-from hposweep.config import ParamSpec, load
+from hposweep.config.schema import ParamSpec, load
 from hposweep.errors import ConfigError
-from hposweep.study import make_pruner
-from hposweep.warm_start import _misfit
+from hposweep.study.budget import min_delta, spent, usage
+from hposweep.study.samplers import make_pruner
+from hposweep.study.warm_start import _misfit
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 WILCOXON = ["study.pruner.name=wilcoxon", "k_fold.n_splits=5"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config import backbone_slug, load, study_name_for
+from hposweep.config.schema import backbone_slug, load, study_name_for
 from hposweep.errors import ConfigError
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"

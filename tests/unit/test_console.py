@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.console import SweepConsole
+from hposweep.console.output import SweepConsole
+from hposweep.reports.status import StudyStatus
 from hposweep.results import BackboneResult, TrialRow
-from hposweep.status import StudyStatus
 from tests.helpers import hposweep
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"

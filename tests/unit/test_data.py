@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config import load
-from hposweep.data import (
+from hposweep.config.schema import load
+from hposweep.data.readers import (
     build_folds,
     holdout_indices,
     kfold_indices,
@@ -86,7 +86,7 @@ def test_build_folds_uses_validation_file_when_kfold_is_off(tmp_path: Path) -> N
     val.write_text("d\tB-Y\n")
     cfg = load(SMOKE, ["data.synthetic=null", f"data.train={train}", f"data.validation={val}",
                        "k_fold.enabled=false"]).config
-    from hposweep.data import load_training_examples
+    from hposweep.data.readers import load_training_examples
 
     folds = build_folds(cfg, load_training_examples(cfg))
     assert len(folds) == 1 and folds[0].fold is None

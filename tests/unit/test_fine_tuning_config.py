@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config import load
+from hposweep.config.schema import load
 from hposweep.errors import ConfigError
-from hposweep.study import objective_settings
+from hposweep.study.identity import objective_settings
 from tests.conftest import SMOKE
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hposweep.checkpoints import CheckpointLayout, FrontCheckpointManager
-from hposweep.pareto import front
+from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.manager import FrontCheckpointManager
+from hposweep.objectives.pareto import front
 
 UP_DOWN = [True, False]
 

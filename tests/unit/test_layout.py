@@ -8,9 +8,9 @@ import re
 import pytest
 from rich.console import Console
 
-from hposweep.console import SweepConsole, trial_table
+from hposweep.console.output import SweepConsole, trial_table
+from hposweep.reports.status import StudyStatus
 from hposweep.results import TrialRow
-from hposweep.status import StudyStatus
 
 PARAMS = {"learning_rate": 0.00123, "batch_size": 16, "dropout": 0.123, "weight_decay": 0.0456,
           "warmup_ratio": 0.15}

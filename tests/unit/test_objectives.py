@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config import load
+from hposweep.config.schema import load
 from hposweep.errors import ConfigError
-from hposweep.objectives import constraints_of, objectives_of, parse_constraint, uses_front
+from hposweep.objectives.spec import constraints_of, objectives_of, parse_constraint, uses_front
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 TWO = ["study.objectives=[{metric: macro-f1-span, goal: maximize}, "
@@ -102,7 +102,7 @@ def test_bad_objectives_are_one_line_at_load(tmp_path: Path, overrides: list[str
 def test_a_resume_with_other_objectives_or_constraints_is_refused(tmp_path: Path,
                                                                   monkeypatch) -> None:
     from hposweep.errors import UserError
-    from hposweep.study import open_study
+    from hposweep.study.open import open_study
 
     monkeypatch.chdir(tmp_path)
     path = without_objective(tmp_path)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from hposweep.pareto import crowding, dominates, front, knee, normalised, trim
+from hposweep.objectives.pareto import crowding, dominates, front, knee, normalised, trim
 
 UP_DOWN = [True, False]  # maximize score, minimize cost
 # Trial -> (score, cost). 1..5 are the front; 6 is dominated by 2.

@@ -25,7 +25,7 @@ def save_model(directory: Path, num_labels: int, seed: int = 0) -> Path:
     """A tiny BERT token classifier with ``num_labels`` labels, and its tokenizer."""
     from transformers import BertConfig, BertForTokenClassification
 
-    from hposweep.data import synthetic_ner
+    from hposweep.data.readers import synthetic_ner
     from hposweep.training.model import word_level_tokenizer
 
     tokenizer = word_level_tokenizer(synthetic_ner(100, 0), 32)

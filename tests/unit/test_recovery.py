@@ -6,9 +6,9 @@ from pathlib import Path
 
 import optuna
 
-from hposweep import recovery
 from hposweep.results import FAIL_REASON_ATTR, RETRIED_FROM_ATTR, TRIAL_ATTR
-from hposweep.study import make_storage
+from hposweep.study import recovery
+from hposweep.study.storage import make_storage
 from tests.helpers import dead_owner, opened
 
 STUDY = "recovery"

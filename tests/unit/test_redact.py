@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hposweep.study import redact_url
+from hposweep.study.storage import redact_url
 
 
 @pytest.mark.parametrize(("url", "shown"), [

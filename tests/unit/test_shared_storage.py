@@ -11,9 +11,9 @@ from typing import Any
 import optuna
 import pytest
 
-from hposweep import recovery
 from hposweep.results import RETRIED_FROM_ATTR, TRIAL_ATTR
-from hposweep.study import make_storage
+from hposweep.study import recovery
+from hposweep.study.storage import make_storage
 from tests.helpers import dead_owner, opened
 
 STUDY = "shared"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import optuna
 
-from hposweep.config import ParamSpec
-from hposweep.space import describe, grid, suggest
+from hposweep.config.schema import ParamSpec
+from hposweep.study.space import describe, grid, suggest
 
 SPACE = {
     "learning_rate": ParamSpec(type="float", low=1e-5, high=1e-3, log=True),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config import load
-from hposweep.tracking import SweepTracker
+from hposweep.config.schema import load
+from hposweep.tracking.tracker import SweepTracker
 from tests.conftest import SMOKE
 from tests.helpers import mlflow_client
 

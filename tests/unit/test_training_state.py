@@ -105,8 +105,8 @@ def test_a_planted_pickle_in_the_resume_dir_is_refused_never_executed(tmp_path: 
 
 def test_a_symlinked_trial_dir_is_never_used_as_a_resume_dir(tmp_path: Path) -> None:
     """A link where a trial's dir should be: not listed, not read, written or deleted."""
-    from hposweep.checkpoints import CheckpointLayout
-    from hposweep.resume import TrialResume, resume_roots
+    from hposweep.checkpoints.layout import CheckpointLayout
+    from hposweep.checkpoints.resume import TrialResume, resume_roots
 
     victim = tmp_path / "victim"
     (victim / "resume" / "fold0").mkdir(parents=True)
@@ -158,8 +158,8 @@ def test_a_disk_that_fills_up_while_saving_the_state_is_one_warning(tmp_path: Pa
 
 
 def test_a_full_disk_while_recording_a_finished_fold_is_a_warning(tmp_path: Path) -> None:
-    from hposweep.checkpoints import CheckpointLayout
-    from hposweep.resume import TrialResume
+    from hposweep.checkpoints.layout import CheckpointLayout
+    from hposweep.checkpoints.resume import TrialResume
 
     with tmpfs(tmp_path / "bert", 64 * 1024) as root:
         layout = CheckpointLayout(root, "abcd1234")

@@ -1,0 +1,2 @@
+"""Test support inside the package: named kill points and barriers that tests arm through
+the environment (they do nothing otherwise)."""

@@ -1,0 +1,81 @@
+"""A trial's resume dir: what lets a retried trial continue where its predecessor stopped.
+
+``{backbone dir}/trial_{root}_{run_id}/resume/`` where ``root`` is the original trial
+of a retry series, so every retry finds the same dir. It holds ``folds.json`` (the
+metrics of finished folds, which are not retrained) and ``fold{k}/`` (the trainer's
+state for the fold in progress). It is deleted when the trial finishes; it is never
+a "best checkpoint" and does not outlive the sweep. A trial dir or resume dir that is a
+symlink is not ours: nothing is read, written or deleted through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from hposweep.checkpoints.files import first_link, is_real_dir, remove_tree, write_json_atomic
+from hposweep.checkpoints.layout import CheckpointLayout
+
+FOLDS_FILE = "folds.json"
+
+
+class TrialResume:
+    def __init__(self, layout: CheckpointLayout, root_number: int,
+                 warn: Callable[[str], None]) -> None:
+        self.root = layout.root
+        self.dir = layout.trial_dir(root_number, None) / "resume"
+        self.warn = warn
+        link = first_link(self.dir, self.root)
+        self.usable = link is None
+        if link is not None:
+            warn(f"trial {root_number}: {link.relative_to(self.root)} is a symlink, not a dir "
+                 "this sweep made; the trial does not save or resume its state there")
+
+    def fold_dir(self, index: int) -> Path | None:
+        """Where fold ``index`` keeps its trainer state; None when the dir is not usable."""
+        return self.dir / f"fold{index}" if self.usable else None
+
+    def completed_folds(self) -> dict[int, dict[str, float]]:
+        path = self.dir / FOLDS_FILE
+        if not self.usable or not path.is_file():
+            return {}
+        try:
+            return {int(k): v for k, v in json.loads(path.read_text())["completed"].items()}
+        except (ValueError, KeyError, TypeError):
+            return {}
+
+    def record_fold(self, index: int, metrics: dict[str, float]) -> None:
+        """Remember a finished fold's metrics, then drop its now useless trainer state.
+        A failed write (a full disk) is a warning: the trial goes on, and only a retry
+        after a crash trains the fold again."""
+        if not self.usable:
+            return
+        completed = self.completed_folds()
+        completed[index] = metrics
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed})
+        except OSError as exc:
+            self.warn(f"{self.dir}: fold {index} not recorded as finished ({exc}); a retry "
+                      "after a crash trains it again")
+        remove_tree(self.dir / f"fold{index}", self.root, self.warn)
+
+    def remove(self) -> None:
+        if not self.usable:
+            return
+        remove_tree(self.dir, self.root, self.warn)
+        with contextlib.suppress(OSError):
+            self.dir.parent.rmdir()  # the trial dir, unless it also holds a checkpoint
+
+
+def resume_roots(layout: CheckpointLayout) -> list[int]:
+    """The root trial numbers of this sweep's resume dirs on disk (real dirs, no links)."""
+    roots = []
+    for trial_dir in layout.root.glob("trial_*"):
+        parsed = layout.parse_trial_dir(trial_dir.name)
+        if parsed is not None and parsed[1] is None and is_real_dir(trial_dir / "resume",
+                                                                    layout.root):
+            roots.append(parsed[0])
+    return sorted(roots)

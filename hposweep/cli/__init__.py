@@ -1,0 +1,6 @@
+"""The ``hposweep`` command line (:mod:`.app`): parse, call, print, exit codes; heavy libraries
+are imported inside the commands. May import every other sub-package."""
+
+from hposweep.cli.app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,296 @@
+"""The ``hposweep`` command line. Thin: parse, call, print, exit codes.
+
+Heavy libraries (torch, transformers, optuna, mlflow) are imported inside the
+commands, never here, so that ``hposweep --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from hposweep import interrupts
+from hposweep.cli.help import PlainHelpCommand
+from hposweep.errors import UserError
+
+if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
+    from hposweep.config.schema import SweepConfig
+    from hposweep.console.output import SweepConsole
+    from hposweep.reports.status import StudyStatus
+
+EXIT_OK, EXIT_NO_TRIAL, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
+
+app = typer.Typer(
+    help="Hyperparameter sweeps for PyTorch / transformers models: Optuna search, k-fold CV, "
+    "best-only checkpoints, MLflow tracking, resumable studies.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=True,
+    # Plain Click help: Typer's rich help imports rich.markdown/markdown_it (~120 ms),
+    # which would double the start-up time of `hposweep --help`.
+    rich_markup_mode=None,
+)
+
+ConfigArg = Annotated[Path, typer.Argument(help="The sweep's YAML config file.",
+                                            show_default=False, metavar="CONFIG")]
+OverridesArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Overrides as key=value, e.g. study.max_trials=40 train.epochs=3.",
+                   show_default=False, metavar="KEY=VALUE"),
+]
+
+
+@app.command(cls=PlainHelpCommand)
+def run(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+    fresh: Annotated[bool, typer.Option(
+        "--fresh", help="Archive an existing study dir (never deleted) and start again.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Show tracebacks of failed trials.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the config and the studies it would create or resume; "
+        "train nothing, write nothing.")] = False,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, metavar="K", help="Trials at once on this machine, one process each "
+        "(default: study.n_workers).")] = None,
+) -> None:
+    """Run (or resume) the sweep described by CONFIG."""
+    from hposweep.config.schema import load
+    from hposweep.workers.events import console_for_run
+
+    console = console_for_run(json_output, verbose)
+    typed = overrides or []
+    resume = shlex.join(["hposweep", "run", str(config), *typed,
+                         *(["--workers", str(workers)] if workers else [])])
+    try:
+        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
+        if dry_run:
+            console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
+            return
+    except UserError as exc:
+        _fail(console, exc)
+    try:
+        from hposweep.sweep import backbone as sweep
+
+        if loaded.config.study.n_workers > 1:
+            from hposweep.workers.processes import run_workers
+
+            if fresh:  # once, before any worker starts
+                sweep.archive_studies(loaded.config, console, loaded.config.backbones)
+            outcome = run_workers(loaded, typed, loaded.config.study.n_workers, console,
+                                  verbose)
+            if outcome.interrupted:
+                console.interrupted(resume)
+            if outcome.code is not None:
+                raise typer.Exit(outcome.code)
+            results, failed = outcome.results, outcome.failed
+        else:
+            with interrupts.interruptible():
+                results, failed = sweep.run(loaded, console, fresh=fresh), False
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt as exc:
+        interrupts.received()
+        console.interrupted(resume)
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, interrupts.Terminated)
+                         else EXIT_SIGINT) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
+        console.internal_error(exc)
+        raise typer.Exit(EXIT_NO_TRIAL) from None
+    stopped = any(r.stopped == "max_failures" for r in results)
+    code = (EXIT_OK if all(r.best_trial is not None for r in results) and not stopped
+            and not failed else EXIT_NO_TRIAL)
+    console.run_finished(results, code)
+    raise typer.Exit(code)
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command(cls=PlainHelpCommand)
+def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
+           ) -> None:
+    """Show each study's trials, best so far, trials remaining and pending resumes.
+
+    Reads the study storage only: trains nothing, writes nothing.
+    """
+    _report(config, overrides, json_output,
+            lambda console, statuses: [console.study_status(s) for s in statuses])
+
+
+@app.command(cls=PlainHelpCommand)
+def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
+         ) -> None:
+    """Show the best trial of each backbone: value, params, checkpoint, MLflow run ids.
+
+    Exits 1 when no backbone has a completed trial.
+    """
+    statuses = _report(config, overrides, json_output,
+                       lambda console, statuses: console.best(statuses))
+    if all(s.best_trial is None for s in statuses):
+        raise typer.Exit(EXIT_NO_TRIAL)
+
+
+@app.command(cls=PlainHelpCommand)
+def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOption = False
+            ) -> None:
+    """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
+    _report(config, overrides, json_output,
+            lambda console, statuses: console.compare(statuses))
+
+
+@app.command(cls=PlainHelpCommand)
+def export(
+    config: Annotated[Path | None, typer.Argument(help="The sweep's YAML config file.",
+                                                  show_default=False, metavar="CONFIG")] = None,
+    overrides: OverridesArg = None,
+    to: Annotated[Path | None, typer.Option(
+        "--to", metavar="DIR", help="A new (or empty) dir; with several backbones, one subdir each.")] = None,
+    verify: Annotated[Path | None, typer.Option(
+        "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
+    choice: Annotated[str | None, typer.Option(
+        "--select", metavar="CHOICE", help="With a Pareto front: knee (the default), 'trial N' or "
+        "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
+    ] = None,
+) -> None:
+    """Export the best trial as a production checkpoint (weights, config, tokenizer, model
+    card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
+    from hposweep.console.output import SweepConsole
+
+    console = SweepConsole()
+    try:
+        if verify is not None:
+            from hposweep.reports.export import verify as verify_export
+
+            problems = verify_export(verify)
+            for problem in problems:
+                console.error(f"{verify}: {problem}")
+            if problems:
+                raise typer.Exit(EXIT_NO_TRIAL)
+            console.info(f"{verify}: every file matches MANIFEST.sha256")
+            return
+        if config is None or to is None:
+            raise UserError("give CONFIG and --to DIR (or --verify DIR)")
+        from hposweep.config.schema import backbone_slug, load
+        from hposweep.reports.export import export_best, select
+
+        cfg = load(config, overrides or [], check_files=False).config
+        for status in _statuses(cfg):
+            if choice is not None and status.best_trial is not None:
+                status = select(cfg, status, choice)
+            target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
+            done = export_best(cfg, status, target, console.warn)
+            console.info(f"{status.backbone}: trial {status.best_trial} exported to {done}")
+    except UserError as exc:
+        _fail(console, exc)
+
+
+@app.command(cls=PlainHelpCommand)
+def plot(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: Annotated[Path, typer.Option("--out", metavar="DIR", help="Dir for the plots.")] = Path("plots"),
+    force: Annotated[bool, typer.Option("--force", help="Replace plots already there.")] = False,
+) -> None:
+    """Plot each study: optimization history, parameter importances, parallel coordinate,
+    slice and intermediate values, as one self-contained HTML page per study."""
+    import optuna
+
+    from hposweep.config.schema import load
+    from hposweep.console.output import SweepConsole
+    from hposweep.reports.plots import write_plots
+    from hposweep.study.storage import make_storage, storage_url
+
+    console = SweepConsole()
+    plotted = False
+    try:
+        cfg = load(config, overrides or [], check_files=False).config
+        for status in _statuses(cfg):
+            if not status.exists:
+                console.warn(f"{status.backbone}: no study {status.study_name!r} yet")
+                continue
+            page = out / f"{status.study_name}.html"
+            if page.exists() and not force:
+                raise UserError(f"{page} exists: use --force to replace it, or another --out")
+            storage = make_storage(storage_url(cfg, status.study_name), reading=True)
+            study = optuna.load_study(study_name=status.study_name, storage=storage)
+            for path in write_plots(study, cfg, out, console.warn):
+                console.info(f"{status.backbone}: {path}")
+                plotted = True
+    except UserError as exc:
+        _fail(console, exc)
+    if not plotted:
+        console.error("nothing to plot: no study has a finished trial")
+        raise typer.Exit(EXIT_NO_TRIAL)
+
+
+def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
+    from hposweep.reports.status import study_status
+
+    return [study_status(cfg, backbone) for backbone in cfg.backbones]
+
+
+def _load_statuses(console: SweepConsole, config: Path,
+                   overrides: list[str] | None) -> list[StudyStatus]:
+    from hposweep.config.schema import load
+
+    try:
+        return _statuses(load(config, overrides or [], check_files=False).config)
+    except UserError as exc:
+        _fail(console, exc)
+
+
+def _report(config: Path, overrides: list[str] | None, json_output: bool,
+            render: Callable[[SweepConsole, list[StudyStatus]], object]) -> list[StudyStatus]:
+    """The read-only commands: each study's status, as JSON or rendered."""
+    import json
+
+    from hposweep.console.output import SweepConsole
+
+    console = SweepConsole()
+    statuses = _load_statuses(console, config, overrides)
+    if json_output:
+        console.out.print_json(json.dumps([s.to_json() for s in statuses], default=str))
+    else:
+        render(console, statuses)
+    return statuses
+
+
+@app.command(cls=PlainHelpCommand)
+def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Check CONFIG (with overrides) and print the merged config, or the error.
+
+    ``${oc.env:...}`` interpolations are printed as written, never their secret values.
+    """
+    from hposweep.config.schema import load
+    from hposweep.console.output import SweepConsole
+
+    console = SweepConsole()
+    try:
+        loaded = load(config, overrides or [])
+    except UserError as exc:
+        _fail(console, exc)
+    console.out.print(loaded.unresolved_yaml, markup=False, end="")
+    given = f" with {len(overrides)} override{'s' if len(overrides) > 1 else ''}" if overrides else ""
+    console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
+
+
+def _fail(console: SweepConsole, exc: UserError) -> NoReturn:
+    console.error(str(exc))
+    raise typer.Exit(exc.exit_code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

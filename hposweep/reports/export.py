@@ -1,0 +1,259 @@
+"""``hposweep export``: the best trial as a production checkpoint, and its verification.
+
+The export holds the checkpoint's files (safetensors weights, config, tokenizer,
+``hposweep.json``), a model card (``README.md``) and ``MANIFEST.sha256``, the SHA-256 of
+every file in ``sha256sum`` format (``sha256sum -c MANIFEST.sha256`` checks it too). It is
+built in a temporary dir and renamed into place: a half-written export never carries
+the final name. The source is the local best checkpoint or, when that is gone, the
+``best_trial_checkpoint/`` artifact of the study's MLflow parent run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hposweep import __version__
+from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.checkpoints.provenance import timestamp
+from hposweep.config.schema import SweepConfig
+from hposweep.errors import NothingCompleted, UserError
+from hposweep.reports.status import StudyStatus
+from hposweep.training.model import AUTO_MODEL
+
+MANIFEST = "MANIFEST.sha256"
+CARD = "README.md"
+
+
+def export_best(cfg: SweepConfig, status: StudyStatus, target: Path,
+                warn: Callable[[str], None]) -> Path:
+    """Write the export of ``status``'s best trial to ``target`` (new or empty)."""
+    if status.best_trial is None:
+        raise NothingCompleted(f"{status.backbone}: no completed trial to export")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f"{target} exists and is not empty: export to a new directory")
+    with tempfile.TemporaryDirectory() as download:
+        source = _source_checkpoint(cfg, status, Path(download), warn)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(source, staging)
+    for path in staging.rglob("*"):  # readable by whoever deploys it (save_pretrained: 0600)
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    weights = [p.name for p in staging.iterdir() if p.suffix in (".bin", ".pt", ".pkl", ".pth")]
+    if weights:
+        warn(f"{status.backbone}: {weights} are pickle-based files; loading them runs code")
+    (staging / CARD).write_text(model_card(cfg, status, staging), encoding="utf-8")
+    write_manifest(staging)
+    if target.exists():
+        target.rmdir()  # empty, checked above
+    staging.rename(target)
+    return target
+
+
+def select(cfg: SweepConfig, status: StudyStatus, choice: str) -> StudyStatus:
+    """``export --select``: the status with the chosen member of the Pareto front as its
+    best trial. ``knee``, ``trial N``, or ``METRIC <= X`` / ``METRIC >= X`` (of the kept
+    members that satisfy it, the best in the first objective). Exit 2 when the choice
+    names no kept member."""
+    from dataclasses import replace
+
+    from hposweep.objectives.spec import objectives_of, parse_constraint, uses_front
+
+    if not uses_front(cfg):
+        raise UserError("--select picks a member of a Pareto front: it needs several "
+                        "study.objectives or study.constraints")
+    kept = [m for m in status.front if _available(cfg, m)]
+    words = choice.split()
+    if choice.strip() == "knee":
+        chosen = [m for m in kept if m.knee]
+    elif len(words) == 2 and words[0] == "trial" and words[1].isdigit():
+        chosen = [m for m in kept if m.number == int(words[1])]
+    else:
+        try:
+            condition = parse_constraint(choice)
+        except ValueError:
+            raise UserError(f"--select {choice!r}: use knee, 'trial N' or 'METRIC <= X' / "
+                            "'METRIC >= X'") from None
+        if condition.metric not in status.objectives:
+            raise UserError(f"--select {choice!r}: {condition.metric!r} is not an objective "
+                            f"({', '.join(status.objectives)})")
+        first = objectives_of(cfg)[0]
+        chosen = sorted((m for m in kept if condition.holds(m.values)),
+                        key=lambda m: (-m.values[first.metric] if first.maximize
+                                       else m.values[first.metric], m.number))
+    if not chosen:
+        members = ", ".join(f"trial {m.number}" + (" (knee)" if m.knee else "") for m in kept)
+        raise UserError(f"{status.backbone}: --select {choice!r} names no kept member of the "
+                        f"Pareto front (kept: {members or 'none'})")
+    member = chosen[0]
+    return replace(status, best_trial=member.number,
+                   best_value=member.values[status.objectives[0]], best_params=member.params,
+                   best_fold_values=status.best_fold_values if member.knee else [],
+                   checkpoint=member.checkpoint, mlflow_best_run_id=member.mlflow_run_id)
+
+
+def _available(cfg: SweepConfig, member: Any) -> bool:
+    """A member whose checkpoint is kept on disk, or logged to MLflow."""
+    from hposweep.config.schema import LOG_FRONT
+
+    logged = cfg.mlflow.log_best_checkpoint
+    return member.checkpoint is not None or logged == LOG_FRONT or (member.knee and bool(logged))
+
+
+def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
+                       warn: Callable[[str], None]) -> Path:
+    if status.checkpoint and Path(status.checkpoint).is_dir():
+        return Path(status.checkpoint)
+    if not status.mlflow_parent_run_id:
+        raise UserError(f"{status.backbone}: the best checkpoint is not on disk and the study "
+                        "has no MLflow parent run to fetch it from")
+    from hposweep.config.schema import LOG_FRONT
+    from hposweep.tracking.tracker import ARTIFACT_PATH, front_artifact, mlflow_client
+
+    artifact = (front_artifact(status.best_trial)  # type: ignore[arg-type]
+                if status.front and cfg.mlflow.log_best_checkpoint == LOG_FRONT
+                else ARTIFACT_PATH)
+    client = mlflow_client(cfg)
+    try:
+        path = Path(client.download_artifacts(status.mlflow_parent_run_id, artifact,
+                                              str(download)))
+    except Exception as exc:
+        raise UserError(f"{status.backbone}: the best checkpoint is not on disk and MLflow could "
+                        f"not provide {artifact}/ ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
+    meta = _read_json(path / METADATA_FILE)
+    if meta.get("trial_number") != status.best_trial:
+        warn(f"{status.backbone}: MLflow's {artifact}/ is trial {meta.get('trial_number')}, "
+             f"the study's best is trial {status.best_trial}")
+    return path
+
+
+def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
+    meta = _read_json(checkpoint / METADATA_FILE)
+    model_config = _read_json(checkpoint / "config.json")
+    labels = [model_config["id2label"][k] for k in sorted(model_config.get("id2label", {}), key=int)]
+    synthetic = cfg.data.synthetic
+    data = cfg.data.train or (f"generated NER data ({synthetic.sentences} sentences, seed "
+                              f"{synthetic.seed})" if synthetic else "?")
+    folds = status.best_fold_values
+    auto_model = AUTO_MODEL[cfg.data.task]
+    member = _front_member(status)
+    chosen = ("best trial" if member is None or member.knee
+              else "a trial of the Pareto front (not its knee):")
+    lines = [
+        f"# {status.study_name}: {chosen} {status.best_trial}",
+        "",
+        f"Exported by hposweep {__version__} on {timestamp()} from the sweep of `{status.backbone}`.",
+        "",
+        f"- task: {cfg.data.task}",
+        f"- base model: `{status.backbone}`" + (" (built from `model.from_config`)"
+                                                if cfg.model.from_config else ""),
+        f"- labels: {', '.join(labels) if labels else '(see config.json)'}",
+        f"- training data: {data}",
+        f"- objective: {status.objective_metric} = {status.best_value:.4f}"
+        + (f" (mean over {len(folds)} folds)" if len(folds) > 1 else ""),
+        *_front_lines(status),
+        f"- trained: {meta.get('created_at', '?')} on {meta.get('device', '?')}, "
+        f"git commit {meta.get('git_commit') or 'unknown'}",
+        "",
+        "## Hyperparameters",
+        "",
+        "| name | value |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in status.best_params.items()],
+        "",
+        f"## {status.objective_metric} per fold",
+        "",
+        "| fold | value |",
+        "|---|---|",
+        *[f"| {i} | {v:.4f} |" for i, v in enumerate(folds)],
+        "",
+        "## Metrics of the trial (mean over folds)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.get("metrics", {}).items())],
+        "",
+        "## Versions",
+        "",
+        *[f"- {k} {v}" for k, v in meta.get("versions", {}).items()],
+        "",
+        "## Use",
+        "",
+        "```python",
+        f"from transformers import {auto_model}, AutoTokenizer",
+        f'model = {auto_model}.from_pretrained("path/to/this/dir")',
+        'tokenizer = AutoTokenizer.from_pretrained("path/to/this/dir")',
+        "```",
+        "",
+        f"Check the files with `hposweep export --verify DIR` or `sha256sum -c {MANIFEST}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _front_member(status: StudyStatus) -> Any:
+    """The exported trial as a member of the Pareto front, if there is one."""
+    return next((m for m in status.front if m.number == status.best_trial), None)
+
+
+def _front_lines(status: StudyStatus) -> list[str]:
+    """With a Pareto front: the exported member's objectives and where it stands."""
+    member = _front_member(status)
+    if member is None:
+        return []
+    values = ", ".join(f"{k} = {v:.4f}" for k, v in member.values.items())
+    where = "the knee" if member.knee else "a member"
+    return [f"- Pareto front: {where} of {len(status.front)} ({values})"]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def write_manifest(directory: Path) -> None:
+    lines = [f"{_sha256(p)}  {p.relative_to(directory)}" for p in _files(directory)]
+    (directory / MANIFEST).write_text("\n".join(lines) + "\n")
+
+
+def verify(directory: Path) -> list[str]:
+    """Problems found against ``MANIFEST.sha256``; empty when every file matches."""
+    manifest = directory / MANIFEST
+    if not directory.is_dir():
+        raise UserError(f"{directory}: directory not found")
+    if not manifest.is_file():
+        raise UserError(f"{directory}: no {MANIFEST} (not an hposweep export?)")
+    expected: dict[str, str] = {}
+    for line in manifest.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        expected[name] = digest
+    problems = []
+    present = {str(p.relative_to(directory)): p for p in _files(directory)}
+    for name, digest in expected.items():
+        if name not in present:
+            problems.append(f"missing: {name}")
+        elif _sha256(present[name]) != digest:
+            problems.append(f"changed: {name}")
+    problems += [f"not in the manifest: {name}" for name in sorted(set(present) - set(expected))]
+    return problems

@@ -1,0 +1,182 @@
+"""The trial loop of one process: admit a trial only while the study needs one, run it,
+record it, until the study is full, the time is up or too many trials failed.
+
+Modelled on Optuna's ``study/_optimize.py`` (one trial's life: ask, run, tell), with
+what a study shared by several processes needs:
+
+- **Admission under the study lock.** Counting the trials that are finished or running
+  and creating the next one happen in one locked step, so no process creates a trial
+  the study will not run (no surplus), and the new trial's owner is recorded before the
+  lock is released: a RUNNING trial seen without an owner under the lock is dead.
+- **Recovery before each admission.** Trials of dead processes (same host: by pid;
+  other hosts: by Optuna's RDB heartbeat) are failed and retried with the same
+  parameters while the sweep goes on, not only at the next start.
+- **One seed stream per trial number** (:func:`hposweep.study.make_sampler`).
+- **Failed trials are replaced**, up to ``study.max_failures`` failures in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from hposweep._testing.faults import kill_point
+from hposweep.config.schema import SweepConfig
+from hposweep.errors import first_line
+from hposweep.results import FAIL_REASON_ATTR, TRIAL_ATTR
+from hposweep.study import budget, recovery
+from hposweep.study.open import OpenStudy
+from hposweep.study.samplers import make_sampler
+from hposweep.study.storage import finished_states
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a trial ended: ``state`` is an Optuna ``TrialState`` (COMPLETE, PRUNED, FAIL)."""
+
+    state: Any
+    value: float | list[float] | None = None  # a list with several objectives
+    lost: bool = False  # another worker failed the trial while it ran (heartbeat missed)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why this process started no further trial."""
+
+    reason: str  # "max_trials", "timeout", "max_failures", or a budget's (hposweep.budget)
+    message: str
+
+
+class TrialLoop:
+    def __init__(self, cfg: SweepConfig, opened: OpenStudy, lock: Any,
+                 run_trial: Callable[[Any], Outcome], after_trial: Callable[[Any], None],
+                 on_recovered: Callable[[Any], None], on_lost: Callable[[Any], None]) -> None:
+        self.cfg = cfg
+        self.opened = opened
+        self.lock = lock
+        self.run_trial = run_trial
+        self.after_trial = after_trial
+        self.on_recovered = on_recovered
+        self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
+
+    def run(self) -> Stop:
+        s = self.cfg.study
+        max_failures = s.max_failures or s.max_trials
+        deadline = time.monotonic() + s.timeout_minutes * 60 if s.timeout_minutes else None
+        failures = 0
+        while True:
+            if failures >= max_failures:
+                return Stop("max_failures", f"stopped after {failures} failed trials "
+                            f"(study.max_failures={max_failures}); fix the cause and run again "
+                            "to continue the study")
+            if deadline is not None and time.monotonic() >= deadline:
+                return Stop("timeout", f"study.timeout_minutes={s.timeout_minutes} is up")
+            trial = self._admit()
+            if isinstance(trial, Stop):
+                return trial
+            outcome = self._run(trial)
+            frozen = self._tell(trial, outcome)
+            if outcome.lost or frozen.state != outcome.state:
+                self.on_lost(trial)  # not counted: its retry runs it again
+                continue
+            if frozen.state.name == "FAIL":
+                failures += 1
+            self.after_trial(frozen)
+
+    def _tell(self, trial: Any, outcome: Outcome) -> Any:
+        """Record the outcome. A trial a fold-level pruner stopped has a value, the mean over
+        the folds it ran (Optuna's ``tell`` would give it its last fold's score)."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        if outcome.state.name != "PRUNED" or outcome.value is None:
+            return self.opened.study.tell(trial, outcome.value, state=outcome.state,
+                                          skip_if_finished=True)
+        with contextlib.suppress(UpdateFinishedTrialError):  # another worker failed it
+            self.opened.storage.set_trial_state_values(self.opened.trial_id(trial.number),
+                                                       outcome.state, [outcome.value])
+        return self.opened.frozen_trial(trial.number)
+
+    def _admit(self) -> Any:
+        """The next trial, or a :class:`Stop` when finished and running trials make
+        ``max_trials`` or a budget of the study is spent (:mod:`hposweep.budget`)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        study, storage = self.opened.study, self.opened.storage
+        with self.lock:
+            if heartbeat_interval(storage):
+                optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
+            # Through the study's cached storage: it reads only the trials that changed
+            # (the storage's own get_n_trials loads every trial, twice per trial here).
+            trials = study.get_trials(deepcopy=False)
+            recovered = recovery.recover(self.opened, self.cfg.study.max_retry, trials)
+            for trial in recovered:
+                self.on_recovered(trial)
+            if recovered:  # failed, and their retries queued
+                trials = study.get_trials(deepcopy=False)
+            taken = sum(t.state in (*finished_states(), TrialState.RUNNING) for t in trials)
+            if taken >= self.cfg.study.max_trials:
+                return Stop("max_trials", f"the study has its {self.cfg.study.max_trials} trials")
+            spent = budget.spent(self.cfg, trials)
+            if spent is not None:
+                return Stop(spent.reason, spent.message)
+            study.sampler = make_sampler(self.cfg, len(trials))
+            trial = study.ask()
+            kill_point("trial:asked")
+            trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})
+            return trial
+
+    def _run(self, trial: Any) -> Outcome:
+        """The trial under its heartbeat; whatever escapes (Ctrl-C, a bug of ours) fails
+        the trial in the study before it propagates."""
+        from optuna.trial import TrialState
+
+        with _heartbeat(self.opened, trial.number):
+            try:
+                return self.run_trial(trial)
+            except BaseException as exc:
+                if not isinstance(exc, KeyboardInterrupt):
+                    trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
+                                        f"{type(exc).__name__}: {first_line(exc)}")
+                self.opened.study.tell(trial, state=TrialState.FAIL)
+                raise
+
+
+def heartbeat_interval(storage: Any) -> int | None:
+    """Heartbeats exist on RDB storages (SQLite included) when configured."""
+    import optuna
+
+    if isinstance(storage, optuna.storages.RDBStorage):
+        return storage.get_heartbeat_interval()
+    return None
+
+
+@contextlib.contextmanager
+def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
+    """Record the trial's heartbeat every interval while it runs (what ``study.optimize``
+    does): another host's worker fails the trial when the beats stop."""
+    interval = heartbeat_interval(opened.storage)
+    if not interval:
+        yield
+        return
+    trial_id = opened.trial_id(number)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+                opened.storage.record_heartbeat(trial_id)
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-trial-{number}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

@@ -1,0 +1,367 @@
+"""The sweep: per backbone, an Optuna study whose objective trains every fold.
+
+Data flows one way: the CLI hands a validated config here; this module drives the
+study, the trainer, the checkpoint manager and the tracker, and tells the console.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hposweep import interrupts
+from hposweep._testing.faults import barrier_point
+from hposweep.api import FoldData, TrainFn
+from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.manager import CheckpointManager, FrontCheckpointManager
+from hposweep.checkpoints.provenance import git_commit, timestamp, versions
+from hposweep.checkpoints.resume import TrialResume, resume_roots
+from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
+from hposweep.console.output import SweepConsole
+from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.errors import reported_os_errors
+from hposweep.objectives.front import best_and_front, front_values
+from hposweep.objectives.spec import front_metrics, objectives_of, uses_front
+from hposweep.results import (
+    FINAL_LOGGED_ATTR,
+    PARENT_RUN_ATTR,
+    BackboneResult,
+    TrialRow,
+    mlflow_run_of,
+    reason_of,
+)
+from hposweep.study import recovery
+from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
+from hposweep.study.open import OpenStudy, open_study, study_lock
+from hposweep.study.space import describe
+from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url
+from hposweep.study.warm_start import queue_first_trials
+from hposweep.sweep.trial import TrialEnv, TrialRun
+from hposweep.tracking.tracker import SweepTracker
+from hposweep.training.builtin import resolve_device
+from hposweep.training.loader import load_trainer
+
+
+def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> list[BackboneResult]:
+    """Run (or resume) the sweep of every backbone. Bad input raises before any trial."""
+    cfg = loaded.config
+    quiet_libraries()
+    trainer = load_trainer(cfg.train.trainer)
+    if cfg.k_fold.enabled and cfg.data.validation is not None:
+        console.warn("data.validation is ignored: k-fold splits data.train "
+                     "(k_fold.enabled=false uses the validation file)")
+    folds = build_folds(cfg, load_training_examples(cfg))
+    if cfg.train.trainer == BUILTIN_TRAINER:
+        from hposweep.training.model import check_backbone
+
+        for backbone in cfg.backbones:
+            check_backbone(cfg, backbone)
+    return [sweep_backbone(loaded, backbone, folds, trainer, console, fresh)
+            for backbone in cfg.backbones]
+
+
+def archive_studies(cfg: SweepConfig, console: SweepConsole, backbones: list[str]) -> None:
+    """``--fresh``: move the study dirs aside (never deleted) and say where they went."""
+    from hposweep.study.open import archive_study
+
+    for backbone in backbones:
+        moved = archive_study(cfg, study_name_for(cfg, backbone))
+        if moved is not None:
+            console.info(f"--fresh: the old study is now {moved}")
+
+
+def quiet_libraries() -> None:
+    """Keep the console ours: library progress bars and chatter off."""
+    import optuna
+
+    # Environment, not an import: a custom trainer's sweep need not load transformers (1 s).
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    # RDB heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Our trial loop keeps the heartbeat itself (hposweep.optimize), as study.optimize would.
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="seqeval")
+
+
+def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], trainer: TrainFn,
+                   console: SweepConsole, fresh: bool) -> BackboneResult:
+    """Set the backbone's sweep up once (under the study lock), then run its trials."""
+    cfg = loaded.config
+    study_name = study_name_for(cfg, backbone)
+    if fresh:
+        archive_studies(cfg, console, [backbone])
+    barrier_point("setup")
+    with reported_os_errors("cannot set the sweep up"):
+        lock = study_lock(cfg, study_name)
+        with lock:
+            opened = open_study(cfg, study_name)
+            sweep = BackboneSweep(loaded, backbone, opened, folds, trainer, console, lock)
+            sweep.set_up()
+    return sweep.run()
+
+
+class BackboneSweep:
+    """One backbone: one study, one MLflow parent run, one best checkpoint."""
+
+    def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
+                 folds: list[FoldData], trainer: TrainFn, console: SweepConsole,
+                 lock: Any) -> None:
+        cfg = loaded.config
+        self.loaded = loaded
+        self.cfg = cfg
+        self.backbone = backbone
+        self.opened = opened
+        self.study = opened.study
+        self.study_name = opened.study.study_name
+        self.console = console
+        self.lock = lock
+        self.maximize = cfg.study.objective_goal == "maximize"
+        self.tracker = SweepTracker(cfg, console.warn)
+        self.layout = CheckpointLayout(self._backbone_dir(), opened.run_id)
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.objectives = objectives_of(cfg)
+        self.front = uses_front(cfg)  # several objectives or constraints: a Pareto front
+        self.checkpoints = (FrontCheckpointManager(
+            self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
+            [o.maximize for o in self.objectives], console.warn,
+            front=lambda: front_values(self.study)) if self.front else CheckpointManager(
+            self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
+            maximize=self.maximize, warn=console.warn))
+        self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
+                            self.tracker, console, self._metadata)
+
+    @functools.cached_property
+    def _device(self) -> str:
+        """Recorded in checkpoint metadata; resolved once (asking CUDA costs ms) and only
+        when a checkpoint is sealed."""
+        return resolve_device(self.cfg.train.device)
+
+    def set_up(self) -> None:
+        """Under the study lock: dead trials retried, leftovers cleaned, the one MLflow
+        parent run found or created. Decided once for every process of the study."""
+        cfg, study = self.cfg, self.study
+        recovered = recovery.recover(self.opened, cfg.study.max_retry)
+        self._clean_leftovers()
+        finished = self._n_finished()
+        self.console.sweep_started(self.backbone, self.study_name, self.opened.resumed,
+                                   finished, cfg.study.max_trials, maximize=self.maximize)
+        for trial in recovered:
+            self._say_recovered(trial)
+        queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)
+        stored = study.user_attrs.get(PARENT_RUN_ATTR)
+        parent = self.tracker.start_sweep(
+            self.study_name, self.backbone, self.opened.run_id, self._parent_params(),
+            stored, self.loaded.unresolved_yaml, resumed=self.opened.resumed,
+            nothing_to_run=finished >= cfg.study.max_trials)
+        if parent is not None and parent != stored:
+            study.set_user_attr(PARENT_RUN_ATTR, parent)
+        self._reconcile_runs()
+
+    def run(self) -> BackboneResult:
+        loop = TrialLoop(self.cfg, self.opened, self.lock,
+                         run_trial=lambda trial: TrialRun(self.env, trial).run(),
+                         after_trial=self._after_trial, on_recovered=self._say_recovered,
+                         on_lost=self._say_lost)
+        try:
+            stop = loop.run()
+            # Recovered whatever the stop: a dead trial must not look like a live worker's.
+            while self._recovered_at_the_end() and stop.reason == "max_trials":
+                stop = loop.run()  # a worker died after our last admission: run its retry
+        except KeyboardInterrupt:
+            interrupts.received()
+            self.tracker.abort_sweep()
+            raise
+        with reported_os_errors("cannot finish the sweep"), self.lock:
+            result = self._result(stop)
+            if self._others_running():
+                self.console.info(f"{self.backbone}: other workers are still running trials; "
+                                  "the last one to finish logs the final results")
+            else:
+                if result.n_complete + result.n_pruned >= self.cfg.study.max_trials:
+                    self._remove_resume_dirs(keep_live=False)
+                self._reconcile_runs()
+                self._finish_tracking(result)
+        self.console.sweep_finished(result)
+        return result
+
+    def _recovered_at_the_end(self) -> bool:
+        """Whether a trial of a process that died after this one's last admission was just
+        failed and queued again (the study would otherwise end one trial short)."""
+        with self.lock:
+            recovered = recovery.recover(self.opened, self.cfg.study.max_retry)
+        for trial in recovered:
+            self._say_recovered(trial)
+        return bool(recovered)
+
+    def _say_recovered(self, trial: Any) -> None:
+        self.console.info(f"trial {trial.number} did not finish (its process died): "
+                          "retrying it with the same parameters")
+
+    def _say_lost(self, trial: Any) -> None:
+        self.checkpoints.discard(trial.number)
+        self.console.warn(f"trial {trial.number} was failed by another worker while it ran (its "
+                          "heartbeat was missed for study.grace_period); its result is dropped "
+                          "and its retry runs it again")
+
+    def _n_finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=finished_states()))
+
+    def _others_running(self) -> bool:
+        """Whether another process still runs a trial of this study (its heartbeat, where
+        the storage has one, is checked first; same-host dead trials were recovered by
+        :meth:`_recovered_at_the_end`: a dead worker's trial does not count)."""
+        import optuna
+
+        if heartbeat_interval(self.opened.storage):
+            optuna.storages.fail_stale_trials(self.study)
+        running = self.study.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.RUNNING,))
+        return bool(running)
+
+    def _reconcile_runs(self) -> None:
+        self.tracker.reconcile_runs(
+            {t.number: (t.state.name, t.params) for t in self.study.get_trials(deepcopy=False)})
+
+    def _after_trial(self, trial: Any) -> None:
+        """Once the study has recorded the trial: the best decision, then the report."""
+        kept = None
+        if trial.state.name == "COMPLETE":
+            kept = self.checkpoints.trial_finished(
+                trial.number, self._value(trial), lambda: self._best_other_value(trial.number))
+        else:
+            self.checkpoints.discard(trial.number)
+        self.console.trial_finished(trial.number, trial.state.name,
+                                    trial.values[0] if trial.values else None,
+                                    reason=reason_of(trial), kept=kept)
+
+    def _best_other_value(self, number: int) -> list[float]:
+        """The study's best value if another trial holds it (one indexed query, not a scan of
+        every trial). A tie with the previous best is caught by its ``best.json`` entry."""
+        best = self.study.best_trial
+        return [] if best.number == number else [best.value]
+
+    def _value(self, trial: Any) -> Any:
+        """What the checkpoint rule compares: the value, or with a front every objective's."""
+        if self.front:
+            return tuple(trial.values) if trial.values else None
+        return trial.value
+
+    # ------------------------------------------------------------ leftovers of a crash
+
+    def _clean_leftovers(self) -> None:
+        """Staging dirs, resume dirs of finished trials, ``best.json`` vs the study."""
+        trials = self.study.get_trials(deepcopy=False)
+        states = {t.number: (t.state.name, self._value(t)) for t in trials}
+        self.checkpoints.recover(states, self._best_other_value)
+        self._remove_resume_dirs(keep_live=True)
+
+    def _remove_resume_dirs(self, keep_live: bool) -> None:
+        """Delete resume state no RUNNING or WAITING trial (a retry) will use."""
+        live = {recovery.root_trial(t) for t in self.study.get_trials(deepcopy=False)
+                if t.state.name in ("RUNNING", "WAITING")} if keep_live else set()
+        for root in resume_roots(self.layout):
+            if root not in live:
+                TrialResume(self.layout, root, self.console.warn).remove()
+
+    # ------------------------------------------------------------ records
+
+    def _backbone_dir(self) -> Path:
+        return Path(self.cfg.output_dir) / "hpo" / backbone_slug(self.backbone)
+
+    def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
+                  fold: int | None, objective_value: float) -> dict[str, Any]:
+        return {
+            "trial_number": number, "params": params, "metrics": dict(metrics), "fold": fold,
+            "objective_value": objective_value,
+            "backbone": self.backbone, "study_name": self.study_name,
+            "objective_metric": self.cfg.study.objective_metric,
+            "versions": versions(), "git_commit": git_commit(),
+            "device": self._device, "created_at": timestamp(),
+        }
+
+    def _parent_params(self) -> dict[str, Any]:
+        cfg = self.cfg
+        url = storage_url(cfg, self.study_name)
+        params: dict[str, Any] = {f"search_space.{name}": describe(spec)
+                                  for name, spec in cfg.search_space.items()}
+        params.update(
+            backbone=self.backbone, max_trials=cfg.study.max_trials, study_name=self.study_name,
+            objective_metric=cfg.study.objective_metric,
+            objective_goal=cfg.study.objective_goal,
+            checkpoint_enabled=cfg.checkpoint.enabled,
+            checkpoint_path=redact_url(url),
+            checkpoint_storage_type=storage_kind(url),
+            resumed_from_checkpoint=self.opened.resumed,
+            k_fold=cfg.k_fold.n_splits if cfg.k_fold.enabled else "off",
+            save_only_best=cfg.checkpoint.save_only_best,
+        )
+        return params
+
+    def _result(self, stop: Stop) -> BackboneResult:
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        result = BackboneResult(
+            backbone=self.backbone, study_name=self.study_name,
+            storage=storage_kind(storage_url(self.cfg, self.study_name)),
+            resumed=self.opened.resumed, stopped=stop.reason, stop_message=stop.message,
+            n_trials=len(trials), n_complete=len(complete),
+            n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+            n_failed=sum(t.state == TrialState.FAIL for t in trials),
+            max_trials=self.cfg.study.max_trials,
+            objective_metric=self.cfg.study.objective_metric,
+            mlflow_parent_run_id=self.tracker.parent_run_id,
+            trials=[TrialRow.from_trial(t) for t in trials],
+        )
+        kept = self.checkpoints.kept_checkpoints()
+        best, result.front = best_and_front(self.cfg, self.study, kept)
+        result.objectives = front_metrics(self.cfg)
+        if best is not None:
+            result.best_trial, result.best_value = best.number, best.values[0]
+            result.best_params = dict(best.params)
+            result.checkpoint = str(kept[best.number]) if best.number in kept else None
+            result.mlflow_best_run_id = mlflow_run_of(best)
+        return result
+
+    def _finish_tracking(self, result: BackboneResult) -> None:
+        """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study:
+        called under the lock by the last active worker."""
+        logged: dict[str, Any] = {"finished": result.n_complete + result.n_pruned,
+                                  "best": result.best_trial}
+        if self.front:  # a new member can join without the knee changing
+            logged["front"] = [m.number for m in result.front]
+        if self.study.user_attrs.get(FINAL_LOGGED_ATTR) == logged:
+            self.tracker.end_sweep_unchanged()  # another worker (or an earlier run) logged this
+            return
+        metric = self.cfg.study.objective_metric
+        metrics: dict[str, float] = {"n_trials": result.n_trials,
+                                     "n_completed_trials": result.n_complete}
+        tags: dict[str, str] = {}
+        if result.best_trial is not None:
+            metrics[f"best_{metric}"] = float(result.best_value)  # type: ignore[arg-type]
+            metrics.update({f"best_{k}": float(v) for k, v in result.best_params.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            tags = {"best_trial_number": str(result.best_trial),
+                    "best_trial_run_id": result.mlflow_best_run_id or ""}
+        checkpoint = Path(result.checkpoint) if result.checkpoint else None
+        self.tracker.log_plots(self.study)
+        if self.front:
+            self.tracker.log_front(result.front, self.objectives)
+        if result.best_trial is None:
+            self.tracker.end_run(self.tracker.parent_run_id, "FAIL",
+                                 "no feasible trial" if result.n_complete else "no trial completed",
+                                 metrics=metrics)
+        else:
+            self.tracker.finish_sweep(metrics, tags, checkpoint, result.front)
+        if self.tracker.enabled and self.tracker.parent_run_id is not None:
+            self.study.set_user_attr(FINAL_LOGGED_ATTR, logged)
+

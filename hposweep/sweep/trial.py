@@ -1,0 +1,292 @@
+"""One trial's life: its parameters, its folds through the trainer, its report steps, its
+record in the study, its checkpoint and its MLflow runs.
+
+Only the trainer's own exceptions fail a trial (FAIL, with the reason); ``Pruned``
+prunes it. Anything else that goes wrong here is a bug of ours and propagates (the
+trial loop fails the trial in the study, the CLI prints the traceback).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hposweep import interrupts
+from hposweep._testing.faults import kill_point
+from hposweep.api import FoldData, Pruned, TrainFn, TrialContext, TrialFailed
+from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.manager import CheckpointManager
+from hposweep.checkpoints.resume import TrialResume
+from hposweep.config.schema import SweepConfig
+from hposweep.console.output import SweepConsole
+from hposweep.errors import InternalError, first_line
+from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
+from hposweep.results import (
+    FAIL_REASON_ATTR,
+    FOLD_VALUES_ATTR,
+    PRUNE_REASON_ATTR,
+    RETRIED_FROM_ATTR,
+    TRIAL_ATTR,
+    WARM_START_ATTR,
+)
+from hposweep.study import recovery
+from hposweep.study.loop import Outcome
+from hposweep.study.open import OpenStudy
+from hposweep.study.space import suggest
+from hposweep.tracking.tracker import SweepTracker
+
+
+@dataclass(frozen=True)
+class TrialEnv:
+    """What every trial of one backbone's sweep shares."""
+
+    cfg: SweepConfig
+    backbone: str
+    opened: OpenStudy
+    folds: list[FoldData]
+    trainer: TrainFn
+    layout: CheckpointLayout
+    checkpoints: CheckpointManager
+    tracker: SweepTracker
+    console: SweepConsole
+    metadata: Callable[..., dict[str, Any]]  # (number, params, metrics, fold, value) -> dict
+
+
+class TrialRun:
+    """Runs one Optuna trial; :meth:`run` returns its :class:`Outcome`."""
+
+    def __init__(self, env: TrialEnv, trial: Any) -> None:
+        self.env = env
+        self.trial = trial
+        self.number: int = trial.number
+        self.params: dict[str, Any] = {}
+        self.run_id: str | None = None
+        self.resume = TrialResume(env.layout, recovery.root_trial(trial), env.console.warn)
+        self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
+        # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
+        self.pruned_metrics: dict[str, float] | None = None
+
+    def run(self) -> Outcome:
+        from optuna.exceptions import UpdateFinishedTrialError
+        from optuna.trial import TrialState
+
+        try:
+            value = self._train()
+        except UpdateFinishedTrialError:  # another worker failed it (its heartbeat was missed)
+            self._end("KILLED", "failed by another worker while it ran")
+            return Outcome(TrialState.FAIL, lost=True)
+        except Pruned as exc:
+            self.trial.set_user_attr(PRUNE_REASON_ATTR, str(exc))
+            self._end("PRUNED", str(exc), metrics=self.pruned_metrics)
+            metric = self.env.cfg.study.objective_metric
+            return Outcome(TrialState.PRUNED,
+                           self.pruned_metrics[metric] if self.pruned_metrics else None)
+        except TrialFailed as exc:
+            self.trial.set_user_attr(FAIL_REASON_ATTR, str(exc))
+            self._end("FAIL", str(exc))
+            return Outcome(TrialState.FAIL)
+        except KeyboardInterrupt:
+            interrupts.received()
+            self._interrupted()
+            raise
+        except BaseException as exc:  # ours, not the trainer's: end its runs, then surface it
+            self._end("FAIL", f"internal error: {type(exc).__name__}: {first_line(exc)}")
+            raise
+        return Outcome(TrialState.COMPLETE, value)
+
+    def _train(self) -> float | list[float]:
+        env, cfg = self.env, self.env.cfg
+        self.params = suggest(self.trial, cfg.search_space)
+        retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
+        self.run_id = env.tracker.start_trial(self.number, self.params, retried_from)
+        if self.run_id is not None:
+            self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
+                                                  "mlflow_run_id": self.run_id})
+        warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
+        if warm_start is not None:
+            env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
+        env.console.trial_started(self.number, self.params, retried_from)
+        completed = self.resume.completed_folds()
+        fold_metrics: list[dict[str, float]] = []
+        for index in range(len(env.folds)):
+            fold_metrics.append(completed.get(index) or self._fold(index))
+            if self.by_fold:
+                self._fold_scored(index, fold_metrics)
+        metric = cfg.study.objective_metric
+        mean = _mean(fold_metrics)
+        for constraint in constraints_of(cfg):  # before tell: samplers read them then
+            self.trial.set_constraint(constraint.key, constraint.violation(mean))
+        if len(fold_metrics) > 1:
+            self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        env.checkpoints.trial_valued(self.number, lambda: env.metadata(
+            self.number, self.params, mean, env.folds[-1].fold, mean[metric]))
+        env.tracker.end_run(self.run_id, "COMPLETE",
+                            metrics={**mean, **_per_fold(fold_metrics, env.folds)})
+        self.resume.remove()
+        objectives = objectives_of(cfg)
+        return [mean[o.metric] for o in objectives] if len(objectives) > 1 else mean[metric]
+
+    # ------------------------------------------------------------ one fold
+
+    def _fold(self, index: int) -> dict[str, float]:
+        env, cfg = self.env, self.env.cfg
+        fold = env.folds[index]
+        last = index == len(env.folds) - 1
+        target = env.checkpoints.target_for_fold(self.number, fold.fold, last)
+        fold_run = (env.tracker.start_fold(self.run_id, self.number, index)
+                    if fold.fold is not None else None)
+        logged_any = False
+
+        def log_metrics(metrics: Mapping[str, float], step: int) -> None:
+            nonlocal logged_any
+            logged_any = True
+            env.tracker.log(fold_run or self.run_id, metrics, step=step)
+
+        resuming = cfg.train.resume_every_epochs or cfg.train.resume_every_steps
+        ctx = TrialContext(
+            config=cfg, backbone=env.backbone, trial_number=self.number, fold=fold.fold,
+            seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
+            checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
+            _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
+            _should_prune=_ours(self._should_prune_in_fold), _log_metrics=_ours(log_metrics),
+            _warn=env.console.warn,
+        )
+        try:
+            metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
+        except BaseException as exc:
+            # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
+            if isinstance(exc, KeyboardInterrupt):
+                interrupts.received()
+            state = ("PRUNED" if isinstance(exc, Pruned) else
+                     "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
+            env.tracker.end_run(fold_run, state)
+            raise
+        # A trainer that logged no per-epoch metrics gets its result logged once.
+        env.tracker.end_run(fold_run, "COMPLETE", metrics=None if logged_any else metrics)
+        env.checkpoints.fold_finished(self.number, lambda: env.metadata(
+            self.number, self.params, metrics, fold.fold, metrics[cfg.study.objective_metric]))
+        if not last:  # the last fold's state stays until the trial is recorded
+            self.resume.record_fold(index, metrics)
+        return metrics
+
+    def _call_trainer(self, fold: FoldData, ctx: TrialContext) -> Any:
+        """The trainer's own exceptions fail the trial; ours (through ``ctx``) do not."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            return self.env.trainer(self.params, fold, ctx)
+        except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
+            raise
+        except Exception as exc:
+            self.env.console.debug_exception(exc)
+            raise TrialFailed(f"{type(exc).__name__}: {first_line(exc)}") from exc
+
+    def _fold_scored(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
+        """A fold-level pruner sees fold ``index``'s score at step ``index`` (folds are the
+        same for every trial, so step k pairs fold k across trials), then decides; never
+        after the last fold. Folds a retried trial took from its resume state are reported
+        again: the retry is a new Optuna trial."""
+        metric, n_folds = self.env.cfg.study.objective_metric, len(self.env.folds)
+        self.trial.report(fold_metrics[index][metric], index)
+        if index == n_folds - 1 or not self.trial.should_prune():
+            return
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        self.pruned_metrics = {**_mean(fold_metrics), **_per_fold(fold_metrics, self.env.folds)}
+        raise Pruned(f"pruned after fold {index + 1}/{n_folds}: worse than the best trial "
+                     f"fold by fold (Wilcoxon, p < {self.env.cfg.study.pruner.p_threshold})")
+
+    def _should_prune_in_fold(self) -> bool:
+        """``ctx.should_prune()``: a fold-level pruner decides between folds, not within."""
+        return self._reports_epochs() and self.trial.should_prune()
+
+    def _reports_epochs(self) -> bool:
+        """Epoch values reach Optuna's pruner, unless a fold-level pruner decides (wilcoxon)
+        or the study has several objectives (Optuna prunes single-objective trials only)."""
+        return not self.by_fold and not self._several_objectives()
+
+    def _report(self, index: int, value: float, epoch: int) -> None:
+        """Fold ``index``'s epoch ``epoch`` is reported at step ``index * epochs + epoch``:
+        derived, never counted, so a retried trial whose first folds finished earlier
+        reports its next fold at that fold's own steps. With a fold-level pruner epochs
+        are progress only (the study's steps are folds: :meth:`_fold_scored`)."""
+        epochs = self._epochs()
+        if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
+            raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
+                              f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
+        if self._reports_epochs():
+            self.trial.report(value, index * epochs + epoch)
+        fold = self.env.folds[index].fold
+        self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
+        kill_point(f"trial{self.number}:fold{index}:epoch{epoch}")
+
+    def _several_objectives(self) -> bool:
+        return len(objectives_of(self.env.cfg)) > 1
+
+    def _epochs(self) -> int:
+        return int(self.params.get("epochs", self.env.cfg.train.epochs))
+
+    # ------------------------------------------------------------ endings
+
+    def _end(self, state: str, reason: str, keep_resume: bool = False,
+             metrics: dict[str, float] | None = None) -> None:
+        self.env.checkpoints.discard(self.number)
+        if not keep_resume:
+            self.resume.remove()
+        self.env.tracker.end_run(self.run_id, state, reason, metrics=metrics)
+
+    def _interrupted(self) -> None:
+        """Ctrl-C/SIGTERM: the retry is queued now, by the only process that knows; the
+        next run (or another worker) continues it from its resume state."""
+        opened = self.env.opened
+        self.trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
+        recovery.retry_trial(opened.study, opened.frozen_trial(self.number),
+                             self.env.cfg.study.max_retry)
+        self._end("KILLED", "interrupted", keep_resume=True)
+        self.env.console.trial_finished(self.number, "FAIL", None, reason="interrupted")
+
+
+def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``ctx`` callback: its errors are hposweep's, even when raised inside the trainer."""
+
+    def call(*args: Any) -> Any:
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        try:
+            return callback(*args)
+        except (Pruned, TrialFailed, KeyboardInterrupt, UpdateFinishedTrialError):
+            raise
+        except Exception as exc:
+            raise InternalError(f"{type(exc).__name__}: {first_line(exc)}") from exc
+
+    return call
+
+
+def _checked_metrics(metrics: Any, required: list[str]) -> dict[str, float]:
+    """The trainer's metrics as floats; each of ``required`` (the objectives, then what the
+    constraints name) present and finite."""
+    if not isinstance(metrics, Mapping):
+        raise TrialFailed(f"the trainer returned {type(metrics).__name__}, not a dict of metrics")
+    for objective in required:
+        if objective not in metrics:
+            raise TrialFailed(f"the trainer's metrics have no {objective!r}: {sorted(metrics)}")
+    try:
+        clean = {str(k): float(v) for k, v in metrics.items()}
+    except (TypeError, ValueError) as exc:
+        raise TrialFailed(f"the trainer's metrics must be numbers: {exc}") from None
+    for objective in required:
+        if not math.isfinite(clean[objective]):
+            raise TrialFailed(f"{objective} is {clean[objective]}")
+    return clean
+
+
+def _mean(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    keys = set.intersection(*(set(m) for m in fold_metrics))
+    return {k: sum(m[k] for m in fold_metrics) / len(fold_metrics) for k in sorted(keys)}
+
+
+def _per_fold(fold_metrics: list[dict[str, float]], folds: list[FoldData]) -> dict[str, float]:
+    if len(folds) < 2:
+        return {}
+    return {f"fold{i}/{k}": v for i, m in enumerate(fold_metrics) for k, v in m.items()}

@@ -1,0 +1,2 @@
+"""``run --workers K``: the worker processes, the events they send their parent, and the
+parent's live view of them. Imports config, console and results."""
