@@ -96,7 +96,9 @@ def process_env(**extra: str) -> dict[str, str]:
     steering = ("MLFLOW_TRACKING_URI", "HPOSWEEP_KILL_AT", "HPOSWEEP_TEST_HOLD",
                 "HPOSWEEP_TEST_GATE")
     env = {k: v for k, v in os.environ.items() if k not in steering}
-    env.update(PYTHONPATH=str(Path(__file__).resolve().parent), PYTHONUNBUFFERED="1", **extra)
+    tests = Path(__file__).resolve().parent
+    # The checkout under test first: a git worktree's hposweep, not the one installed editable.
+    env.update(PYTHONPATH=os.pathsep.join([str(tests.parent), str(tests)]), PYTHONUNBUFFERED="1", **extra)
     return env
 
 
