@@ -62,6 +62,7 @@ class TrialLoop:
         self.after_trial = after_trial
         self.on_recovered = on_recovered
         self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
+        self._stale_checked: float | None = None  # time.monotonic() of the last stale-trial check
 
     def run(self) -> Stop:
         s = self.cfg.study
@@ -103,13 +104,11 @@ class TrialLoop:
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
         ``max_trials`` or a budget of the study is spent (:mod:`hposweep.budget`)."""
-        import optuna
         from optuna.trial import TrialState
 
-        study, storage = self.opened.study, self.opened.storage
+        study = self.opened.study
         with self.lock:
-            if heartbeat_interval(storage):
-                optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
+            self._fail_stale_trials()
             # Through the study's cached storage: it reads only the trials that changed
             # (the storage's own get_n_trials loads every trial, twice per trial here).
             trials = study.get_trials(deepcopy=False)
@@ -130,20 +129,34 @@ class TrialLoop:
             trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})
             return trial
 
+    def _fail_stale_trials(self) -> None:
+        """Fail (and retry) other hosts' trials whose heartbeat stopped: at most once per
+        heartbeat interval. A trial turns stale ``grace_period`` after its last beat, and
+        beats come once an interval: checking more often finds none sooner than that."""
+        import optuna
+
+        interval = heartbeat_interval(self.opened.storage)
+        now = time.monotonic()
+        if not interval or (self._stale_checked is not None
+                            and now - self._stale_checked < interval):
+            return
+        optuna.storages.fail_stale_trials(self.opened.study)
+        self._stale_checked = now
+
     def _run(self, trial: Any) -> Outcome:
         """The trial under its heartbeat; whatever escapes (Ctrl-C, a bug of ours) fails
         the trial in the study before it propagates."""
         from optuna.trial import TrialState
 
-        with _heartbeat(self.opened, trial.number):
-            try:
+        try:
+            with _heartbeat(self.opened, trial.number):
                 return self.run_trial(trial)
-            except BaseException as exc:
-                if not isinstance(exc, KeyboardInterrupt):
-                    trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
-                                        f"{type(exc).__name__}: {first_line(exc)}")
-                self.opened.study.tell(trial, state=TrialState.FAIL)
-                raise
+        except BaseException as exc:
+            if not isinstance(exc, KeyboardInterrupt):
+                trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
+                                    f"{type(exc).__name__}: {first_line(exc)}")
+            self.opened.study.tell(trial, state=TrialState.FAIL)
+            raise
 
 
 def heartbeat_interval(storage: Any) -> int | None:
@@ -157,8 +170,10 @@ def heartbeat_interval(storage: Any) -> int | None:
 
 @contextlib.contextmanager
 def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
-    """Record the trial's heartbeat every interval while it runs (what ``study.optimize``
-    does): another host's worker fails the trial when the beats stop."""
+    """Record the trial's heartbeat as it starts and every interval while it runs (what
+    ``study.optimize`` does): another host's worker fails the trial when the beats stop.
+    The first beat is written here, before the trial's own writes: from a thread it would
+    contend with them for SQLite's write lock at every trial."""
     interval = heartbeat_interval(opened.storage)
     if not interval:
         yield
@@ -166,13 +181,15 @@ def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
     trial_id = opened.trial_id(number)
     stop = threading.Event()
 
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                opened.storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
+    def record() -> None:
+        with contextlib.suppress(Exception):  # a missed beat is retried next interval
+            opened.storage.record_heartbeat(trial_id)
 
+    def beat() -> None:
+        while not stop.wait(interval):
+            record()
+
+    record()
     thread = threading.Thread(target=beat, name=f"heartbeat-trial-{number}", daemon=True)
     thread.start()
     try:

@@ -42,7 +42,7 @@ from hposweep.study.space import describe
 from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.trial import TrialEnv, TrialRun
-from hposweep.tracking.tracker import SweepTracker
+from hposweep.tracking.tracker import SweepTracker, preload_mlflow
 from hposweep.training.builtin import resolve_device
 from hposweep.training.loader import load_trainer
 
@@ -98,6 +98,7 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], t
     study_name = study_name_for(cfg, backbone)
     if fresh:
         archive_studies(cfg, console, [backbone])
+    preload_mlflow(cfg)
     barrier_point("setup")
     with reported_os_errors("cannot set the sweep up"):
         lock = study_lock(cfg, study_name)

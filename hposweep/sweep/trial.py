@@ -101,9 +101,7 @@ class TrialRun:
         self.params = suggest(self.trial, cfg.search_space)
         retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
         self.run_id = env.tracker.start_trial(self.number, self.params, retried_from)
-        if self.run_id is not None:
-            self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
-                                                  "mlflow_run_id": self.run_id})
+        self._record()
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
@@ -127,6 +125,15 @@ class TrialRun:
         self.resume.remove()
         objectives = objectives_of(cfg)
         return [mean[o.metric] for o in objectives] if len(objectives) > 1 else mean[metric]
+
+    def _record(self) -> None:
+        """Complete the trial's record in the study (``TRIAL_ATTR``, one dict: one write),
+        once its MLflow run exists. Admission wrote its owner; what else a trial records
+        as it starts belongs in this dict, so that it costs no further write."""
+        if self.run_id is None:
+            return
+        record = {**self.trial.user_attrs.get(TRIAL_ATTR, {}), "mlflow_run_id": self.run_id}
+        self.trial.set_user_attr(TRIAL_ATTR, record)
 
     # ------------------------------------------------------------ one fold
 
