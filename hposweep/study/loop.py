@@ -99,7 +99,9 @@ class TrialLoop:
         with contextlib.suppress(UpdateFinishedTrialError):  # another worker failed it
             self.opened.storage.set_trial_state_values(self.opened.trial_id(trial.number),
                                                        outcome.state, [outcome.value])
-        return self.opened.frozen_trial(trial.number)
+        # Recorded already: this returns it, and ends the trial for the study object as
+        # ``tell`` does (the trial list samplers cache while a trial runs is dropped).
+        return self.opened.study.tell(trial, state=outcome.state, skip_if_finished=True)
 
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
@@ -124,10 +126,28 @@ class TrialLoop:
             if spent is not None:
                 return Stop(spent.reason, spent.message)
             study.sampler = make_sampler(self.cfg, len(trials))
-            trial = study.ask()
+            return self._start(any(t.state == TrialState.WAITING for t in trials))
+
+    def _start(self, queued: bool) -> Any:
+        """The trial to run, with its owner recorded. A queued trial (a retry, an enqueued
+        or warm-started one) is taken as ``study.ask`` takes it, then its owner written; a
+        new trial is created with its owner in one write (``study.ask``, then the owner,
+        would be two)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        record = {"owner": recovery.owner_identity()}
+        if queued:
+            trial = self.opened.study.ask()
             kill_point("trial:asked")
-            trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})
+            trial.set_user_attr(TRIAL_ATTR, record)
             return trial
+        template = optuna.trial.create_trial(state=TrialState.RUNNING,
+                                             user_attrs={TRIAL_ATTR: record})
+        trial_id = self.opened.storage.create_new_trial(self.opened.study_id, template)
+        kill_point("trial:created")
+        self.opened.study.get_trials(deepcopy=False)  # the study's cache learns the new trial
+        return optuna.trial.Trial(self.opened.study, trial_id)
 
     def _fail_stale_trials(self) -> None:
         """Fail (and retry) other hosts' trials whose heartbeat stopped: at most once per
