@@ -342,7 +342,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
 
     path = Path(path)
     raw = _read_yaml(path)
-    trees = [_parse_override(override) for override in overrides]
+    trees = [_parse_override(override, overrides[i + 1:]) for i, override in enumerate(overrides)]
     _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
     for override, tree in zip(overrides, trees, strict=True):
         _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
@@ -352,7 +352,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     try:
         merged = OmegaConf.merge(schema, raw)
     except Exception as exc:
-        raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
+        raise ConfigError(f"{path}: {_file_problem(exc)}") from None
     for override, tree in zip(overrides, trees, strict=True):  # one at a time: an error names its override
         try:
             merged = OmegaConf.merge(merged, tree)
@@ -423,8 +423,9 @@ def _read_yaml(path: Path) -> Any:
     return raw
 
 
-def _parse_override(override: str) -> Any:
-    """One ``key=value`` override as a config tree; a bad one is named on its own."""
+def _parse_override(override: str, following: list[str] | tuple[str, ...] = ()) -> Any:
+    """One ``key=value`` override as a config tree; a bad one is named on its own.
+    ``following``: the arguments after it, which the shell may have split off it."""
     from omegaconf import OmegaConf
 
     def fail(problem: str) -> NoReturn:
@@ -436,13 +437,37 @@ def _parse_override(override: str) -> Any:
         fail(f"[ and {{ nest deeper than {MAX_FLOW_DEPTH} levels")
     if "=" not in override:
         fail("expected key=value, e.g. study.max_trials=10")
+    value = override.split("=", 1)[1]
+    if _open_brackets(value) > 0:
+        fail(_unclosed_problem(override, following))
     try:
         return OmegaConf.from_dotlist([override])
     except Exception as exc:
-        value = override.split("=", 1)[1]
         fail(f"its value {_quoted(value)} is not valid YAML ({_library_problem(exc)}); "
              "write a list as key=[a,b], a mapping as key={a: 1}, and quote a string "
              "with brackets: key='\"[a]\"'")
+
+
+def _open_brackets(text: str) -> int:
+    """How many ``[``/``{`` of ``text`` are not closed (quoted ones do not count)."""
+    depth = 0
+    for token in FLOW_TOKEN.finditer(text):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(token.group(), 0)
+    return depth
+
+
+def _unclosed_problem(override: str, following: list[str] | tuple[str, ...]) -> str:
+    """An override whose brackets close in a later argument was split by the shell at a
+    space: the advice is to quote it whole, shown rejoined."""
+    joined = override
+    for part in following:
+        joined = f"{joined} {part}"
+        if _open_brackets(joined) <= 0:
+            return ("the shell split an unquoted override at a space: quote the whole "
+                    f"override, e.g. {joined!r}")
+    key = override.split("=", 1)[0].strip()
+    return ("a [ or { is not closed; if the shell split the override at a space, quote the "
+            f"whole override, e.g. '{key}=[a, b]'")
 
 
 def _override_keys(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, str]]:
@@ -450,14 +475,14 @@ def _override_keys(overrides: list[str] | tuple[str, ...]) -> list[tuple[str, st
     return [(override.split("=", 1)[0].strip(), override) for override in overrides]
 
 
-# What a value of each schema type must look like, and an override that writes one.
+# What a value of each schema type must look like, and a value of that kind.
 EXPECTED_VALUES = {
-    list: ("a list:", "{key}=[{value}]"),  # the user's own value, in brackets
-    dict: ("a mapping, e.g.", "{key}={{name: value}}"),
-    int: ("a whole number, e.g.", "{key}=10"),
-    float: ("a number, e.g.", "{key}=0.5"),
-    bool: ("true or false, e.g.", "{key}=true"),
-    str: ("a single value, e.g.", "{key}=text"),
+    list: ("a list:", "[{value}]"),  # the user's own value, in brackets
+    dict: ("a mapping, e.g.", "{{name: value}}"),
+    int: ("a whole number, e.g.", "10"),
+    float: ("a number, e.g.", "0.5"),
+    bool: ("true or false, e.g.", "true"),
+    str: ("a single value, e.g.", "text"),
 }
 
 
@@ -472,11 +497,34 @@ def _override_problem(override: str, exc: Exception) -> str:
     if is_dataclass(kind):
         example = f"{key}.{fields(kind)[0].name}=..."
         return f"{key} is a section: set its keys one by one, e.g. {example!r}"
-    if kind not in EXPECTED_VALUES:
+    return _wrong_kind(key, value, value, f"{key}=") or _describe_omegaconf_error(exc)
+
+
+def _file_problem(exc: Exception) -> str:
+    """Why the file's value of a key does not fit the schema, in the words an override of
+    the same value gets (only its example is written as YAML)."""
+    from omegaconf import Node
+
+    key, value = getattr(exc, "full_key", None) or "", getattr(exc, "value", None)
+    if isinstance(value, Node):  # a value merged from the file's tree
+        value = value._value()
+    if type(exc).__name__ == "ConfigKeyError" or not key:
         return _describe_omegaconf_error(exc)
+    text = value if isinstance(value, str) else repr(value)
+    leaf = key.rsplit(".", 1)[-1]
+    return _wrong_kind(key, text, value, f"{leaf}: ") or _describe_omegaconf_error(exc)
+
+
+def _wrong_kind(key: str, text: str, value: Any, written_as: str) -> str | None:
+    """``key must be <kind>, e.g. '<example>', got <value>``; None for a key whose kind has
+    no plain description (a section, an unknown key)."""
+    kind = _schema_type(key)
+    if kind not in EXPECTED_VALUES:
+        return None
     what, example = EXPECTED_VALUES[kind]
-    inner = value.strip("[]{}") or "value"
-    return f"{key} must be {what} {example.format(key=key, value=inner)!r}"
+    inner = text.strip("[]{}") or "value"
+    got = _quoted(value) if isinstance(value, str) else repr(value)
+    return f"{key} must be {what} {written_as + example.format(value=inner)!r}, got {got}"
 
 
 def _schema_type(full_key: str) -> Any:
@@ -623,10 +671,15 @@ def validate(cfg: SweepConfig, source: str = "config", check_files: bool = True,
     is blamed on that override, not on ``source``.
     """
 
-    def fail(key: str, problem: str) -> None:
+    def fail(key: str, problem: str, involves: tuple[str, ...] = ()) -> None:
+        """``involves``: the other keys a cross-field rule reads; the last override that
+        set ``key`` or one of them is blamed."""
+        def touches(set_key: str, some_key: str) -> bool:
+            return (set_key == some_key or some_key.startswith((f"{set_key}.", f"{set_key}["))
+                    or set_key.startswith((f"{some_key}.", f"{some_key}[")))
+
         setters = [text for set_key, text in (overrides or {}).items()
-                   if set_key == key or key.startswith(f"{set_key}.")
-                   or set_key.startswith(f"{key}.")]
+                   if any(touches(set_key, k) for k in (key, *involves))]
         where = source if not setters else (
             f"override {setters[-1]!r}" if key not in URL_KEYS else f"override of {key}")
         raise ConfigError(f"{where}: {key}: {problem}")
@@ -707,7 +760,8 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
         if not SAFE_NAME.match(name) or ".." in name:
             fail("study.name", f"{name!r} is not a safe file name (letters, digits, . _ - only)")
     if len(set(names)) != len(names):
-        fail("study.name", "must contain {backbone} when several backbones are swept")
+        fail("study.name", "must contain {backbone} when several backbones are swept",
+             involves=("backbones",))
     if s.objective_goal not in GOALS:
         fail("study.objective_goal", f"must be one of {', '.join(GOALS)}, got {s.objective_goal!r}")
     if s.max_trials < 1:
@@ -745,7 +799,7 @@ def _validate_study(cfg: SweepConfig, fail: Any) -> None:
 def _check_builtin_metric(fail: Any, key: str, metric: str) -> None:
     if metric not in BUILTIN_METRICS and not metric.startswith("f1-span-"):
         fail(key, f"the built-in trainer does not report {metric!r}; one of "
-                  f"{', '.join(BUILTIN_METRICS)} or f1-span-<ENTITY>")
+                  f"{', '.join(BUILTIN_METRICS)} or f1-span-<ENTITY>", involves=("train.trainer",))
 
 
 def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
@@ -769,10 +823,11 @@ def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
             fail("study.objectives", f"a metric is listed twice: {metrics}")
         if len(metrics) > 1 and s.pruner.name != "none":
             fail("study.pruner.name", f"{s.pruner.name!r} cannot prune a study of several "
-                 "objectives (Optuna prunes single-objective trials only): use none")
+                 "objectives (Optuna prunes single-objective trials only): use none",
+                 involves=("study.objectives",))
         if len(metrics) > 1 and s.sampler.name == "cmaes":
             fail("study.sampler.name", "cmaes optimizes one objective; with several use nsga2, "
-                 "tpe, gp, random or grid")
+                 "tpe, gp, random or grid", involves=("study.objectives",))
     primary = s.objectives[0].metric if s.objectives else s.objective_metric
     if builtin and primary in BUILTIN_COST_METRICS:
         fail("study.objectives[0].metric" if s.objectives else "study.objective_metric",
@@ -790,7 +845,8 @@ def _validate_objectives(cfg: SweepConfig, fail: Any) -> None:
         fail("mlflow.log_best_checkpoint", f"must be true, false or {LOG_FRONT!r}, got {log!r}")
     if log == LOG_FRONT and not uses_front(cfg):
         fail("mlflow.log_best_checkpoint", f"{LOG_FRONT!r} needs several study.objectives or "
-             "study.constraints (a study with a Pareto front)")
+             "study.constraints (a study with a Pareto front)",
+             involves=("study.objectives", "study.constraints"))
 
 
 def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
@@ -799,20 +855,20 @@ def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
     if s.pruner.name in FOLD_PRUNERS:
         if not cfg.k_fold.enabled:
             fail("study.pruner.name", f"{s.pruner.name} prunes between folds: it needs "
-                                      "k_fold.enabled=true")
+                                      "k_fold.enabled=true", involves=("k_fold.enabled",))
         first = max(2, s.pruner.n_startup_steps)  # folds compared before the first decision
         if first > cfg.k_fold.n_splits - 1:
             fail("study.pruner", f"{s.pruner.name} decides after {first} folds at the earliest "
                  f"(n_startup_steps={s.pruner.n_startup_steps}; never before 2) and never after "
                  f"the last, so with k_fold.n_splits={cfg.k_fold.n_splits} it would never prune: "
-                 f"use k_fold.n_splits of at least {first + 1}")
+                 f"use k_fold.n_splits of at least {first + 1}", involves=("k_fold.n_splits",))
         pairs = cfg.k_fold.n_splits - 1  # folds it can compare before the last
         if s.pruner.p_threshold <= 0.5 ** pairs:
             fail("study.pruner.p_threshold",
                  f"{s.pruner.name} compares at most {pairs} folds before the last, and the smallest "
                  f"p-value {pairs} pairs can give is {0.5 ** pairs:g}: with p_threshold="
                  f"{s.pruner.p_threshold:g} it would never prune; use a p_threshold above "
-                 f"{0.5 ** pairs:g} or more folds")
+                 f"{0.5 ** pairs:g} or more folds", involves=("study.pruner.name", "k_fold.n_splits"))
     for index, params in enumerate(s.enqueue):
         for name, value in params.items():
             if value is not None and not isinstance(value, (bool, int, float, str)):
@@ -826,7 +882,8 @@ def _validate_compute_savers(cfg: SweepConfig, fail: Any) -> None:
         _check_bounds(fail, f"study.stop_when.{name}", getattr(s.stop_when, name), bounds)
     if s.stop_when.no_improvement is not None and s.objectives and len(s.objectives) > 1:
         fail("study.stop_when.no_improvement", "needs one objective: a study of several "
-             "objectives has a Pareto front, no single best to improve on")
+             "objectives has a Pareto front, no single best to improve on",
+             involves=("study.objectives",))
 
 
 def _validate_warm_start(warm: dict[str, Any], fail: Any) -> None:
@@ -859,7 +916,8 @@ def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:
                       "never a search parameter")
         if cfg.train.trainer == BUILTIN_TRAINER and name not in BUILTIN_HYPERPARAMETERS:
             known = ", ".join(BUILTIN_HYPERPARAMETERS)
-            fail(key, f"the built-in trainer has no hyperparameter {name!r}; it knows {known}")
+            fail(key, f"the built-in trainer has no hyperparameter {name!r}; it knows {known}",
+                 involves=("train.trainer",))
         if spec.type not in PARAM_TYPES:
             fail(f"{key}.type", f"unknown distribution {spec.type!r}; one of {', '.join(PARAM_TYPES)}")
         if spec.type == "categorical":
@@ -870,7 +928,8 @@ def _validate_search_space(cfg: SweepConfig, fail: Any) -> None:
             for attr, value in _reachable_ends(spec):
                 _check_bounds(fail, f"{key}.{attr}", value, HYPERPARAMETER_BOUNDS[name])
         if cfg.study.sampler.name == "grid" and spec.type == "float" and spec.step is None:
-            fail(key, "the grid sampler needs a step (or categorical choices) for every float")
+            fail(key, "the grid sampler needs a step (or categorical choices) for every float",
+                 involves=("study.sampler.name",))
 
 
 def _reachable_ends(spec: ParamSpec) -> list[tuple[str, Any]]:
@@ -924,7 +983,8 @@ def _validate_data(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
     _validate_dataset(cfg, fail, check_files)
     if d.synthetic is not None:
         if d.task != "token-classification":
-            fail("data.synthetic", "generated data exists for token-classification only")
+            fail("data.synthetic", "generated data exists for token-classification only",
+                 involves=("data.task",))
         if d.synthetic.sentences < 4:
             fail("data.synthetic.sentences", f"must be at least 4, got {d.synthetic.sentences}")
     for key in ("train", "validation") if check_files else ():
@@ -950,7 +1010,7 @@ def _validate_fine_tuning(cfg: SweepConfig, fail: Any) -> None:
         fail("train.precision", f"must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.precision == "fp16" and t.device in ("cpu", "mps"):
         fail("train.precision", f"fp16 needs a CUDA device (train.device is {t.device}); "
-                                "use bf16 or fp32 there")
+                                "use bf16 or fp32 there", involves=("train.device",))
     if t.eval_batch_size is not None and t.eval_batch_size < 1:
         fail("train.eval_batch_size", f"must be at least 1 or null (= 2 x batch_size), "
                                       f"got {t.eval_batch_size}")
@@ -994,6 +1054,7 @@ def _validate_dataset(cfg: SweepConfig, fail: Any, check_files: bool) -> None:
         fail("data.dataset.validation_split",
              "applies with k_fold.enabled=false only (each fold validates on part of the "
              f"training split): set k_fold.enabled=false to validate on "
-             f"{d.dataset.validation_split!r}")
+             f"{d.dataset.validation_split!r}", involves=("k_fold.enabled",))
     if d.columns.text_pair is not None and d.task != "sequence-classification":
-        fail("data.columns.text_pair", "sentence pairs exist for sequence-classification only")
+        fail("data.columns.text_pair", "sentence pairs exist for sequence-classification only",
+             involves=("data.task",))
