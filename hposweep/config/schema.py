@@ -113,10 +113,15 @@ MAX_MESSAGE_CHARS = 300  # of a library's error message (it may quote a whole va
 FLOW_TOKEN = re.compile(r"""[\[\]{}]|"(?:[^"\\\n]|\\.)*"?|'(?:[^'\n]|'')*'?|(?<!\S)#[^\n]*""")
 # Keys whose value may carry a password: an error names their override, never quotes it.
 URL_KEYS = ("study.storage", "mlflow.tracking_uri")
-# Keys the seed spec used for the study, and where they live now.
+# Keys that moved: a config using the old name is refused with the new one.
 RENAMED_KEYS = {
     "checkpoint.study_name": "study.name",
     "checkpoint.storage_path": "study.storage",
+}
+# Keys that moved and still work under their old name, with a warning.
+DEPRECATED_KEYS = {
+    "checkpoint.enabled": "study.persist",
+    "checkpoint.auto_resume": "study.resume",
 }
 
 
@@ -167,6 +172,8 @@ class StudyConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     storage: str | None = None
+    persist: bool = True  # keep the study on disk (SQLite under output_dir) so it can resume
+    resume: bool = True  # continue an existing study (false: refuse to touch it)
     max_retry: int = 3  # re-runs of a trial whose process died or was interrupted
     max_failures: int | None = None  # failed trials after which one run stops (null: max_trials)
     n_workers: int = 1  # trials at once on this machine, each in its own process
@@ -275,8 +282,6 @@ class KFoldConfig:
 
 @dataclass
 class CheckpointConfig:
-    enabled: bool = True
-    auto_resume: bool = True
     save_only_best: bool = True  # False: keep every trial's every fold (the seed's behaviour)
     keep_best: int = 1
 
@@ -310,6 +315,7 @@ class LoadedConfig(NamedTuple):
     config: SweepConfig
     unresolved_yaml: str
     path: Path
+    deprecations: tuple[str, ...] = ()  # one line per deprecated key used, naming its source
 
 
 def backbone_slug(backbone: str) -> str:
@@ -343,9 +349,11 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     path = Path(path)
     raw = _read_yaml(path)
     trees = [_parse_override(override, overrides[i + 1:]) for i, override in enumerate(overrides)]
-    _reject_renamed_keys(str(path), OmegaConf.to_container(raw, resolve=False))
-    for override, tree in zip(overrides, trees, strict=True):
-        _reject_renamed_keys(f"override {override!r}", OmegaConf.to_container(tree))
+    sources = [str(path), *(f"override {override!r}" for override in overrides)]
+    deprecations = []
+    for source, tree in zip(sources, [raw, *trees], strict=True):
+        _reject_renamed_keys(source, OmegaConf.to_container(tree, resolve=False))
+        deprecations += _move_deprecated_keys(source, tree)
     _settle_objective_spelling(path, raw, list(overrides), trees)
 
     schema = OmegaConf.structured(SweepConfig)
@@ -369,7 +377,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if cfg.study.objectives:  # the first objective is the primary one (progress, reports)
         cfg.study.objective_metric = cfg.study.objectives[0].metric
         cfg.study.objective_goal = cfg.study.objectives[0].goal
-    return LoadedConfig(cfg, unresolved_yaml, path)
+    return LoadedConfig(cfg, unresolved_yaml, path, tuple(deprecations))
 
 
 class _FlowMapping(dict):  # type: ignore[type-arg]
@@ -593,6 +601,25 @@ def _reject_renamed_keys(source: str, tree: Any) -> None:
         section, key = old.split(".")
         if isinstance(tree, dict) and isinstance(tree.get(section), dict) and key in tree[section]:
             raise ConfigError(f"{source}: {old}: this key is now {new!r}; move the value there")
+
+
+def _move_deprecated_keys(source: str, tree: Any) -> list[str]:
+    """Move each deprecated key of ``tree`` to its new place; a warning line for each."""
+    from omegaconf import DictConfig, OmegaConf
+
+    moved = []
+    for old, new in DEPRECATED_KEYS.items():
+        section, key = old.split(".")
+        node = tree.get(section)
+        if not isinstance(node, DictConfig) or key not in node:
+            continue
+        if OmegaConf.select(tree, new, default=None) is not None:
+            raise ConfigError(f"{source}: {old}: set {new} only ({old} is its deprecated spelling)")
+        value = OmegaConf.to_container(node, resolve=False)[key]
+        del node[key]
+        OmegaConf.update(tree, new, value, force_add=True)
+        moved.append(f"{source}: {old} is deprecated: write {new}")
+    return moved
 
 
 SINGLE_OBJECTIVE_KEYS = ("objective_metric", "objective_goal")

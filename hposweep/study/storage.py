@@ -25,7 +25,7 @@ def storage_url(cfg: SweepConfig, study_name: str) -> str | None:
     """The study's storage: the configured URL, SQLite under the study dir, or None (memory)."""
     if cfg.study.storage:
         return cfg.study.storage
-    if cfg.checkpoint.enabled:
+    if cfg.study.persist:
         return f"sqlite:///{(study_dir(cfg, study_name) / 'study.db').resolve()}"
     return None
 

@@ -113,9 +113,9 @@ def _source(cfg: SweepConfig, source: str) -> tuple[str, str | None]:
         url, _, name = source.partition("#")
         return url, name or None
     url = storage_url(cfg, source)
-    if url is None:  # checkpoint.enabled=false: this sweep's studies live in memory
+    if url is None:  # study.persist=false: this sweep's studies live in memory
         raise UserError(f"study.warm_start.from: {source!r} names a study, and this config keeps "
-                        "none on disk (checkpoint.enabled=false): give its storage URL#study")
+                        "none on disk (study.persist=false): give its storage URL#study")
     return url, source
 
 

@@ -3,9 +3,12 @@ in one wording, whichever of the two it came from."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hposweep.config.schema import load
 from hposweep.errors import ConfigError
@@ -82,3 +85,51 @@ def test_an_override_split_by_the_shell_is_told_to_quote_the_whole_override() ->
 def test_an_unclosed_bracket_alone_is_told_to_quote_the_whole_override() -> None:
     message = error_of(SMOKE, "backbones=[tiny-a,")
     assert "quote the whole override" in message and "'\"[a]\"'" not in message
+
+
+@pytest.mark.parametrize(("old", "new", "value"), [("checkpoint.enabled", "study.persist", False),
+                                                   ("checkpoint.auto_resume", "study.resume", False)])
+def test_a_deprecated_spelling_still_works_with_a_one_line_warning(
+        tmp_path: Path, old: str, new: str, value: bool) -> None:
+    section, key = old.split(".")
+    in_file = tmp_path / "old.yaml"
+    in_file.write_text(SMOKE.read_text().replace(f"{section}:\n", f"{section}:\n  {key}: false\n"))
+    by_override = load(SMOKE, [f"{old}=false"])
+    from_file = load(in_file)
+    for loaded in (by_override, from_file):
+        assert getattr(loaded.config.study, new.split(".")[1]) is value
+        written = yaml.safe_load(loaded.unresolved_yaml)
+        assert written["study"][new.split(".")[1]] is False and key not in written[section]
+    assert by_override.deprecations == (f"override '{old}=false': {old} is deprecated: "
+                                        f"write {new}",)
+    assert from_file.deprecations == (f"{in_file}: {old} is deprecated: write {new}",)
+
+
+def test_the_new_spellings_need_no_warning() -> None:
+    loaded = load(SMOKE, ["study.persist=false", "study.resume=false"])
+    assert (loaded.config.study.persist, loaded.config.study.resume) == (False, False)
+    assert loaded.deprecations == ()
+
+
+def test_both_spellings_in_one_file_are_refused(tmp_path: Path) -> None:
+    both = smoke_with(tmp_path, "checkpoint:\n", "checkpoint:\n  enabled: false\n")
+    both.write_text(both.read_text().replace("study:\n", "study:\n  persist: true\n"))
+    assert error_of(both) == (f"{both}: checkpoint.enabled: set study.persist only "
+                              "(checkpoint.enabled is its deprecated spelling)")
+
+
+def test_an_old_spelling_and_a_later_override_of_the_new_one_take_the_override(
+        tmp_path: Path) -> None:
+    old = smoke_with(tmp_path, "checkpoint:\n", "checkpoint:\n  enabled: false\n")
+    assert load(old, ["study.persist=true"]).config.study.persist is True
+    assert load(SMOKE, ["checkpoint.enabled=false", "study.persist=true"]).config.study.persist
+
+
+def test_the_command_line_prints_the_deprecation_once_on_stderr() -> None:
+    done = subprocess.run([sys.executable, "-m", "hposweep", "validate", str(SMOKE),
+                           "checkpoint.auto_resume=false"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0
+    assert done.stderr == ("warning: override 'checkpoint.auto_resume=false': "
+                           "checkpoint.auto_resume is deprecated: write study.resume\n")
+    assert "  resume: false\n" in done.stdout
