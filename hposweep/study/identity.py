@@ -11,6 +11,14 @@ from hposweep.errors import UserError
 from hposweep.results import OBJECTIVE_ATTR
 
 DATA_FILE_KEYS = ("data.train", "data.validation")
+# What a fine-tuning setting missing from a study's settings means: the value studies made
+# before it existed were made with (see fine_tuning_settings).
+UNRECORDED_VALUES: dict[str, Any] = {
+    "train.select_epoch": "last",
+    "train.gradient_accumulation_steps": 1,
+    "train.early_stopping": None,
+    "data.group_by_length": False,
+}
 
 
 def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
@@ -92,14 +100,40 @@ def _check_same_objective(cfg: SweepConfig, study: Any) -> None:
         study.set_user_attr(OBJECTIVE_ATTR, current)
         return
     keys = [*current, *(k for k in stored if k not in current)]  # the order of the settings
-    changed = [k for k in keys if stored.get(k) != current.get(k)]
+    sampled = searched_defaults(cfg)
+    changed = [k for k in keys if k not in sampled and _value(stored, k) != _value(current, k)]
     if changed:
         key = changed[0]
         raise UserError(
-            f"study {study.study_name!r} was made with {key}={stored.get(key)!r}, this config has "
-            f"{current.get(key)!r}: its trials would not be comparable. Use another study.name "
-            "or --fresh (which archives the old study)"
+            f"study {study.study_name!r} was made with {key}={_written(_value(stored, key))}, "
+            f"this config has {_written(_value(current, key))}: its trials would not be "
+            "comparable. Use another study.name or --fresh (which archives the old study)"
             + (f" ({len(changed) - 1} more setting(s) differ)" if len(changed) > 1 else ""))
+
+
+def searched_defaults(cfg: SweepConfig) -> set[str]:
+    """The built-in trainer's ``train.*`` defaults that no trial uses: the search space
+    samples them for every trial."""
+    from hposweep.config.schema import BUILTIN_HYPERPARAMETERS, BUILTIN_TRAINER
+
+    if cfg.train.trainer != BUILTIN_TRAINER:
+        return set()
+    return {f"train.{name}" for name in cfg.search_space if name in BUILTIN_HYPERPARAMETERS}
+
+
+def _value(settings: dict[str, Any], key: str) -> Any:
+    return settings[key] if key in settings else UNRECORDED_VALUES.get(key)
+
+
+def _written(value: Any) -> str:
+    """A setting's value as a config writes it (``null``, ``true``, ``{patience: 2}``)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_written(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_written(v) for v in value) + "]"
+    return str(value)
 
 
 def _upgrade_data_identity(stored: dict[str, Any], current: dict[str, Any]) -> bool:
