@@ -240,7 +240,7 @@ def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
 def _load(console: SweepConsole, config: Path, overrides: list[str] | None,
           check_files: bool = True) -> LoadedConfig:
     """The config, each deprecated key it uses warned about on one line."""
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
 
     loaded = load(config, overrides or [], check_files=check_files)
     for line in loaded.deprecations:

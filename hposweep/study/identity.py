@@ -25,8 +25,6 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     """The settings that give a trial's value its meaning. Resuming with others would mix
     incomparable values in one study. (The search space, sampler, pruner, max_trials,
     devices and tracking may change between runs.)"""
-    from dataclasses import asdict
-
     from hposweep.data.readers import SYNTHETIC_GENERATOR
 
     d, t = cfg.data, cfg.train
@@ -34,13 +32,13 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     return {
         "study.objective_metric": cfg.study.objective_metric,
         # Only set with several objectives or constraints: older studies keep resuming.
-        "study.objectives": ([asdict(o) for o in cfg.study.objectives]
+        "study.objectives": ([o.model_dump() for o in cfg.study.objectives]
                              if cfg.study.objectives else None),
         "study.constraints": list(cfg.study.constraints) or None,
         "k_fold.n_splits": kfold,
         "data.task": d.task,
         "data.train": file_digest(d.train) if d.train else None,
-        "data.synthetic": ({**asdict(d.synthetic), "generator": SYNTHETIC_GENERATOR}
+        "data.synthetic": ({**d.synthetic.model_dump(), "generator": SYNTHETIC_GENERATOR}
                            if d.synthetic else None),
         "data.validation": (file_digest(d.validation)
                             if d.validation and kfold is None else None),
@@ -60,8 +58,6 @@ def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
     where it differs from what studies made before these settings existed did: such a
     study resumes with them at those values. So ``select_epoch`` is recorded when it is
     ``best`` (older studies scored the last epoch: they resume with ``last``)."""
-    from dataclasses import asdict
-
     d, t = cfg.data, cfg.train
     settings: dict[str, Any] = {}
     if t.select_epoch == "best":
@@ -69,14 +65,14 @@ def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
     if t.gradient_accumulation_steps != 1:
         settings["train.gradient_accumulation_steps"] = t.gradient_accumulation_steps
     if t.early_stopping is not None:
-        settings["train.early_stopping"] = asdict(t.early_stopping)
+        settings["train.early_stopping"] = t.early_stopping.model_dump()
     if d.group_by_length:
         settings["data.group_by_length"] = True
     if d.dataset is not None:
         from hposweep.data.hf_datasets import dataset_identity
 
-        settings["data.dataset"] = {**asdict(d.dataset), "path": dataset_identity(d.dataset)}
-        settings["data.columns"] = asdict(d.columns)
+        settings["data.dataset"] = {**d.dataset.model_dump(), "path": dataset_identity(d.dataset)}
+        settings["data.columns"] = d.columns.model_dump()
     return settings
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.errors import UserError
 from hposweep.results import OBJECTIVE_ATTR
 from hposweep.study.identity import _check_same_objective
