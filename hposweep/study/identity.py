@@ -101,8 +101,8 @@ def _check_same_objective(cfg: SweepConfig, study: Any) -> None:
     if changed:
         key = changed[0]
         raise UserError(
-            f"study {study.study_name!r} was made with {key}={_written(_value(stored, key))}, "
-            f"this config has {_written(_value(current, key))}: its trials would not be "
+            f"study {study.study_name!r} was made with {_setting(key, _value(stored, key))}, "
+            f"this config has {_setting(key, _value(current, key))}: its trials would not be "
             "comparable. Use another study.name or --fresh (which archives the old study)"
             + (f" ({len(changed) - 1} more setting(s) differ)" if len(changed) > 1 else ""))
 
@@ -119,6 +119,13 @@ def searched_defaults(cfg: SweepConfig) -> set[str]:
 
 def _value(settings: dict[str, Any], key: str) -> Any:
     return settings[key] if key in settings else UNRECORDED_VALUES.get(key)
+
+
+def _setting(key: str, value: Any) -> str:
+    """``key=value`` as a config writes it; k-fold off is recorded as no n_splits."""
+    if key == "k_fold.n_splits" and value is None:
+        return "k_fold.enabled=false"
+    return f"{key}={_written(value)}"
 
 
 def _written(value: Any) -> str:

@@ -375,7 +375,8 @@ def test_a_resumed_study_samples_new_hyperparameters(workdir: Path) -> None:
 def test_resuming_with_a_different_objective_is_refused(workdir: Path) -> None:
     assert run_fake(workdir, "study.max_trials=2", "k_fold.enabled=false").exit_code == 0
     mixed = run_fake(workdir, "study.max_trials=4", "k_fold.enabled=true")
-    assert mixed.exit_code == 2 and "k_fold.n_splits=None" in mixed.stderr
+    assert mixed.exit_code == 2
+    assert "made with k_fold.enabled=false, this config has k_fold.n_splits=" in mixed.stderr
     assert "--fresh" in mixed.stderr
     assert len(load_study("outputs", "fake_fake").trials) == 2
     widened = run_fake(workdir, "study.max_trials=3", "k_fold.enabled=false",

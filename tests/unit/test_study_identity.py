@@ -31,14 +31,15 @@ def refusal(study: optuna.Study, *overrides: str) -> str:
 
 
 @pytest.mark.parametrize(("made", "resumed", "shown"), [
-    ([], ["train.select_epoch=last"], "train.select_epoch=best, this config has last"),
-    (["train.select_epoch=last"], [], "train.select_epoch=last, this config has best"),
+    ([], ["train.select_epoch=last"], "train.select_epoch=best, this config has train.select_epoch=last"),
+    (["train.select_epoch=last"], [], "train.select_epoch=last, this config has train.select_epoch=best"),
     ([], ["train.gradient_accumulation_steps=2"],
-     "train.gradient_accumulation_steps=1, this config has 2"),
+     "train.gradient_accumulation_steps=1, this config has train.gradient_accumulation_steps=2"),
     ([], ["train.early_stopping={patience: 2}"],
-     "train.early_stopping=null, this config has {patience: 2, min_delta: 0.0}"),
-    ([], ["data.group_by_length=true"], "data.group_by_length=false, this config has true"),
-    ([], ["train.epochs=2"], "train.epochs=3, this config has 2"),
+     "train.early_stopping=null, this config has train.early_stopping={patience: 2, min_delta: 0.0}"),
+    ([], ["data.group_by_length=true"], "data.group_by_length=false, this config has data.group_by_length=true"),
+    (["k_fold.enabled=false"], [], "k_fold.enabled=false, this config has k_fold.n_splits=2"),
+    ([], ["train.epochs=2"], "train.epochs=3, this config has train.epochs=2"),
 ])
 def test_a_refused_resume_shows_values_as_the_config_writes_them(
         made: list[str], resumed: list[str], shown: str) -> None:
