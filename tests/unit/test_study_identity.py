@@ -38,7 +38,8 @@ def refusal(study: optuna.Study, *overrides: str) -> str:
     ([], ["train.early_stopping={patience: 2}"],
      "train.early_stopping=null, this config has "
      "train.early_stopping={patience: 2, min_delta: 0.0}"),
-    ([], ["data.group_by_length=true"], "data.group_by_length=false, this config has data.group_by_length=true"),
+    ([], ["data.group_by_length=true"],
+     "data.group_by_length=false, this config has data.group_by_length=true"),
     (["k_fold.enabled=false"], [], "k_fold.enabled=false, this config has k_fold.n_splits=2"),
     ([], ["train.epochs=2"], "train.epochs=3, this config has train.epochs=2"),
 ])
