@@ -346,6 +346,7 @@ CRASH_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("point", ["checkpoint:staged", "checkpoint:renamed",
                                    "checkpoint:recorded"])
+@pytest.mark.slow  # starts a process
 def test_kill_at_any_point_leaves_a_complete_best(tmp_path: Path, point: str) -> None:
     root = tmp_path / "bert"
     script = CRASH_SCRIPT.format(tests=str(Path(__file__).resolve().parents[1]))
