@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import UserError
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import RUN_ID_ATTR, owner_of
 from hposweep.study.identity import _check_same_objective
 from hposweep.study.samplers import _settle_report_steps, make_pruner, make_sampler
-from hposweep.study.storage import _study_names, make_storage, redact_url, storage_url, study_dir
+from hposweep.study.storage import _study_names, make_storage, redact_url, storage_url
 
 
 def study_lock(cfg: SweepConfig, study_name: str) -> Any:
@@ -30,12 +31,9 @@ def study_lock(cfg: SweepConfig, study_name: str) -> Any:
 
     if storage_url(cfg, study_name) is None:
         return contextlib.nullcontext()
-    directory = study_dir(cfg, study_name)
-    directory.mkdir(parents=True, exist_ok=True)
-    return FileLock(directory / LOCK_FILE, timeout=600)
-
-
-LOCK_FILE = ".study.lock"
+    path = OutputLayout.of(cfg.output_dir).study_lock(study_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, timeout=600)
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ def archive_study(cfg: SweepConfig, study_name: str) -> Path | None:
     if cfg.study.storage:
         raise UserError("--fresh archives the default SQLite study dir only; with study.storage "
                         "set, use a new study.name instead")
-    source = study_dir(cfg, study_name)
+    source = OutputLayout.of(cfg.output_dir).study_dir(study_name)
     if not source.exists():
         return None
     target = source.with_name(f"{study_name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import UserError, first_line
 
@@ -17,16 +18,12 @@ def finished_states() -> tuple[Any, ...]:
     return (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def study_dir(cfg: SweepConfig, study_name: str) -> Path:
-    return Path(cfg.output_dir) / "hpo" / study_name
-
-
 def storage_url(cfg: SweepConfig, study_name: str) -> str | None:
     """The study's storage: the configured URL, SQLite under the study dir, or None (memory)."""
     if cfg.study.storage:
         return cfg.study.storage
     if cfg.checkpoint.enabled:
-        return f"sqlite:///{(study_dir(cfg, study_name) / 'study.db').resolve()}"
+        return f"sqlite:///{OutputLayout.of(cfg.output_dir).study_db(study_name).resolve()}"
     return None
 
 

@@ -17,8 +17,9 @@ from typing import Any
 from hposweep import interrupts
 from hposweep._testing.faults import barrier_point
 from hposweep.api import FoldData, TrainFn
-from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.checkpoints.manager import CheckpointManager, FrontCheckpointManager
+from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
@@ -125,7 +126,7 @@ class BackboneSweep:
         self.lock = lock
         self.maximize = cfg.study.objective_goal == "maximize"
         self.tracker = SweepTracker(cfg, console.warn)
-        self.layout = CheckpointLayout(self._backbone_dir(), opened.run_id)
+        self.layout = OutputLayout.of(cfg.output_dir).checkpoints(backbone_slug(backbone), opened.run_id)
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.objectives = objectives_of(cfg)
         self.front = uses_front(cfg)  # several objectives or constraints: a Pareto front
@@ -273,19 +274,13 @@ class BackboneSweep:
 
     # ------------------------------------------------------------ records
 
-    def _backbone_dir(self) -> Path:
-        return Path(self.cfg.output_dir) / "hpo" / backbone_slug(self.backbone)
-
     def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
-                  fold: int | None, objective_value: float) -> dict[str, Any]:
-        return {
-            "trial_number": number, "params": params, "metrics": dict(metrics), "fold": fold,
-            "objective_value": objective_value,
-            "backbone": self.backbone, "study_name": self.study_name,
-            "objective_metric": self.cfg.study.objective_metric,
-            "versions": versions(), "git_commit": git_commit(),
-            "device": self._device, "created_at": timestamp(),
-        }
+                  fold: int | None, objective_value: float) -> CheckpointMetadata:
+        return CheckpointMetadata(
+            trial_number=number, params=params, metrics=dict(metrics), fold=fold,
+            objective_value=objective_value, backbone=self.backbone, study_name=self.study_name,
+            objective_metric=self.cfg.study.objective_metric, device=self._device,
+            created_at=timestamp(), git_commit=git_commit(), versions=versions())
 
     def _parent_params(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -18,7 +18,8 @@ from typing import Any
 
 from hposweep import interrupts
 from hposweep._testing.faults import kill_point
-from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.checkpoints.layout import METADATA_FILE, OutputLayout
+from hposweep.checkpoints.metadata import trial_number_of
 from hposweep.config.schema import LOG_FRONT, SweepConfig
 from hposweep.errors import first_line
 
@@ -42,14 +43,14 @@ HTTP_DEFAULTS = {
 def tracking_uri(cfg: SweepConfig) -> str:
     """Config, then ``MLFLOW_TRACKING_URI``, then a SQLite store under ``output_dir``."""
     uri = cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{(Path(cfg.output_dir) / 'mlflow.db').resolve()}"
+    return uri or f"sqlite:///{OutputLayout.of(cfg.output_dir).mlflow_db.resolve()}"
 
 
 def default_artifact_location(cfg: SweepConfig, uri: str) -> str | None:
     """Artifacts beside the default store (``output_dir/mlartifacts``); a server decides its own."""
     if cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    return (Path(cfg.output_dir) / "mlartifacts").resolve().as_uri()
+    return OutputLayout.of(cfg.output_dir).mlflow_artifacts.resolve().as_uri()
 
 
 def mlflow_client(cfg: SweepConfig) -> Any:
@@ -326,7 +327,7 @@ class SweepTracker:
                   for a in self._client.list_artifacts(run_id, artifact_path)}
         marker = checkpoint / METADATA_FILE
         same_trial = (METADATA_FILE in logged and logged[METADATA_FILE] == marker.stat().st_size
-                      and self._logged_trial(run_id, artifact_path) == _trial_number(marker))
+                      and self._logged_trial(run_id, artifact_path) == trial_number_of(checkpoint))
         files = sorted(p for p in checkpoint.iterdir() if p.is_file() and p != marker) + [marker]
         for path in files:
             if not same_trial or logged.get(path.name) != path.stat().st_size:
@@ -343,7 +344,7 @@ class SweepTracker:
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self._client.download_artifacts(run_id, f"{artifact_path}/{METADATA_FILE}", tmp)
-            return _trial_number(Path(path))
+            return trial_number_of(Path(path).parent)
 
     def end_sweep_unchanged(self) -> None:
         """This run added nothing to log (e.g. a spent budget stopped it at once): the parent
@@ -363,11 +364,6 @@ def front_artifact(number: int) -> str:
     return f"{FRONT_ARTIFACT_DIR}/trial_{number}"
 
 
-def _trial_number(metadata: Path) -> int | None:
-    try:
-        return int(json.loads(metadata.read_text())["trial_number"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _existing_run(client: Any, run_id: str) -> Any:
