@@ -1,8 +1,7 @@
 """The keep-the-best manager: where each fold saves, and which saved checkpoints stay.
 
-Order of operations when a trial becomes the best (the one the seeds learned the hard
-way): the checkpoint is written completely into a ``.tmp-*`` dir and renamed into its
-final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
+Order of operations when a trial becomes the best: the checkpoint is written completely
+into a ``.tmp-*`` dir and renamed into its final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
 fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
 complete best checkpoint and never a half-written one under a final name.
 
@@ -264,7 +263,7 @@ class CheckpointManager(BestRecord):
 class FrontCheckpointManager(CheckpointManager):
     """Best-only for a Pareto front (several objectives, or constraints): the kept
     checkpoints are members of the study's feasible front (``study.best_trials``), at most
-    ``keep_best`` of them, chosen by :func:`hposweep.pareto.trim`. Same order and lock as
+    ``keep_best`` of them, chosen by :func:`hposweep.objectives.pareto.trim`. Same order and lock as
     the single-objective rule: write, record in ``best.json``, then delete what fell off.
 
     A trial's checkpoint is kept when the trial is on the front and the rule, applied to

@@ -10,16 +10,13 @@ from typing import Any
 from hposweep.checkpoints.best import BestRecord
 from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
-from hposweep.objectives.front import FrontMember, best_and_front
-from hposweep.objectives.spec import front_metrics
+from hposweep.objectives.front import FrontMember, fill_best
 from hposweep.results import (
-    FOLD_VALUES_ATTR,
     PARENT_RUN_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
     TrialRow,
-    mlflow_run_of,
     owner_of,
 )
 from hposweep.study import budget, recovery
@@ -80,14 +77,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     record = _best_record(cfg, backbone, study)
     kept = record.kept_checkpoints() if record else {}
-    best, status.front = best_and_front(cfg, study, kept)
-    status.objectives = front_metrics(cfg)
-    if best is not None:
-        status.best_trial, status.best_value = best.number, best.values[0]
-        status.best_params = dict(best.params)
-        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
-        status.mlflow_best_run_id = mlflow_run_of(best)
-        status.checkpoint = str(kept[best.number]) if best.number in kept else None
+    fill_best(status, cfg, study, kept)
     status.pending = _pending(trials)
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)

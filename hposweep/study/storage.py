@@ -37,7 +37,7 @@ def storage_kind(url: str | None) -> str:
 
 def make_storage(url: str | None, cfg: SweepConfig | None = None, reading: bool = False) -> Any:
     """The Optuna storage for ``url``; with ``cfg``, RDB storages get heartbeats that fail
-    and retry the trials of workers that died (see :mod:`hposweep.recovery`). ``reading``:
+    and retry the trials of workers that died (see :mod:`hposweep.study.recovery`). ``reading``:
     for the commands that only look (``status``, ``best``, ...): no table is created, no
     write lock is taken."""
     import optuna
@@ -135,7 +135,7 @@ def _check_sqlite_file(database: Path) -> None:
                         "(left untouched: move it away or use --fresh)")
 
 
-def _study_names(storage: Any, url: str | None) -> list[str]:
+def study_names(storage: Any, url: str | None) -> list[str]:
     try:
         return [s.study_name for s in storage.get_all_studies()]
     except Exception as exc:

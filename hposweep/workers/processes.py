@@ -5,8 +5,8 @@ Each worker gets ``cores // K`` threads (``OMP_NUM_THREADS``, which torch reads 
 and, when GPUs are visible, one of them round-robin (``CUDA_VISIBLE_DEVICES``). The
 default SQLite storage is shared safely: writers wait on its lock (60 s busy timeout)
 instead of failing. This process only starts, watches and reports: each worker sends
-its events on its stdout (:mod:`hposweep.worker_events`), the parent renders them
-(:mod:`hposweep.workers_view`); everything else a worker prints goes to
+its events on its stdout (:mod:`hposweep.workers.events`), the parent renders them
+(:mod:`hposweep.workers.view`); everything else a worker prints goes to
 ``{output_dir}/hpo/workers/worker-N.log``.
 """
 
