@@ -2,8 +2,9 @@
 
 Order of operations when a trial becomes the best: the checkpoint is written completely
 into a ``.tmp-*`` dir and renamed into its final name -> ``best.json`` is replaced
-atomically -> only then are checkpoints that fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
-complete best checkpoint and never a half-written one under a final name.
+atomically -> only then are checkpoints that fell out of the best ``keep_best`` deleted.
+A crash at any instant leaves at least one complete best checkpoint and never a
+half-written one under a final name.
 
 Every deletion goes through :func:`hposweep.checkpoints.files.remove_tree`, which never
 follows a link."""
