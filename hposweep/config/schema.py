@@ -103,7 +103,8 @@ def _scalar(value: Any) -> bool:
 class Section(BaseModel):
     """A section of the config: unknown keys are refused; numbers are accepted as text."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, populate_by_name=True,
+                              defer_build=True)  # built on first use: a bad YAML file never pays
 
 
 Count = Annotated[int, Field(ge=1, description="a whole number, at least 1")]

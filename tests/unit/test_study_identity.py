@@ -12,7 +12,7 @@ import pytest
 from hposweep.config.loading import load
 from hposweep.errors import UserError
 from hposweep.results import OBJECTIVE_ATTR
-from hposweep.study.identity import _check_same_objective
+from hposweep.study.identity import check_same_objective
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 GRAD = "search_space.gradient_accumulation_steps={type: categorical, choices: [1, 2]}"
@@ -20,13 +20,13 @@ GRAD = "search_space.gradient_accumulation_steps={type: categorical, choices: [1
 
 def made_with(*overrides: str) -> optuna.Study:
     study = optuna.create_study(study_name="s")
-    _check_same_objective(load(SMOKE, list(overrides)).config, study)
+    check_same_objective(load(SMOKE, list(overrides)).config, study)
     return study
 
 
 def refusal(study: optuna.Study, *overrides: str) -> str:
     with pytest.raises(UserError) as info:
-        _check_same_objective(load(SMOKE, list(overrides)).config, study)
+        check_same_objective(load(SMOKE, list(overrides)).config, study)
     return str(info.value)
 
 
@@ -56,12 +56,12 @@ def test_a_refused_resume_shows_values_as_the_config_writes_them(
 ])
 def test_a_default_the_search_space_overrides_may_change(overrides: list[str]) -> None:
     study = made_with(*overrides[:-1])
-    _check_same_objective(load(SMOKE, overrides).config, study)
+    check_same_objective(load(SMOKE, overrides).config, study)
 
 
 def test_a_study_stored_before_still_resumes_with_a_changed_searched_default() -> None:
     study = made_with()
     stored = study.user_attrs[OBJECTIVE_ATTR]
     assert stored["train.learning_rate"] == 5e-5, "the stored identity keeps every default"
-    _check_same_objective(load(SMOKE, ["train.learning_rate=0.1"]).config, study)
+    check_same_objective(load(SMOKE, ["train.learning_rate=0.1"]).config, study)
     assert study.user_attrs[OBJECTIVE_ATTR] == stored, "what the study stored is kept"
