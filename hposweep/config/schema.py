@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple, get_args
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -23,13 +23,9 @@ Task = Literal["token-classification", "sequence-classification"]
 Goal = Literal["maximize", "minimize"]
 Precision = Literal["fp32", "bf16", "fp16", "auto"]
 TorchDtype = Literal["float32", "bfloat16"]  # float16 weights cannot be trained by AdamW/GradScaler
-SAMPLERS: tuple[str, ...] = get_args(SamplerName)
-PRUNERS: tuple[str, ...] = get_args(PrunerName)
 # The pruner that compares trials fold by fold (its steps are fold indices, not epochs).
 FOLD_PRUNERS = ("wilcoxon",)
 PARAM_TYPES = ("float", "int", "categorical")
-TASKS: tuple[str, ...] = get_args(Task)
-GOALS: tuple[str, ...] = get_args(Goal)
 BUILTIN_TRAINER = "builtin"
 # Hyperparameters the built-in trainer understands; a search space may sample any of them.
 BUILTIN_HYPERPARAMETERS = (
