@@ -66,10 +66,11 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     _settle_objective_spelling(path, raw, list(overrides), trees)
 
     # The defaults first: an interpolation may name a key the file leaves at its default.
-    merged = OmegaConf.merge(OmegaConf.create(SweepConfig().model_dump(by_alias=True)), raw, *trees)
     try:
+        merged = OmegaConf.merge(OmegaConf.create(SweepConfig().model_dump(by_alias=True)),
+                                 raw, *trees)
         data = OmegaConf.to_container(merged, resolve=True)
-    except Exception as exc:
+    except Exception as exc:  # an interpolation that does not resolve
         raise ConfigError(f"{path}: {_describe_omegaconf_error(exc)}") from None
     blame = _Blame(path, overrides)
     try:
