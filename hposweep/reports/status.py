@@ -10,12 +10,13 @@ from typing import Any
 from hposweep.checkpoints.best import BestRecord
 from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
-from hposweep.objectives.front import FrontMember, fill_best
+from hposweep.objectives.front import fill_best
 from hposweep.results import (
     PARENT_RUN_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
+    StudyReport,
     TrialRow,
     owner_of,
 )
@@ -24,7 +25,7 @@ from hposweep.study.storage import finished_states, make_storage, storage_kind, 
 
 
 @dataclass
-class StudyStatus:
+class StudyStatus(StudyReport):
     backbone: str
     study_name: str
     storage: str
@@ -32,21 +33,11 @@ class StudyStatus:
     max_trials: int
     objective_metric: str
     finished: int = 0
-    best_trial: int | None = None
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_fold_values: list[float] = field(default_factory=list)
-    checkpoint: str | None = None
-    mlflow_parent_run_id: str | None = None
-    mlflow_best_run_id: str | None = None
     seconds: float = 0.0  # time spent in trials, summed
     # study.budget: {"trial_hours"/"wall_hours": {"used", "budget", "left"}} for those set
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
-    trials: list[TrialRow] = field(default_factory=list)
-    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
-    front: list[FrontMember] = field(default_factory=list)  # best = its knee
 
     @property
     def remaining(self) -> int:
