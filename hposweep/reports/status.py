@@ -4,7 +4,6 @@ and without importing any training library."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hposweep.checkpoints.best import BestRecord
@@ -21,7 +20,7 @@ from hposweep.results import (
     owner_of,
 )
 from hposweep.study import budget, recovery
-from hposweep.study.storage import finished_states, make_storage, storage_kind, storage_url
+from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
 
 @dataclass
@@ -82,31 +81,6 @@ def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:
                    "left": max(0.0, limit - getattr(used, name))}
             for name in ("trial_hours", "wall_hours")
             if (limit := getattr(cfg.study.budget, name)) is not None}
-
-
-def anything_stored(url: str | None) -> bool:
-    """Whether the storage holds Optuna's data at all (checked without writing)."""
-    if url is None:
-        return False
-    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
-        return Path(url.removeprefix("sqlite:///")).exists()
-    if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:")).exists()
-    if url.startswith("journal+redis://"):
-        return True
-    import sqlalchemy
-
-    from hposweep.errors import UserError, first_line
-    from hposweep.study.storage import redact_url
-
-    try:
-        engine = sqlalchemy.create_engine(url)
-        try:
-            return sqlalchemy.inspect(engine).has_table("studies")
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
 def _best_record(cfg: SweepConfig, backbone: str, study: Any) -> BestRecord | None:
