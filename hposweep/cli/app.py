@@ -232,6 +232,47 @@ def plot(
         raise typer.Exit(EXIT_NO_TRIAL)
 
 
+@app.command(cls=PlainHelpCommand)
+def dashboard(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port (the next ones for other storages).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """A live web dashboard (optuna-dashboard) of each study, on the study's own storage.
+
+    Read-only: it writes nothing to the study. Ctrl-C ends it. Needs the `dashboard` extra.
+    """
+    import threading
+
+    from hposweep.config.schema import load
+    from hposweep.console.output import SweepConsole
+    from hposweep.reports import dashboard as board
+
+    console = SweepConsole()
+    servers: list[board.Server] = []
+    try:  # Ctrl-C at any moment is how the dashboard ends: exit 0
+        board.require_extra()
+        cfg = load(config, overrides or [], check_files=False).config
+        servers = board.plan(cfg, _statuses(cfg), console.warn)
+        board.start(servers, host, port)
+        if board.exposed(host):
+            console.warn(f"listening on {host}: the dashboard has no authentication; anyone "
+                         "who can reach this address sees the studies (it cannot change them)")
+        for server in servers:
+            for backbone, study_id in server.studies:
+                console.info(f"{backbone}: {server.study_url(study_id)}")
+        console.info("Ctrl-C stops the dashboard")
+        threading.Event().wait()
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop(servers)
+
+
 def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     from hposweep.reports.status import study_status
 

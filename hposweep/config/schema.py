@@ -310,6 +310,13 @@ class LoadedConfig(NamedTuple):
     config: SweepConfig
     unresolved_yaml: str
     path: Path
+    overrides: tuple[str, ...] = ()
+
+    def command(self, name: str) -> str:
+        """``hposweep NAME CONFIG OVERRIDES``, as a shell would take it."""
+        import shlex
+
+        return shlex.join(["hposweep", name, str(self.path), *self.overrides])
 
 
 def backbone_slug(backbone: str) -> str:
@@ -369,7 +376,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if cfg.study.objectives:  # the first objective is the primary one (progress, reports)
         cfg.study.objective_metric = cfg.study.objectives[0].metric
         cfg.study.objective_goal = cfg.study.objectives[0].goal
-    return LoadedConfig(cfg, unresolved_yaml, path)
+    return LoadedConfig(cfg, unresolved_yaml, path, tuple(overrides))
 
 
 class _FlowMapping(dict):  # type: ignore[type-arg]

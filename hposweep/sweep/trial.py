@@ -102,8 +102,10 @@ class TrialRun:
         retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
         self.run_id = env.tracker.start_trial(self.number, self.params, retried_from)
         if self.run_id is not None:
-            self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
-                                                  "mlflow_run_id": self.run_id})
+            link = env.tracker.run_link(self.run_id)
+            self.trial.set_user_attr(TRIAL_ATTR, {
+                "owner": recovery.owner_identity(), "mlflow_run_id": self.run_id,
+                **({"mlflow_run_url": link} if link != self.run_id else {})})
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
