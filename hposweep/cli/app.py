@@ -222,7 +222,7 @@ def plot(
                 raise UserError(f"{page} exists: use --force to replace it, or another --out")
             storage = make_storage(storage_url(cfg, status.study_name), reading=True)
             study = optuna.load_study(study_name=status.study_name, storage=storage)
-            for path in write_plots(study, cfg, out, console.warn):
+            for path in write_plots(study, cfg, out, console.warn, status.front):
                 console.info(f"{status.backbone}: {path}")
                 plotted = True
     except UserError as exc:

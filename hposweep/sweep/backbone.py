@@ -388,7 +388,7 @@ class BackboneSweep:
             tags = {"best_trial_number": str(result.best_trial),
                     "best_trial_run_id": result.mlflow_best_run_id or ""}
         checkpoint = Path(result.checkpoint) if result.checkpoint else None
-        self.tracker.log_plots(self.study)
+        self.tracker.log_plots(self.study, result.front)
         if self.front:
             self.tracker.log_front(result.front, self.objectives)
         if result.best_trial is None:

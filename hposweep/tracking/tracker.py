@@ -301,19 +301,19 @@ class SweepTracker:
                 self._call(f"log {ARTIFACT_PATH}/", self._log_checkpoint_once, run_id, checkpoint)
         self._call("end the parent run", self._client.set_terminated, run_id, "FINISHED")
 
-    def log_plots(self, study: Any) -> None:
+    def log_plots(self, study: Any, front: list[Any] | None = None) -> None:
         """The study's plots under ``plots/`` of the parent run (``mlflow.log_plots``)."""
         if self.parent_run_id is None or self._finished or not self.cfg.mlflow.log_plots:
             return
-        self._call("log the plots", self._log_plots, study)
+        self._call("log the plots", self._log_plots, study, front)
 
-    def _log_plots(self, study: Any) -> None:
+    def _log_plots(self, study: Any, front: list[Any] | None) -> None:
         import tempfile
 
         from hposweep.reports.plots import write_plots
 
         with tempfile.TemporaryDirectory() as tmp:
-            if write_plots(study, self.cfg, Path(tmp), self.warn):
+            if write_plots(study, self.cfg, Path(tmp), self.warn, front):
                 self._client.log_artifacts(self.parent_run_id, tmp, "plots")
 
     def log_front(self, front: list[Any], objectives: list[Any]) -> None:
