@@ -221,8 +221,9 @@ def test_no_study_yet_exits_2_and_says_so(workdir: Path) -> None:
     assert "no study to show yet" in result.stderr
 
 
-@pytest.mark.parametrize("storage", ["journal:{dir}/study.log", "journal+redis", "postgresql",
-                                     "mysql"])
+@pytest.mark.parametrize("storage", ["journal:{dir}/study.log", *(
+    pytest.param(name, marks=pytest.mark.services) for name in ("journal+redis", "postgresql",
+                                                                "mysql"))])
 def test_every_backbone_of_a_shared_storage_is_served_by_one_dashboard(
         workdir: Path, storage: str, request: pytest.FixtureRequest) -> None:
     if storage == "journal+redis":
@@ -280,7 +281,7 @@ def js_errors(console: list[str]) -> list[str]:
     return [line for line in console if "Uncaught" in line or "Error" in line]
 
 
-@pytest.mark.slow
+@pytest.mark.services  # a real `mlflow server`, for the links
 def test_the_dashboard_and_the_plot_page_render_in_chromium(
         workdir: Path, chromium: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.e2e.test_processes import MlflowServer
