@@ -260,8 +260,9 @@ def _better_is_darker(figure: Any, plot: str, maximize: bool, metric: str) -> No
 
     if plot == "parallel_coordinate":  # Optuna reverses the scale of any custom target
         for trace in figure.data:
-            if trace.mode == "lines" and trace.y:  # one trial; y[0]: its value, from 0 to 1
-                share = trace.y[0] if maximize else 1 - trace.y[0]
+            value = trace.y[0] if trace.mode == "lines" and trace.y else None
+            if value is not None:  # one trial's line; y[0]: its value, from 0 to 1
+                share = value if maximize else 1 - value
                 trace.line.color = sample_colorscale(SCALE, [share])[0]
             elif trace.marker is not None and trace.marker.colorbar is not None:
                 trace.marker.update(colorscale=SCALE, reversescale=not maximize)
