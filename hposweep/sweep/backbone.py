@@ -43,7 +43,7 @@ from hposweep.study.storage import finished_states, redact_url, storage_kind, st
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker
-from hposweep.training.builtin import resolve_device
+from hposweep.training.device import resolve_device
 from hposweep.training.loader import load_trainer
 
 

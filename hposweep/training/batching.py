@@ -47,19 +47,32 @@ def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
     return 1 - sum(lengths[i] for batch in batches for i in batch) / padded
 
 
+def loader_workers(device: str) -> dict[str, Any]:
+    """On CUDA, 2 worker processes collate the next batches while the GPU trains, into
+    pinned memory (copied with ``non_blocking``); on CPU the collation runs in the training
+    process (workers would take the cores it trains on)."""
+    if device.startswith("cuda"):
+        return {"num_workers": 2, "pin_memory": True, "persistent_workers": True}
+    return {}
+
+
 def make_loader(dataset: list[dict[str, Any]], batch_size: int, generator: Any, collate: Any,
-                group_by_length: bool, device: str) -> Any:
-    """The fold's training DataLoader. On CUDA, 2 worker processes collate the next batches
-    while the GPU trains, into pinned memory (copied with ``non_blocking``); on CPU the
-    collation runs in the training process (workers would take the cores it trains on)."""
+                group_by_length: bool, device: str, worker_seed: int = 0,
+                workers: dict[str, Any] | None = None) -> Any:
+    """The fold's training DataLoader; ``workers`` overrides :func:`loader_workers`.
+
+    Only the sampler draws from ``generator``: the DataLoader draws its worker processes'
+    seed from a generator of its own (``worker_seed``), once per iterator, which with
+    persistent workers is once per fold and not once per epoch. Drawn from ``generator``,
+    it would shift a resumed epoch's batch order."""
     import torch
 
-    cuda = device.startswith("cuda")
-    workers = {"num_workers": 2, "pin_memory": True, "persistent_workers": True} if cuda else {}
+    options = {"collate_fn": collate, "generator": torch.Generator().manual_seed(worker_seed),
+               **(loader_workers(device) if workers is None else workers)}
     if group_by_length:
         sampler = LengthGroupedBatches([len(row["input_ids"]) for row in dataset], batch_size,
                                        generator)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, generator=generator,
-                                           collate_fn=collate, **workers)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                       generator=generator, collate_fn=collate, **workers)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **options)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size,
+        sampler=torch.utils.data.RandomSampler(dataset, generator=generator), **options)

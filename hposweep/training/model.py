@@ -135,7 +135,7 @@ def build_model(
 def check_backbone(cfg: SweepConfig, backbone: str) -> None:
     """Fail before any trial when the device is missing, cannot train in the configured
     precision, or the model cannot be built."""
-    from hposweep.training.builtin import resolve_device
+    from hposweep.training.device import resolve_device
     from hposweep.training.precision import resolve_precision
 
     _check_device(cfg.train.device)
