@@ -175,7 +175,11 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
     selector = selector_for(cfg)
     # Weights are copied only when this fold's model may be kept: else only values count.
     keep_weights = keep_best and ctx.checkpoint_dir is not None
-    progress, epoch_start_rng = _resume(s, ctx, selector, keep_weights)
+    resumed = _resume(s, ctx, selector, keep_weights)
+    if resumed is None:  # refused, maybe half-restored: the fold starts over from a fresh setup
+        s = prepare(params, data, ctx, micro)
+        resumed = Progress(), s.generator.get_state()
+    progress, epoch_start_rng = resumed
     for epoch, value in progress.history:  # the retried trial reports what its predecessor did
         ctx.report(value, epoch)
     for epoch in range(progress.epoch, s.hp["epochs"]):
@@ -236,23 +240,32 @@ def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
         window.append(batch)
         if len(window) < accumulate and step + 1 < len(s.loader):
             continue
-        running += _optimizer_step(s, ctx, window,
-                                   f"trial{ctx.trial_number}:epoch{epoch}:batch{step + 1 - len(window)}")
+        window_loss = _optimizer_step(
+            s, ctx, window, f"trial{ctx.trial_number}:epoch{epoch}:batch{step + 1 - len(window)}")
+        if window_loss is None:
+            progress.skipped += 1
+        else:
+            running += window_loss
         window = []
         progress.step = step + 1
         done = s.optimizer_steps(progress.step)
         if every_steps and done % every_steps == 0 and progress.step < len(s.loader):
             progress.train_loss = float(running)
             _save_state(s, ctx, epoch_start_rng, progress, selector)
-    loss = float(running) / max(1, s.optimizer_steps(len(s.loader)))  # the one read per epoch
-    if s.precision.scaler is None and not math.isfinite(loss):
+    stepped = s.optimizer_steps(len(s.loader)) - progress.skipped
+    if stepped == 0:
+        raise TrialFailed(f"every optimizer step of epoch {epoch + 1} was skipped: the fp16 "
+                          "gradients were never finite (try bf16 or fp32, or a lower learning rate)")
+    loss = float(running) / stepped  # the one read per epoch
+    if not math.isfinite(loss):
         raise TrialFailed(f"training loss is {loss} in epoch {epoch + 1}")
     return loss
 
 
 def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], where: str) -> Any:
     """Backward over each batch of ``window``, then one optimizer and scheduler step.
-    Returns the window's mean loss as a device tensor (a skipped fp16 step's as 0).
+    Returns the window's mean loss as a device tensor, or None when the fp16 scaler skipped
+    the step (its gradients overflowed: the schedule does not advance either).
     ``where`` names the window's first batch; kill point ``accumulate:<where>+<i>`` follows
     the backward of its ``i``-th batch."""
     import torch
@@ -265,11 +278,11 @@ def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], w
             s.precision.backward(loss)
             window_loss += loss.detach()
         kill_point(f"accumulate:{where}+{index}")
-    s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
-    s.scheduler.step()
+    stepped = s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
     s.optimizer.zero_grad(set_to_none=True)
-    if s.precision.scaler is not None:  # an overflow is the scaler's to skip, not a failure
-        window_loss = torch.where(torch.isfinite(window_loss), window_loss, 0.0)
+    if not stepped:
+        return None
+    s.scheduler.step()
     return window_loss
 
 
@@ -289,19 +302,20 @@ def _summed_loss(model: Any, batch: dict[str, Any], device: str, precision: Prec
 
 
 def _resume(s: Setup, ctx: TrialContext, selector: EpochSelector, keep_weights: bool
-            ) -> tuple[Progress, Any]:
-    """The saved progress and epoch-start RNG state, or a fresh start."""
+            ) -> tuple[Progress, Any] | None:
+    """The saved progress and epoch-start RNG state, or a fresh start; None when the saved
+    state was refused (removed, and ``s`` may hold part of it)."""
     fresh = Progress(), s.generator.get_state()
     if ctx.resume_dir is None:
         return fresh
     try:
         restored = training_state.load(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
-                                       s.generator)
+                                       s.generator, s.device)
     except training_state.StateRefused as exc:
         ctx.warn(f"trial {ctx.trial_number}: resume state in {ctx.resume_dir} refused ({exc}); "
                  "training this fold from the start")
         shutil.rmtree(ctx.resume_dir, ignore_errors=True)
-        return fresh
+        return None
     if restored is None:
         return fresh
     s.precision.load_state_dict(restored.scaler)
@@ -329,7 +343,7 @@ def _save_state(s: Setup, ctx: TrialContext, epoch_start_rng: Any, progress: Pro
     try:
         training_state.save(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
                             s.generator, epoch_start_rng, progress, s.precision.state_dict(),
-                            best_weights)
+                            best_weights, s.device)
     except training_state.StateNotSaved as exc:
         _warn_once_per_trial(ctx, f"trial {ctx.trial_number}: resume state not saved ({exc}); "
                                   "training goes on without it")
