@@ -57,9 +57,8 @@ def loader_workers(device: str) -> dict[str, Any]:
 
 
 def make_loader(dataset: list[dict[str, Any]], batch_size: int, generator: Any, collate: Any,
-                group_by_length: bool, device: str, worker_seed: int = 0,
-                workers: dict[str, Any] | None = None) -> Any:
-    """The fold's training DataLoader; ``workers`` overrides :func:`loader_workers`.
+                group_by_length: bool, device: str, worker_seed: int = 0) -> Any:
+    """The fold's training DataLoader.
 
     Only the sampler draws from ``generator``: the DataLoader draws its worker processes'
     seed from a generator of its own (``worker_seed``), once per iterator, which with
@@ -68,7 +67,7 @@ def make_loader(dataset: list[dict[str, Any]], batch_size: int, generator: Any, 
     import torch
 
     options = {"collate_fn": collate, "generator": torch.Generator().manual_seed(worker_seed),
-               **(loader_workers(device) if workers is None else workers)}
+               **loader_workers(device)}
     if group_by_length:
         sampler = LengthGroupedBatches([len(row["input_ids"]) for row in dataset], batch_size,
                                        generator)
