@@ -58,6 +58,7 @@ class TrialEnv:
     tracker: SweepTracker
     console: SweepConsole
     metadata: Callable[..., dict[str, Any]]  # (number, params, metrics, fold, value) -> dict
+    device: Callable[[], dict[str, Any]]  # what a trial records of its device ({}: unknown)
 
 
 class TrialRun:
@@ -112,10 +113,12 @@ class TrialRun:
         env, cfg = self.env, self.env.cfg
         self.params = suggest(self.trial, cfg.search_space)
         retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
-        self.run_id = env.tracker.start_trial(self.number, self.params, retried_from)
-        if self.run_id is not None:
+        device = env.device()
+        self.run_id = env.tracker.start_trial(self.number, self.params, retried_from,
+                                              tags={k: str(v) for k, v in device.items()})
+        if self.run_id is not None or device:
             self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
-                                                  "mlflow_run_id": self.run_id})
+                                                  "mlflow_run_id": self.run_id, **device})
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})

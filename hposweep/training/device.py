@@ -96,7 +96,7 @@ def peak_memory_metrics(device: str) -> dict[str, float]:
     return {"gpu_peak_mb": torch.cuda.max_memory_allocated(device) / 1e6}
 
 
-def describe(device: str) -> dict[str, Any]:
+def describe_device(device: str) -> dict[str, Any]:
     """What a trial records about its device: the name it trained on, and on CUDA the GPU's
     model and its index among the machine's GPUs (``CUDA_VISIBLE_DEVICES`` of a worker maps
     its ``cuda:0`` to one of them)."""
@@ -129,7 +129,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 def out_of_memory_reason(batch_size: int | None, device: str) -> str:
     """Why a trial failed out of memory: the per-step batch (when known) and the device."""
     at = f" at batch_size={batch_size}" if batch_size is not None else ""
-    name = describe(device).get("device_name")
+    name = describe_device(device).get("device_name")
     return f"out of GPU memory{at} on {device}" + (f" ({name})" if name else "")
 
 
