@@ -3,6 +3,7 @@ the same for the same seed (and replayed from a saved generator state)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hposweep.training.batching import LengthGroupedBatches, padding_fraction
@@ -61,6 +62,7 @@ def test_training_grouped_by_length_is_reproducible() -> None:
     assert first != train(params, fold, context(plain_cfg)), "grouping changed no batch"
 
 
+@pytest.mark.slow  # starts processes (the loader's workers)
 def test_a_resumed_epoch_with_persistent_loader_workers_replays_the_same_batches() -> None:
     """On CUDA the loader has persistent worker processes: their seed is drawn once per
     fold, not per epoch. An epoch's batch order must still be a function of the generator
