@@ -60,14 +60,16 @@ def make_loader(dataset: list[dict[str, Any]], batch_size: int, generator: Any, 
                 group_by_length: bool, device: str, worker_seed: int = 0) -> Any:
     """The fold's training DataLoader.
 
-    Only the sampler draws from ``generator``: the DataLoader draws its worker processes'
-    seed from a generator of its own (``worker_seed``), once per iterator, which with
-    persistent workers is once per fold and not once per epoch. Drawn from ``generator``,
-    it would shift a resumed epoch's batch order."""
+    The DataLoader draws a seed from its generator once per iterator: without worker
+    processes that is once per epoch, at its start, so ``generator`` serves (the draw is
+    part of the epoch's replayed state). Persistent workers make it once per fold: the
+    seed then comes from a generator of its own (``worker_seed``), else a resumed process
+    would draw it again and shift the resumed epoch's batch order."""
     import torch
 
-    options = {"collate_fn": collate, "generator": torch.Generator().manual_seed(worker_seed),
-               **loader_workers(device)}
+    workers = loader_workers(device)
+    own = torch.Generator().manual_seed(worker_seed) if workers else generator
+    options = {"collate_fn": collate, "generator": own, **workers}
     if group_by_length:
         sampler = LengthGroupedBatches([len(row["input_ids"]) for row in dataset], batch_size,
                                        generator)
