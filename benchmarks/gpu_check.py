@@ -79,9 +79,10 @@ def throughput() -> dict[str, Any]:
 
 
 def workers(workdir: Path) -> dict[str, Any]:
+    from hposweep.results import device_of
+
     done = hposweep(workdir, *GPU, "study.max_trials=4", "--workers", "2")
-    devices = sorted({json.dumps({k: v for k, v in t.user_attrs.get("hposweep.trial", {}).items()
-                                  if k.startswith("device")}) for t in trials(workdir)})
+    devices = sorted({json.dumps(device_of(t), sort_keys=True) for t in trials(workdir)})
     counted = states(workdir)
     return {"exit_code": done.returncode, "states": counted,
             "devices": [json.loads(d) for d in devices],
