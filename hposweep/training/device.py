@@ -141,10 +141,3 @@ def is_fatal_device_error(exc: BaseException) -> bool:
     text = str(exc)
     return "CUDA" in text and any(marker in text for marker in FATAL_CUDA_ERRORS)
 
-
-def available_cores() -> int:
-    """The cores this process may run on: its affinity (a Slurm or taskset allocation),
-    not the machine's count."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1

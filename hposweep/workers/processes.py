@@ -30,7 +30,6 @@ from hposweep.config.schema import LoadedConfig
 from hposweep.console.output import SweepConsole
 from hposweep.errors import ConfigError, UserError, reported_os_errors
 from hposweep.results import BackboneResult
-from hposweep.training.device import available_cores
 from hposweep.workers.events import WORKER_ENV
 from hposweep.workers.view import WorkersView
 
@@ -46,6 +45,14 @@ def visible_gpus(device: str) -> list[str]:
     import torch
 
     return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def available_cores() -> int:
+    """The cores this process may run on: its affinity (a Slurm or taskset allocation),
+    not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def worker_environments(k: int, device: str) -> list[dict[str, str]]:
