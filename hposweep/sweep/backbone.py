@@ -23,7 +23,7 @@ from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
 from hposweep.console.output import SweepConsole
-from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.data.readers import build_folds, load_data
 from hposweep.errors import reported_os_errors
 from hposweep.objectives.front import best_and_front, front_values
 from hposweep.objectives.spec import front_metrics, objectives_of, uses_front
@@ -55,7 +55,7 @@ def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> lis
     if cfg.k_fold.enabled and cfg.data.validation is not None:
         console.warn("data.validation is ignored: k-fold splits data.train "
                      "(k_fold.enabled=false uses the validation file)")
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     if cfg.train.trainer == BUILTIN_TRAINER:
         from hposweep.training.model import check_backbone
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hposweep.api import Example
 from hposweep.config.schema import load
 from hposweep.data.readers import (
     build_folds,
@@ -86,9 +87,20 @@ def test_build_folds_uses_validation_file_when_kfold_is_off(tmp_path: Path) -> N
     val.write_text("d\tB-Y\n")
     cfg = load(SMOKE, ["data.synthetic=null", f"data.train={train}", f"data.validation={val}",
                        "k_fold.enabled=false"]).config
-    from hposweep.data.readers import load_training_examples
+    from hposweep.data.readers import load_data
 
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     assert len(folds) == 1 and folds[0].fold is None
     assert [e.tokens for e in folds[0].validation] == [("d",)]
     assert "B-Y" in folds[0].labels, "labels seen only in validation are known to the model"
+
+
+def test_declared_labels_keep_their_order_and_unseen_ones_others_follow_sorted() -> None:
+    """A ClassLabel's names are the model's ids in their order, those the data never uses
+    included; a label the declaration lacks follows, in the sorted order."""
+    examples = [Example(("a", "b", "c"), ("O", "B-LOC", "B-ORG")), Example(("d",), ("B-PER",))]
+    assert label_list(examples) == ["O", "B-LOC", "B-ORG", "B-PER"]
+    assert label_list(examples, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]) == [
+        "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG"]
+    texts = [Example(("good",), label="pos"), Example(("bad",), label="neg")]
+    assert label_list(texts, ["pos", "meh", "neg"]) == ["pos", "meh", "neg"]
