@@ -156,6 +156,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
                                                 if cfg.model.from_config else ""),
         f"- labels: {', '.join(labels) if labels else '(see config.json)'}",
         f"- training data: {data}",
+        *_model_lines(cfg, meta),
         f"- objective: {status.objective_metric} = {status.best_value:.4f}"
         + (f" (mean over {len(folds)} folds)" if len(folds) > 1 else ""),
         *_front_lines(status),
@@ -172,7 +173,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
         "| fold | value |",
         "|---|---|",
-        *[f"| {i} | {v:.4f} |" for i, v in enumerate(folds)],
+        *[f"| {i}/{len(folds)} | {v:.4f} |" for i, v in enumerate(folds, start=1)],
         "",
         "## Metrics of the trial (mean over folds)",
         "",
@@ -196,6 +197,22 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _model_lines(cfg: SweepConfig, meta: dict[str, Any]) -> list[str]:
+    """Which model this is and what it was trained on: with k-fold, one fold's model,
+    trained without that fold's share of the data."""
+    fold, trained, validated = (meta.get(k) for k in ("fold", "train_examples",
+                                                       "validation_examples"))
+    counted = trained is not None and validated is not None
+    if fold is None:
+        return [f"- model: trained on {trained} examples, validated on {validated}"] if counted else []
+    line = f"- model: fold {fold + 1}/{meta.get('n_folds', cfg.k_fold.n_splits)}'s model"
+    if counted:
+        total = trained + validated
+        line += (f", trained on {100 * trained / total:.0f}% of the training data "
+                 f"({trained} of {total} examples)")
+    return [line]
 
 
 def _front_member(status: StudyStatus) -> Any:

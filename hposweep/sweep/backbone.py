@@ -278,8 +278,11 @@ class BackboneSweep:
 
     def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
                   fold: int | None, objective_value: float) -> dict[str, Any]:
+        data = self.env.folds[fold or 0]  # what this model was trained and validated on
         return {
             "trial_number": number, "params": params, "metrics": dict(metrics), "fold": fold,
+            **({"n_folds": len(self.env.folds)} if fold is not None else {}),
+            "train_examples": len(data.train), "validation_examples": len(data.validation),
             "objective_value": objective_value,
             "backbone": self.backbone, "study_name": self.study_name,
             "objective_metric": self.cfg.study.objective_metric,

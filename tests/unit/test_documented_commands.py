@@ -24,7 +24,7 @@ def documented_commands() -> list[tuple[str, str]]:
 
 def test_every_documented_override_with_brackets_is_quoted() -> None:
     commands = documented_commands()
-    assert any("ner.yaml" == name for name, _ in commands), "the configs' comments are read"
+    assert any(name == "ner.yaml" for name, _ in commands), "the configs' comments are read"
     for name, command in commands:
         unquoted = re.sub(r"'[^']*'|\"[^\"]*\"", "", command).split(" #")[0]
         assert "[" not in unquoted, f"{name}: quote the whole override: {command}"
