@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,13 @@ def label_list(examples: list[Example], declared: list[str] | None = None) -> li
     found = {e.label for e in examples if e.label is not None}
     found |= {tag for e in examples for tag in e.tags}
     first = list(declared or [])
-    return first + sorted(found - set(first), key=lambda tag: (tag != "O", tag))
+    return first + sorted(found - set(first), key=_label_order)
+
+
+def _label_order(label: str) -> tuple[bool, bool, int, str]:
+    """'O' first, then whole numbers by value (class ids 0..11 keep their ids), then names."""
+    number = re.fullmatch(r"-?[0-9]+", label) is not None
+    return label != "O", not number, int(label) if number else 0, label
 
 
 def kfold_indices(n_examples: int, n_splits: int, seed: int) -> list[tuple[list[int], list[int]]]:

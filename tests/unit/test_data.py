@@ -104,3 +104,15 @@ def test_declared_labels_keep_their_order_and_unseen_ones_others_follow_sorted()
         "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG"]
     texts = [Example(("good",), label="pos"), Example(("bad",), label="neg")]
     assert label_list(texts, ["pos", "meh", "neg"]) == ["pos", "meh", "neg"]
+
+
+def test_whole_number_labels_keep_their_ids(tmp_path: Path) -> None:
+    """A JSONL whose labels are the user's class ids 0..11: id 10 is label 10, not the
+    third in a text sort ('0', '1', '10', ...)."""
+    path = tmp_path / "classes.jsonl"
+    path.write_text("".join(f'{{"text": "word{i}", "label": {i % 12}}}\n' for i in range(24)))
+    cfg = load(SMOKE, ["data.synthetic=null", f"data.train={path}",
+                       "data.task=sequence-classification"]).config
+    from hposweep.data.readers import load_data
+
+    assert build_folds(cfg, load_data(cfg))[0].labels == [str(i) for i in range(12)]
