@@ -64,7 +64,7 @@ class BackboneResult:
     storage: str
     resumed: bool
     # why this process started no more trials: max_trials, timeout, max_failures, or
-    # (hposweep.budget) trial_hours, wall_hours, no_improvement
+    # (hposweep.study.budget) trial_hours, wall_hours, no_improvement
     stopped: str
     stop_message: str
     n_trials: int
@@ -76,6 +76,7 @@ class BackboneResult:
     best_trial: int | None = None
     best_value: float | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    best_fold_values: list[float] = field(default_factory=list)
     checkpoint: str | None = None
     mlflow_parent_run_id: str | None = None
     mlflow_best_run_id: str | None = None

@@ -7,19 +7,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hposweep.checkpoints.layout import CheckpointLayout
-from hposweep.checkpoints.manager import CheckpointManager
+from hposweep.checkpoints.best import BestRecord
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
-from hposweep.objectives.front import FrontMember, best_and_front
-from hposweep.objectives.spec import front_metrics
+from hposweep.objectives.front import FrontMember, fill_best
 from hposweep.results import (
-    FOLD_VALUES_ATTR,
     PARENT_RUN_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
     TrialRow,
-    mlflow_run_of,
     owner_of,
 )
 from hposweep.study import budget, recovery
@@ -78,16 +75,9 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.finished = len([t for t in trials if t.state in finished_states()])
     status.seconds = sum(r.duration_s or 0.0 for r in status.trials)
     status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    manager = _manager(cfg, backbone, study)
-    kept = manager.kept_checkpoints() if manager else {}
-    best, status.front = best_and_front(cfg, study, kept)
-    status.objectives = front_metrics(cfg)
-    if best is not None:
-        status.best_trial, status.best_value = best.number, best.values[0]
-        status.best_params = dict(best.params)
-        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
-        status.mlflow_best_run_id = mlflow_run_of(best)
-        status.checkpoint = str(kept[best.number]) if best.number in kept else None
+    record = _best_record(cfg, backbone, study)
+    kept = record.kept_checkpoints() if record else {}
+    fill_best(status, cfg, study, kept)
     status.pending = _pending(trials)
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
@@ -128,14 +118,12 @@ def anything_stored(url: str | None) -> bool:
         raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
-def _manager(cfg: SweepConfig, backbone: str, study: Any) -> CheckpointManager | None:
-    """A reader of the study's ``best.json`` (None before the study has a sweep id)."""
+def _best_record(cfg: SweepConfig, backbone: str, study: Any) -> BestRecord | None:
+    """The study's ``best.json``, read-only (None before the study has a sweep id)."""
     run_id = study.user_attrs.get(RUN_ID_ATTR)
     if run_id is None:
         return None
-    root = Path(cfg.output_dir) / "hpo" / backbone_slug(backbone)
-    return CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
-                             cfg.checkpoint.keep_best, True, warn=lambda message: None)
+    return BestRecord(OutputLayout.of(cfg.output_dir).checkpoints(backbone_slug(backbone), run_id))
 
 
 def _pending(trials: list[Any]) -> list[str]:

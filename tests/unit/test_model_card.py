@@ -4,19 +4,21 @@ share of the training data it was trained (the others' validation data it never 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from hposweep.config.schema import load
 from hposweep.reports.export import model_card
 from hposweep.reports.status import StudyStatus
+from tests.helpers import checkpoint_metadata
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 
-def card(tmp_path: Path, overrides: list[str], metadata: dict, fold_values: list[float]) -> str:
+def card(tmp_path: Path, overrides: list[str], counts: dict, fold_values: list[float]) -> str:
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
-    (checkpoint / "hposweep.json").write_text(json.dumps(metadata))
+    replace(checkpoint_metadata(3, value=0.5), **counts).write(checkpoint)
     (checkpoint / "config.json").write_text(json.dumps({"id2label": {"0": "O", "1": "B-PER"}}))
     status = StudyStatus(backbone="tiny-bert", study_name="smoke_tiny-bert", storage="sqlite",
                          exists=True, max_trials=4, objective_metric="macro-f1-span",
