@@ -4,27 +4,27 @@ and without importing any training library."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hposweep.checkpoints.best import BestRecord
 from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
-from hposweep.objectives.front import FrontMember, fill_best
+from hposweep.objectives.front import fill_best
 from hposweep.results import (
     PARENT_RUN_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
+    StudyReport,
     TrialRow,
     owner_of,
 )
 from hposweep.study import budget, recovery
-from hposweep.study.storage import finished_states, make_storage, storage_kind, storage_url
+from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
 
 @dataclass
-class StudyStatus:
+class StudyStatus(StudyReport):
     backbone: str
     study_name: str
     storage: str
@@ -32,21 +32,11 @@ class StudyStatus:
     max_trials: int
     objective_metric: str
     finished: int = 0
-    best_trial: int | None = None
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_fold_values: list[float] = field(default_factory=list)
-    checkpoint: str | None = None
-    mlflow_parent_run_id: str | None = None
-    mlflow_best_run_id: str | None = None
     seconds: float = 0.0  # time spent in trials, summed
     # study.budget: {"trial_hours"/"wall_hours": {"used", "budget", "left"}} for those set
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
-    trials: list[TrialRow] = field(default_factory=list)
-    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
-    front: list[FrontMember] = field(default_factory=list)  # best = its knee
 
     @property
     def remaining(self) -> int:
@@ -91,31 +81,6 @@ def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:
                    "left": max(0.0, limit - getattr(used, name))}
             for name in ("trial_hours", "wall_hours")
             if (limit := getattr(cfg.study.budget, name)) is not None}
-
-
-def anything_stored(url: str | None) -> bool:
-    """Whether the storage holds Optuna's data at all (checked without writing)."""
-    if url is None:
-        return False
-    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
-        return Path(url.removeprefix("sqlite:///")).exists()
-    if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:")).exists()
-    if url.startswith("journal+redis://"):
-        return True
-    import sqlalchemy
-
-    from hposweep.errors import UserError, first_line
-    from hposweep.study.storage import redact_url
-
-    try:
-        engine = sqlalchemy.create_engine(url)
-        try:
-            return sqlalchemy.inspect(engine).has_table("studies")
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
 
 
 def _best_record(cfg: SweepConfig, backbone: str, study: Any) -> BestRecord | None:

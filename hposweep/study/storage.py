@@ -165,3 +165,25 @@ def redact_url(url: str | None) -> str:
         return f"{scheme}://***" if has_scheme else "***"
     parsed = parsed.difference_update_query([k for k in parsed.query if k.lower() == "password"])
     return prefix + parsed.render_as_string(hide_password=True)
+
+
+def anything_stored(url: str | None) -> bool:
+    """Whether the storage holds Optuna's data at all (checked without writing)."""
+    if url is None:
+        return False
+    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
+        return Path(url.removeprefix("sqlite:///")).exists()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).exists()
+    if url.startswith("journal+redis://"):
+        return True
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
