@@ -408,7 +408,7 @@ def sweep_params(cfg: SweepConfig, study_name: str, backbone: str, resumed: bool
         backbone=backbone, max_trials=cfg.study.max_trials, study_name=study_name,
         objective_metric=cfg.study.objective_metric,
         objective_goal=cfg.study.objective_goal,
-        checkpoint_enabled=cfg.checkpoint.enabled,
+        checkpoint_enabled=cfg.study.persist,
         checkpoint_path=redact_url(url),
         checkpoint_storage_type=storage_kind(url),
         resumed_from_checkpoint=resumed,

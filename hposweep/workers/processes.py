@@ -81,8 +81,8 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
     too, ends them at once.
     """
     cfg = loaded.config
-    if not cfg.checkpoint.enabled and not cfg.study.storage:
-        raise UserError("--workers needs a shared study: set checkpoint.enabled=true or "
+    if not cfg.study.persist and not cfg.study.storage:
+        raise UserError("--workers needs a shared study: set study.persist=true or "
                         "study.storage")
     command = [sys.executable, "-m", "hposweep", "run", str(loaded.path), *overrides,
                "study.n_workers=1", *(["--verbose"] if verbose else [])]

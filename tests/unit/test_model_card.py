@@ -7,7 +7,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.reports.export import model_card
 from hposweep.reports.status import StudyStatus
 from tests.helpers import checkpoint_metadata
