@@ -34,6 +34,9 @@ class FoldData:
 
     train: list[Example]
     validation: list[Example]
+    # The model's labels, id by id, the same in every fold and every run of a study: a
+    # ClassLabel's names in their order when the data has one, else every label in the
+    # data sorted ('O' first, whole numbers by value).
     labels: list[str]
     fold: int | None  # None when k-fold is off
 

@@ -23,7 +23,7 @@ from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
 from hposweep.console.output import SweepConsole
-from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.data.readers import build_folds, load_data
 from hposweep.errors import reported_os_errors
 from hposweep.objectives.front import fill_best, front_values
 from hposweep.objectives.spec import objectives_of, uses_front
@@ -52,7 +52,7 @@ def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> lis
     if cfg.k_fold.enabled and cfg.data.validation is not None:
         console.warn("data.validation is ignored: k-fold splits data.train "
                      "(k_fold.enabled=false uses the validation file)")
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     if cfg.train.trainer == BUILTIN_TRAINER:
         from hposweep.training.model import check_backbone
 
@@ -286,8 +286,11 @@ class BackboneSweep:
 
     def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
                   fold: int | None, objective_value: float) -> CheckpointMetadata:
+        data = self.env.folds[fold or 0]  # what this model was trained and validated on
         return CheckpointMetadata(
             trial_number=number, params=params, metrics=dict(metrics), fold=fold,
+            n_folds=len(self.env.folds) if fold is not None else None,
+            train_examples=len(data.train), validation_examples=len(data.validation),
             objective_value=objective_value, backbone=self.backbone, study_name=self.study_name,
             objective_metric=self.cfg.study.objective_metric, device=self._device,
             created_at=timestamp(), git_commit=git_commit(), versions=versions())
