@@ -44,13 +44,13 @@ def fixed_2_plus_5(model, batch, device: str) -> float:
 def one_process(procedure: str, trials: int, device: str) -> dict:
     sys.path.insert(0, str(REPO))
     from hposweep.config.schema import load
-    from hposweep.data.readers import build_folds, load_training_examples
+    from hposweep.data.readers import build_folds, load_data
     from hposweep.training.builtin import _encode_tokens, _pad, seed_everything
     from hposweep.training.cost_metrics import latency_ms
     from hposweep.training.model import build_model, load_tokenizer
 
     cfg = load(REPO / "configs" / "smoke.yaml", [f"train.device={device}"]).config
-    fold = build_folds(cfg, load_training_examples(cfg))[0]
+    fold = build_folds(cfg, load_data(cfg))[0]
     tokenizer = load_tokenizer(cfg, "tiny-bert", fold.train + fold.validation)
     label_ids = {label: i for i, label in enumerate(fold.labels)}
     rows = _encode_tokens(tokenizer, fold.validation[:16], label_ids, cfg.data.max_length)
