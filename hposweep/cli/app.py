@@ -19,7 +19,8 @@ from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
     from hposweep.config.schema import SweepConfig
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.live import LiveConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.status import StudyStatus
 
 EXIT_OK, EXIT_NO_TRIAL, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -163,7 +164,7 @@ def export(
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
@@ -205,7 +206,7 @@ def plot(
     import optuna
 
     from hposweep.config.schema import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.plots import write_plots
     from hposweep.study.storage import make_storage, storage_url
 
@@ -253,7 +254,7 @@ def _report(config: Path, overrides: list[str] | None, json_output: bool,
     """The read-only commands: each study's status, as JSON or rendered."""
     import json
 
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     statuses = _load_statuses(console, config, overrides)
@@ -271,7 +272,7 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     ``${oc.env:...}`` interpolations are printed as written, never their secret values.
     """
     from hposweep.config.schema import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
@@ -283,7 +284,7 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
 
 
-def _fail(console: SweepConsole, exc: UserError) -> NoReturn:
+def _fail(console: LiveConsole, exc: UserError) -> NoReturn:
     console.error(str(exc))
     raise typer.Exit(exc.exit_code)
 

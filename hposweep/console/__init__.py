@@ -1,2 +1,3 @@
-"""What one process prints: live progress and the trial table, summary and front panels.
-Imports results only."""
+"""What one process prints: ``live`` (messages, progress, each trial's start and end),
+``reports`` (the trial table, summary and front panels, the reading commands) and
+``format`` (the text helpers both use). Imports results only."""

@@ -20,7 +20,7 @@ from hposweep.checkpoints.layout import CheckpointLayout
 from hposweep.checkpoints.manager import CheckpointManager
 from hposweep.checkpoints.resume import TrialResume
 from hposweep.config.schema import SweepConfig
-from hposweep.console.output import SweepConsole
+from hposweep.console.live import LiveConsole
 from hposweep.errors import InternalError, first_line
 from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
 from hposweep.results import (
@@ -50,7 +50,7 @@ class TrialEnv:
     layout: CheckpointLayout
     checkpoints: CheckpointManager
     tracker: SweepTracker
-    console: SweepConsole
+    console: LiveConsole
     metadata: Callable[..., dict[str, Any]]  # (number, params, metrics, fold, value) -> dict
 
 

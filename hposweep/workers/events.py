@@ -1,6 +1,6 @@
 """A ``--workers`` worker's console: what one process would print, sent to the parent as
 events instead, one JSON line each on the worker's stdout; the parent renders them
-(:mod:`hposweep.workers_view`).
+(:mod:`hposweep.workers.view`).
 
 The worker's own output (what the trainer prints, library messages, anything on
 stderr) goes to the worker's log file, which the parent names when it starts it.
@@ -17,21 +17,23 @@ from typing import IO, Any
 
 from rich.text import Text
 
-from hposweep.console.output import SweepConsole, internal_error_message
+from hposweep.console.live import LiveConsole, internal_error_message
 from hposweep.results import BackboneResult, TrialRow
 
 WORKER_ENV = "HPOSWEEP_WORKER"  # "1" in the environment of a --workers worker
 
 
-def console_for_run(json_output: bool, verbose: bool) -> SweepConsole:
+def console_for_run(json_output: bool, verbose: bool) -> LiveConsole:
     """``hposweep run``'s console: events for the parent in a worker, else the terminal's."""
     if os.environ.get(WORKER_ENV) == "1":
         return EventConsole(verbose)
+    from hposweep.console.reports import SweepConsole
+
     return SweepConsole("json" if json_output else None, verbose=verbose)
 
 
-class EventConsole(SweepConsole):
-    """Each sweep event as a JSON line ``{"event": <SweepConsole method>, ...its arguments}``
+class EventConsole(LiveConsole):
+    """Each sweep event as a JSON line ``{"event": <LiveConsole method>, ...its arguments}``
     on the stdout the parent reads; this process's stdout itself goes to its stderr (the
     log), so nothing the trainer prints can be taken for an event."""
 

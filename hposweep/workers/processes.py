@@ -5,8 +5,8 @@ Each worker gets ``cores // K`` threads (``OMP_NUM_THREADS``, which torch reads 
 and, when GPUs are visible, one of them round-robin (``CUDA_VISIBLE_DEVICES``). The
 default SQLite storage is shared safely: writers wait on its lock (60 s busy timeout)
 instead of failing. This process only starts, watches and reports: each worker sends
-its events on its stdout (:mod:`hposweep.worker_events`), the parent renders them
-(:mod:`hposweep.workers_view`); everything else a worker prints goes to
+its events on its stdout (:mod:`hposweep.workers.events`), the parent renders them
+(:mod:`hposweep.workers.view`); everything else a worker prints goes to
 ``{output_dir}/hpo/workers/worker-N.log``.
 """
 
@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hposweep.config.schema import LoadedConfig
-from hposweep.console.output import SweepConsole
+from hposweep.console.live import LiveConsole
 from hposweep.errors import UserError, reported_os_errors
 from hposweep.results import BackboneResult
 from hposweep.workers.events import WORKER_ENV
@@ -69,7 +69,7 @@ class WorkersOutcome:
     failed: bool = False
 
 
-def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: SweepConsole,
+def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: LiveConsole,
                 verbose: bool = False) -> WorkersOutcome:
     """Start K ``hposweep run`` workers and show what they do, until every one has ended.
 

@@ -1,4 +1,4 @@
-"""What a ``--workers`` parent shows, from its workers' events (:mod:`hposweep.worker_events`):
+"""What a ``--workers`` parent shows, from its workers' events (:mod:`hposweep.workers.events`):
 the same as one process shows, per worker.
 
 On a terminal: a live display with each study's progress bar and best value, and a line
@@ -22,9 +22,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hposweep.console.output import (
+from hposweep.console.live import (
     ECHO_ROOM,
-    SweepConsole,
+    LiveConsole,
     finished_line,
     improves,
     progress_line,
@@ -47,7 +47,7 @@ class _Study:
 class WorkersView:
     """Renders the events of ``k`` workers on ``console`` (rich, plain or json mode)."""
 
-    def __init__(self, console: SweepConsole, k: int) -> None:
+    def __init__(self, console: LiveConsole, k: int) -> None:
         self.console = console
         self.doing = ["starting"] * k  # what each worker is doing
         self.backbone_of = [""] * k
