@@ -290,7 +290,10 @@ def _fail(console: LiveConsole, exc: UserError) -> NoReturn:
 
 
 def main() -> None:
-    app()
+    from hposweep.console.streams import forgiving_output
+
+    with forgiving_output():
+        app()
 
 
 if __name__ == "__main__":
