@@ -73,9 +73,11 @@ def run(
         loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
+            console.output_dir(loaded.config.output_dir)
             return
     except UserError as exc:
         _fail(console, exc)
+    console.output_dir(loaded.config.output_dir)
     try:
         from hposweep.sweep import backbone as sweep
 
@@ -123,8 +125,12 @@ def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonO
 
     Reads the study storage only: trains nothing, writes nothing.
     """
-    _report(config, overrides, json_output,
-            lambda console, statuses: [console.study_status(s) for s in statuses])
+    def render(console: SweepConsole, cfg: SweepConfig, statuses: list[StudyStatus]) -> None:
+        console.output_dir(cfg.output_dir)  # where it looked, also when it found no study
+        for s in statuses:
+            console.study_status(s)
+
+    _report(config, overrides, json_output, render)
 
 
 @app.command(cls=PlainHelpCommand)
@@ -135,7 +141,7 @@ def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOpt
     Exits 1 when no backbone has a completed trial.
     """
     statuses = _report(config, overrides, json_output,
-                       lambda console, statuses: console.best(statuses))
+                       lambda console, cfg, statuses: console.best(statuses))
     if all(s.best_trial is None for s in statuses):
         raise typer.Exit(EXIT_NO_TRIAL)
 
@@ -145,7 +151,7 @@ def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: Json
             ) -> None:
     """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
     _report(config, overrides, json_output,
-            lambda console, statuses: console.compare(statuses))
+            lambda console, cfg, statuses: console.compare(statuses))
 
 
 @app.command(cls=PlainHelpCommand)
@@ -239,29 +245,25 @@ def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     return [study_status(cfg, backbone) for backbone in cfg.backbones]
 
 
-def _load_statuses(console: SweepConsole, config: Path,
-                   overrides: list[str] | None) -> list[StudyStatus]:
-    from hposweep.config.schema import load
-
-    try:
-        return _statuses(load(config, overrides or [], check_files=False).config)
-    except UserError as exc:
-        _fail(console, exc)
-
-
 def _report(config: Path, overrides: list[str] | None, json_output: bool,
-            render: Callable[[SweepConsole, list[StudyStatus]], object]) -> list[StudyStatus]:
+            render: Callable[[SweepConsole, SweepConfig, list[StudyStatus]], object]
+            ) -> list[StudyStatus]:
     """The read-only commands: each study's status, as JSON or rendered."""
     import json
 
+    from hposweep.config.schema import load
     from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
-    statuses = _load_statuses(console, config, overrides)
+    try:
+        cfg = load(config, overrides or [], check_files=False).config
+        statuses = _statuses(cfg)
+    except UserError as exc:
+        _fail(console, exc)
     if json_output:
         console.out.print_json(json.dumps([s.to_json() for s in statuses], default=str))
     else:
-        render(console, statuses)
+        render(console, cfg, statuses)
     return statuses
 
 

@@ -53,6 +53,15 @@ def finished_line(number: int, state: str, value: float | None, reason: str | No
     return line
 
 
+def output_dir_line(output_dir: str) -> str:
+    """Where the sweep's files are: the resolved ``output_dir``, and what a relative one is
+    relative to (the working directory, not the config file's)."""
+    path = Path(output_dir)
+    if path.is_absolute():
+        return f"output_dir: {path}"
+    return f"output_dir: {Path.cwd() / path} ({output_dir!r} is relative to the working directory)"
+
+
 def internal_error_message(exc: BaseException) -> str:
     return (f"internal error in hposweep ({type(exc).__name__}: {exc}); this is a bug, "
             "not your config or your trainer: please report it with the traceback above. "
@@ -123,6 +132,10 @@ class LiveConsole:
         self.stop_live()
         self.err.print("".join(traceback.format_exception(exc)), markup=False, end="")
         self.error(internal_error_message(exc))
+
+    def output_dir(self, output_dir: str) -> None:
+        """Where this command reads and writes the sweep's files."""
+        self.info(output_dir_line(output_dir))
 
     def interrupted(self, resume_command: str) -> None:
         """Ctrl-C / SIGTERM: the one message, with the command that resumes."""

@@ -92,6 +92,9 @@ class EventConsole(LiveConsole):
     def sweep_finished(self, result: BackboneResult) -> None:
         self._send("sweep_finished", result=result.to_json())
 
+    def output_dir(self, output_dir: str) -> None:
+        """Nothing: the parent says it once for all workers."""
+
     def interrupted(self, resume_command: str) -> None:
         """Nothing: the parent, which the user signalled, says it once for all workers."""
 
