@@ -165,6 +165,11 @@ class LiveConsole:
         self._progress = live
         live.start()
 
+    def refresh_live(self) -> None:
+        """Redraw the live display now (it redraws a few times a second by itself)."""
+        if self._progress is not None:
+            self._progress.refresh()
+
     def stop_live(self) -> None:
         """End the live progress display before anything else is printed."""
         if self._progress is not None:

@@ -90,15 +90,16 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Liv
         logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     received: list[int] = []
+    view = WorkersView(console, k)
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
+        view.stopping()
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    view = WorkersView(console, k)
     try:
         for i, env in enumerate(worker_environments(k, cfg.train.device)):
             if received:

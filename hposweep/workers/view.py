@@ -50,6 +50,8 @@ class WorkersView:
     def __init__(self, console: LiveConsole, k: int) -> None:
         self.console = console
         self.doing = ["starting"] * k  # what each worker is doing
+        self.ended = [False] * k
+        self.signalled = False  # a signal was forwarded: the workers are stopping
         self.backbone_of = [""] * k
         self.studies: dict[str, _Study] = {}
         self.results: dict[str, BackboneResult] = {}
@@ -134,7 +136,23 @@ class WorkersView:
         self.doing[worker] = f"{finished.backbone}: done"
 
     def worker_ended(self, worker: int, code: int) -> None:
+        self.ended[worker] = True
         self.doing[worker] = "ended" if code == 0 else f"ended (exit code {code})"
+
+    def stopping(self) -> None:
+        """Ctrl-C or SIGTERM reached the workers: each still running is shown stopping
+        (its trial marked failed, the study left resumable) until it has ended; the
+        display says so at once, not at its next refresh."""
+        self.signalled = True
+        self.console.refresh_live()
+
+    def _shown(self, worker: int) -> str:
+        doing = self.doing[worker]
+        if not self.signalled or self.ended[worker] or doing.endswith(": done"):
+            return doing
+        if doing == "starting" or doing.endswith(": waiting for a trial"):
+            return "stopping"
+        return f"stopping: {doing}"
 
     # ------------------------------------------------------------ the live display
 
@@ -145,7 +163,7 @@ class WorkersView:
             bars.add_row(Text(backbone, style="bold"),
                          ProgressBar(total=study.total, completed=min(study.done, study.total),
                                      width=30), Text(f"{study.done}/{study.total}"), Text(best))
-        lines = [Text(f"  worker {i + 1}: {doing}", no_wrap=True, overflow="ellipsis")
-                 for i, doing in enumerate(self.doing)]
+        lines = [Text(f"  worker {i + 1}: {self._shown(i)}", no_wrap=True, overflow="ellipsis")
+                 for i in range(len(self.doing))]
         shown = [bars, *lines] if self.studies else lines
         return Constrain(Group(*shown), self.console.out.width - ECHO_ROOM)
