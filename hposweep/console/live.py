@@ -38,18 +38,27 @@ def started_line(number: int, params: dict[str, Any], retried_from: int | None) 
     return f"trial {number} started{retry_note(retried_from)}: {fmt_params(params)}"
 
 
+def place(fold: int | None, n_folds: int, epoch: int | None) -> str:
+    """Where in a trial: ``fold 1/2 epoch 2`` (both counted from 1), ``epoch 2`` without
+    k-fold, ``fold 1/2`` before the fold's first epoch ended."""
+    parts = ([f"fold {fold + 1}/{n_folds}"] if fold is not None else []) + (
+        [f"epoch {epoch + 1}"] if epoch is not None else [])
+    return " ".join(parts)
+
+
 def progress_line(number: int, fold: int | None, n_folds: int, epoch: int, value: float) -> str:
-    where = f"trial {number}" + (f" fold {fold + 1}/{n_folds}" if fold is not None else "")
-    return f"{where} epoch {epoch + 1}: {value:.4f}"
+    return f"trial {number} {place(fold, n_folds, epoch)}: {value:.4f}"
 
 
 def finished_line(number: int, state: str, value: float | None, reason: str | None,
-                  kept: Path | str | None) -> str:
+                  kept: Path | str | None, front: bool = False) -> str:
+    """A trial's end. ``front``: the study has several objectives, so a kept checkpoint
+    means the trial joined the Pareto front, not that it is the best."""
     line = f"trial {number} {state}" + (f" {fmt(value)}" if value is not None else "")
     if reason:
         line += f": {reason}"
     if kept is not None:
-        line += f" (new best, checkpoint kept: {kept})"
+        line += f" ({'joins the front' if front else 'new best'}, checkpoint kept: {kept})"
     return line
 
 
@@ -105,6 +114,7 @@ class LiveConsole:
         self._finished = 0
         self._best: float | None = None
         self._maximize = True
+        self._front = False
         self._backbone = ""
 
     # ------------------------------------------------------------ messages
@@ -183,9 +193,10 @@ class LiveConsole:
     # ------------------------------------------------------------ sweep events
 
     def sweep_started(self, backbone: str, study_name: str, resumed: bool, done: int,
-                      total: int, maximize: bool = True) -> None:
+                      total: int, maximize: bool = True, front: bool = False) -> None:
+        """``front``: several objectives, whose trade-offs no one best value shows."""
         self._backbone, self._finished = backbone, done
-        self._maximize, self._best = maximize, None
+        self._maximize, self._best, self._front = maximize, None, front
         self.info(sweep_line(backbone, study_name, resumed, done, total))
         if self.mode == "rich":
             self.show_live(_FitProgress(TextColumn("{task.description}", markup=False),
@@ -207,9 +218,10 @@ class LiveConsole:
                        reason: str | None = None, kept: Path | None = None) -> None:
         if state in ("COMPLETE", "PRUNED"):
             self._finished += 1
-        if state == "COMPLETE" and improves(value, self._best, self._maximize):
+        if state == "COMPLETE" and not self._front and improves(value, self._best,
+                                                                 self._maximize):
             self._best = value
-        line = finished_line(number, state, value, reason, kept)
+        line = finished_line(number, state, value, reason, kept, self._front)
         if self.mode == "rich" and self._progress is not None:
             self._progress.console.print(Text(line), soft_wrap=True)
             self._progress.update(self._task, completed=self._finished)

@@ -47,9 +47,10 @@ class SweepConsole(LiveConsole):
         self.out.print(trial_table(f"{status.study_name}: trials", status.trials,
                                    status.objectives or [status.objective_metric],
                                    status.best_trial, self.out.width))
-        lines = [f"finished: {progress(status.finished, status.max_trials)}",
-                 f"best trial: {status.best_trial}  {status.objective_metric} = "
-                 f"{fmt(status.best_value)}" if status.best_trial is not None
+        finished = (f"{status.finished}/{status.max_trials}" if status.stopped  # none to go
+                    else progress(status.finished, status.max_trials))
+        lines = [f"finished: {finished}",
+                 best_line(status) if status.best_trial is not None
                  else "best trial: none completed yet",
                  *_budget_lines(status),
                  "resume pending:" if status.pending else "resume pending: nothing",
@@ -63,8 +64,7 @@ class SweepConsole(LiveConsole):
             if status.best_trial is None:
                 self.out.print(named(status.backbone, ": no completed trial yet"))
                 continue
-            lines = [f"best trial: {status.best_trial}  {status.objective_metric} = "
-                     f"{fmt(status.best_value)}",
+            lines = [best_line(status),
                      f"params: {fmt_params(status.best_params)}",
                      f"checkpoint: {status.checkpoint or '(none on disk)'}",
                      f"MLflow parent run: {status.mlflow_parent_run_id or '-'}",
@@ -113,14 +113,24 @@ def summary_panel(result: BackboneResult) -> Panel:
     if result.best_trial is None:
         lines.append(Text("no trial completed", style="red"))
     else:
-        lines += [f"best trial: {result.best_trial}  "
-                  f"{result.objective_metric} = {fmt(result.best_value)}",
+        lines += [best_line(result),
                   f"params: {fmt_params(result.best_params)}",
                   f"checkpoint: {result.checkpoint or '(none on disk)'}"]
     lines.append(f"MLflow parent run: {result.mlflow_parent_run_id or '(not tracked)'}")
     if result.stopped != "max_trials":
         lines.append(f"stopped early: {result.stop_message}")
     return Panel(text(*lines), title=Text(result.backbone), title_align="left", expand=False)
+
+
+def best_line(study: BackboneResult | Any) -> str:
+    """The best trial and its value (a run's result or a study's status); with several
+    objectives, the knee of the Pareto front and its value in each."""
+    knee = next((m for m in study.front if m.knee), None)
+    if len(study.objectives) < 2 or knee is None:
+        return f"best trial: {study.best_trial}  {study.objective_metric} = {fmt(study.best_value)}"
+    values = ", ".join(f"{metric} = {fmt(knee.values[metric])}" for metric in study.objectives)
+    return (f"knee of the Pareto front: trial {knee.number}  {values} "
+            f"(front: {trials(len(study.front))})")
 
 
 def _budget_lines(status: Any) -> list[str]:
@@ -146,7 +156,7 @@ def trial_table(title: str, rows: list[TrialRow], metrics: list[str], best: int 
               *(fmt(v) for v in (row.values or [None] * len(metrics))[1:len(metrics)]),
               *(fmt_value(row.params[n]) if n in row.params else "-" for n in names),
               "-" if row.duration_s is None else f"{row.duration_s:.1f}"] for row in rows]
-    headers = ["#", "state", *metrics, *names, "s"]
+    headers = ["#", "state", *metrics, *names, "seconds"]
     value_widths = [max([len(c[i]) for c in cells], default=1) for i in range(len(headers))]
     natural = sum(max(w, len(h)) + 3 for w, h in zip(value_widths, headers, strict=True)) + 1
     longest_note = max(map(len, notes.values()), default=0)
@@ -187,8 +197,11 @@ def _squeezed(headers: list[str], value_widths: list[int], width: int) -> list[i
 
 
 def _note(row: TrialRow) -> str:
-    return " ".join(filter(None, [
-        f"retry of {row.retried_from}" if row.retried_from is not None else "", row.reason or ""]))
+    """Why a trial is not like the others: a retry, queued parameters, a constraint it does
+    not meet, why it failed or was pruned."""
+    return "; ".join(filter(None, [
+        f"retry of {row.retried_from}" if row.retried_from is not None else "", row.origin,
+        f"infeasible: {', '.join(row.unmet)} not met" if row.unmet else "", row.reason]))
 
 
 def front_table(status: Any) -> Table:

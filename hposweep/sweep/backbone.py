@@ -152,7 +152,8 @@ class BackboneSweep:
         self._clean_leftovers()
         finished = self._n_finished()
         self.console.sweep_started(self.backbone, self.study_name, self.opened.resumed,
-                                   finished, cfg.study.max_trials, maximize=self.maximize)
+                                   finished, cfg.study.max_trials, maximize=self.maximize,
+                                   front=len(objectives_of(cfg)) > 1)
         for trial in recovered:
             self._say_recovered(trial)
         queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)

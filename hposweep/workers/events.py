@@ -71,9 +71,9 @@ class EventConsole(LiveConsole):
             self._send("traceback", text="".join(traceback.format_exception(exc)))
 
     def sweep_started(self, backbone: str, study_name: str, resumed: bool, done: int,
-                      total: int, maximize: bool = True) -> None:
+                      total: int, maximize: bool = True, front: bool = False) -> None:
         self._send("sweep_started", backbone=backbone, study_name=study_name, resumed=resumed,
-                   done=done, total=total, maximize=maximize)
+                   done=done, total=total, maximize=maximize, front=front)
 
     def trial_started(self, number: int, params: dict[str, Any],
                       retried_from: int | None = None) -> None:

@@ -41,6 +41,7 @@ class _Study:
     done: int
     total: int
     maximize: bool
+    front: bool  # several objectives: no one best value
     best: float | None = None
 
 
@@ -100,11 +101,11 @@ class WorkersView:
         self.console.err.print(f"worker {worker + 1}: {text}", markup=False, end="")
 
     def _on_sweep_started(self, worker: int, backbone: str, study_name: str, resumed: bool,
-                          done: int, total: int, maximize: bool) -> None:
+                          done: int, total: int, maximize: bool, front: bool) -> None:
         self.backbone_of[worker] = backbone
         self.doing[worker] = f"{backbone}: waiting for a trial"
         if backbone not in self.studies:  # the first worker to set the study up says it
-            self.studies[backbone] = _Study(done, total, maximize)
+            self.studies[backbone] = _Study(done, total, maximize, front)
             self.console.info(sweep_line(backbone, study_name, resumed, done, total))
 
     def _on_trial_started(self, worker: int, number: int, params: dict[str, Any],
@@ -123,10 +124,12 @@ class WorkersView:
         study = self.studies.get(self.backbone_of[worker])
         if study is not None:
             study.done += state in ("COMPLETE", "PRUNED")
-            if state == "COMPLETE" and improves(value, study.best, study.maximize):
+            if state == "COMPLETE" and not study.front and improves(value, study.best,
+                                                                    study.maximize):
                 study.best = value
         self.doing[worker] = f"{self.backbone_of[worker]}: waiting for a trial"
-        self._say(worker, finished_line(number, state, value, reason, kept))
+        self._say(worker, finished_line(number, state, value, reason, kept,
+                                        study is not None and study.front))
 
     def _on_sweep_finished(self, worker: int, result: dict[str, Any]) -> None:
         finished = result_from_json(result)

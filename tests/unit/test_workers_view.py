@@ -28,7 +28,7 @@ def test_after_a_signal_each_running_worker_is_shown_stopping() -> None:
     view = WorkersView(SweepConsole("json"), 4)
     for worker in range(3):
         send(view, worker, "sweep_started", backbone="bb", study_name="s", resumed=False,
-             done=0, total=9, maximize=True)
+             done=0, total=9, maximize=True, front=False)
     send(view, 0, "trial_started", number=0, params={"x": 0.5}, retried_from=None)
     send(view, 0, "progress", number=0, fold=0, n_folds=2, epoch=1, value=0.25)
     send(view, 2, "trial_started", number=1, params={"x": 0.5}, retried_from=None)
