@@ -159,7 +159,9 @@ class TrialRun:
         except Pruned as exc:  # the trainer's: the reason says where, as the live view does
             env.tracker.end_run(fold_run, "PRUNED")
             where = place(fold.fold, len(env.folds), self.last_epoch.get(index))
-            raise Pruned(f"{exc} ({where})" if where else str(exc)) from None
+            if where and where not in str(exc):
+                raise Pruned(f"{exc} ({where})") from None
+            raise
         except BaseException as exc:
             # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
             if isinstance(exc, KeyboardInterrupt):

@@ -155,7 +155,7 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
         ctx.log_metrics(metrics, epoch)
         ctx.report(value, epoch)
         if ctx.should_prune():
-            raise Pruned(f"pruned: {ctx.objective_metric}={value:.4f}")  # the sweep adds where
+            raise Pruned(f"pruned after epoch {epoch + 1}: {ctx.objective_metric}={value:.4f}")
     assert selector.best is not None
     chosen = selector.best if keep_best else None
     if ctx.checkpoint_dir is not None:
