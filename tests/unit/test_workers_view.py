@@ -1,5 +1,5 @@
 """The ``--workers`` parent's live view: what each worker line says, before and after a
-Ctrl-C reached the workers."""
+Ctrl-C reached the workers; and what a worker's own console is."""
 
 from __future__ import annotations
 
@@ -44,3 +44,14 @@ def test_after_a_signal_each_running_worker_is_shown_stopping() -> None:
                                   "worker 4: ended"]
     view.worker_ended(0, 130)
     assert worker_lines(view)[0] == "worker 1: ended (exit code 130)"
+
+
+def test_a_workers_console_has_the_live_events_only() -> None:
+    """The worker's event console sends what happens as a sweep runs; the tables and the
+    reading commands are the terminal's."""
+    from hposweep.console.live import LiveConsole
+    from hposweep.workers.events import EventConsole
+
+    assert issubclass(EventConsole, LiveConsole) and not issubclass(EventConsole, SweepConsole)
+    for report in ("study_status", "best", "compare", "dry_run"):
+        assert hasattr(SweepConsole, report) and not hasattr(EventConsole, report)
