@@ -53,7 +53,8 @@ class TrialRow:
                    dict(trial.params), duration, reason_of(trial),
                    trial.user_attrs.get(RETRIED_FROM_ATTR),
                    list(values) if values and len(values) > 1 else None,
-                   origin(queued["source"], queued["from_trial"]) if queued else None,
+                   f"queued from {origin(queued['source'], queued['from_trial'])}" if queued
+                   else None,
                    [key for key, violation in (trial.constraints or {}).items() if violation > 0])
 
 
@@ -61,10 +62,11 @@ ENQUEUE_SOURCE = "enqueue"  # a WARM_START_ATTR source: an entry of study.enqueu
 
 
 def origin(source: str, from_trial: int | None) -> str:
-    """Where an enqueued or warm-started trial's parameters come from, in the user's words."""
+    """Where an enqueued or warm-started trial's parameters come from, in the user's words:
+    ``study.enqueue[0]``, or ``trial 3 of 'other_study'``."""
     if source == ENQUEUE_SOURCE:
         return f"study.enqueue[{from_trial}]"
-    return f"warm start from trial {from_trial} of {source.removeprefix('study:')!r}"
+    return f"trial {from_trial} of {source.removeprefix('study:')!r}"
 
 
 def reason_of(trial: Any) -> str | None:

@@ -135,7 +135,9 @@ def _fit(plan: Planned, space: dict[str, ParamSpec], warn: Callable[[str], None]
         taken = ", ".join(f"{name}={_written(value)}" for name, value in kept.items())
         then = (f"the others are sampled ({sampled}), with {taken} as given" if kept
                 else "nothing is left: not queued")
-        warn(f"{origin(plan.source, plan.from_trial)}: dropped {', '.join(dropped)}; {then}")
+        where = origin(plan.source, plan.from_trial)
+        what = where if plan.source == ENQUEUE_SOURCE else f"warm start from {where}"
+        warn(f"{what}: dropped {', '.join(dropped)}; {then}")
     return kept
 
 

@@ -361,6 +361,6 @@ def test_the_log_and_the_boxes_speak_of_the_front_and_its_knee(workdir: Path,
     shown = hposweep("best", config, NO_MLFLOW, *enqueued).stdout
     assert line in shown and "best trial:" not in shown
     table = hposweep("status", config, NO_MLFLOW, *enqueued).stdout
-    assert "study.enqueue[0]; infeasible: cost <= 0.6 not met" in table
+    assert "queued from study.enqueue[0]; infeasible: cost <= 0.6 not met" in table
     infeasible = [t.number for t in study.trials if t.constraints["cost <= 0.6"] > 0]
     assert table.count("infeasible: cost <= 0.6 not met") == len(infeasible)

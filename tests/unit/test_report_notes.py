@@ -39,8 +39,8 @@ def test_queued_and_infeasible_trials_are_marked_in_the_table() -> None:
         trial.set_constraint("latency_ms <= 10", violation)
         study.tell(trial, 0.5)
     text = rendered([TrialRow.from_trial(t) for t in study.trials])
-    assert note_of(text, 0) == "warm start from trial 7 of 'other'"
-    assert note_of(text, 1) == "study.enqueue[0]; infeasible: latency_ms <= 10 not met"
+    assert note_of(text, 0) == "queued from trial 7 of 'other'"
+    assert note_of(text, 1) == "queued from study.enqueue[0]; infeasible: latency_ms <= 10 not met"
     assert note_of(text, 2) == ""
 
 
