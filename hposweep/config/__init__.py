@@ -1,2 +1,2 @@
 """The sweep config: its schema, loading YAML with overrides, and the rules a config must
-meet before any trial starts. Imports only :mod:`hposweep.errors` and :mod:`hposweep.objectives`."""
+meet before any trial starts. May import errors and objectives."""

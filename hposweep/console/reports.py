@@ -122,7 +122,7 @@ def summary_panel(result: BackboneResult) -> Panel:
     return Panel(text(*lines), title=Text(result.backbone), title_align="left", expand=False)
 
 
-def best_line(study: BackboneResult | Any) -> str:
+def best_line(study: Any) -> str:
     """The best trial and its value (a run's result or a study's status); with several
     objectives, the knee of the Pareto front and its value in each."""
     knee = next((m for m in study.front if m.knee), None)

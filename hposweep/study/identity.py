@@ -81,7 +81,7 @@ def file_digest(path: str) -> str:
         return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def _check_same_objective(cfg: SweepConfig, study: Any) -> None:
+def check_same_objective(cfg: SweepConfig, study: Any) -> None:
     import json
 
     current = json.loads(json.dumps(objective_settings(cfg), default=str))

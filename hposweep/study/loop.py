@@ -11,7 +11,7 @@ what a study shared by several processes needs:
 - **Recovery before each admission.** Trials of dead processes (same host: by pid;
   other hosts: by Optuna's RDB heartbeat) are failed and retried with the same
   parameters while the sweep goes on, not only at the next start.
-- **One seed stream per trial number** (:func:`hposweep.study.make_sampler`).
+- **One seed stream per trial number** (:func:`hposweep.study.samplers.make_sampler`).
 - **Failed trials are replaced**, up to ``study.max_failures`` failures in this process.
 """
 
@@ -47,7 +47,7 @@ class Outcome:
 class Stop:
     """Why this process started no further trial."""
 
-    reason: str  # "max_trials", "timeout", "max_failures", or a budget's (hposweep.budget)
+    reason: str  # "max_trials", "timeout", "max_failures", or a budget's (hposweep.study.budget)
     message: str
 
 
@@ -102,7 +102,7 @@ class TrialLoop:
 
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
-        ``max_trials`` or a budget of the study is spent (:mod:`hposweep.budget`)."""
+        ``max_trials`` or a budget of the study is spent (:mod:`hposweep.study.budget`)."""
         import optuna
         from optuna.trial import TrialState
 

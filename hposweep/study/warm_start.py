@@ -22,7 +22,7 @@ from hposweep.config.schema import STORAGE_PREFIXES, WARM_START_TOP_K, ParamSpec
 from hposweep.errors import UserError, first_line
 from hposweep.results import ENQUEUE_SOURCE, WARM_START_ATTR, origin
 from hposweep.study.open import OpenStudy
-from hposweep.study.storage import make_storage, redact_url, storage_url
+from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,6 @@ def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k
                          info: Callable[[str], None]) -> list[Planned]:
     """The ``top_k`` best COMPLETE trials of the study ``source`` names, best first."""
     import optuna
-
-    from hposweep.reports.status import anything_stored
 
     url, name = _source(cfg, source)
     if name == opened.study.study_name and url == storage_url(cfg, name):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import LoadedConfig
 from hposweep.console.live import LiveConsole
 from hposweep.errors import UserError, reported_os_errors
@@ -85,7 +86,7 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Liv
                         "study.storage")
     command = [sys.executable, "-m", "hposweep", "run", str(loaded.path), *overrides,
                "study.n_workers=1", *(["--verbose"] if verbose else [])]
-    logs = Path(cfg.output_dir) / "hpo" / "workers"
+    logs = OutputLayout.of(cfg.output_dir).worker_logs
     with reported_os_errors("cannot create the workers' log dir"):
         logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []

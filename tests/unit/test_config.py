@@ -240,12 +240,14 @@ def validate_in_subprocess(path: Path, *overrides: str, timeout: float = 120
     return done.returncode, done.stderr, time.monotonic() - start
 
 
+@pytest.mark.slow  # starts a process
 def test_deeply_nested_file_is_refused_before_parsing(tmp_path: Path) -> None:
     path = write(tmp_path, "study:\n  name: x\nbackbones: " + "[" * 50_000 + "\n")
     code, stderr, _ = validate_in_subprocess(path)
     assert (code, stderr) == (2, f"error: {path}: line 3: [ and {{ nest deeper than 64 levels\n")
 
 
+@pytest.mark.slow  # starts a process
 def test_deeply_nested_override_is_refused_before_parsing() -> None:
     code, stderr, _ = validate_in_subprocess(SMOKE, "backbones=" + "[" * 50_000)
     assert code == 2
@@ -253,6 +255,7 @@ def test_deeply_nested_override_is_refused_before_parsing() -> None:
                       "…' (50,010 characters): [ and { nest deeper than 64 levels\n")
 
 
+@pytest.mark.slow  # starts a process
 def test_huge_file_is_refused_unread(tmp_path: Path) -> None:
     text = SMOKE.read_text().replace("experiment: hposweep-smoke", "experiment: " + "x" * 10_000_000)
     path = write(tmp_path, text)
@@ -262,6 +265,7 @@ def test_huge_file_is_refused_unread(tmp_path: Path) -> None:
     assert seconds < 5
 
 
+@pytest.mark.slow  # starts a process
 def test_the_nesting_scan_is_quick_on_unclosed_quotes(tmp_path: Path) -> None:
     path = write(tmp_path, 'study: "' + '\\"' * 500_000 + "\n")  # one escaped quote after another
     code, _, seconds = validate_in_subprocess(path, timeout=30)

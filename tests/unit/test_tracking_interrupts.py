@@ -24,8 +24,9 @@ from tests.helpers import mlflow_client
 @pytest.fixture
 def tracker(workdir: Path) -> tuple[SweepTracker, list[str]]:
     warnings: list[str] = []
-    tracker = SweepTracker(load(SMOKE, ["mlflow.experiment=interrupts"]).config, warnings.append)
-    assert tracker.start_sweep("study", "tiny", "sweep-1", {}, None, "{}", resumed=False)
+    tracker = SweepTracker(load(SMOKE, ["mlflow.experiment=interrupts"]).config, "study", "tiny",
+                           warnings.append)
+    assert tracker.start_sweep("sweep-1", None, "{}", resumed=False)
     return tracker, warnings
 
 
