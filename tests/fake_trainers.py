@@ -206,3 +206,17 @@ def two_objectives(params, data, ctx):
         ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (ctx.checkpoint_dir / "weights.json").write_text(json.dumps(params))
     return metrics
+
+
+def device_assert_once(params, data, ctx):
+    """Trial 1 hits a CUDA device-side assert the first time (while $FATAL_MARKER does not
+    exist: it is created then); otherwise as ``quadratic``."""
+    import os
+    from pathlib import Path
+
+    marker = Path(os.environ["FATAL_MARKER"])
+    if ctx.trial_number == 1 and not marker.exists():
+        marker.touch()
+        raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might "
+                           "be asynchronously reported at some other API call")
+    return quadratic(params, data, ctx)

@@ -18,7 +18,7 @@ from hposweep.cli.help import PlainHelpCommand
 from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
-    from hposweep.config.schema import SweepConfig
+    from hposweep.config.schema import LoadedConfig, SweepConfig
     from hposweep.console.live import LiveConsole
     from hposweep.console.reports import SweepConsole
     from hposweep.reports.status import StudyStatus
@@ -62,7 +62,6 @@ def run(
         "(default: study.n_workers).")] = None,
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
-    from hposweep.config.schema import load
     from hposweep.workers.events import console_for_run
 
     console = console_for_run(json_output, verbose)
@@ -70,7 +69,8 @@ def run(
     resume = shlex.join(["hposweep", "run", str(config), *typed,
                          *(["--workers", str(workers)] if workers else [])])
     try:
-        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
+        loaded = _load(console, config,
+                       [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
             console.output_dir(loaded.config.output_dir)
@@ -186,10 +186,10 @@ def export(
             return
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
-        from hposweep.config.schema import backbone_slug, load
+        from hposweep.config.schema import backbone_slug
         from hposweep.reports.export import export_best, select
 
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
@@ -211,7 +211,6 @@ def plot(
     slice and intermediate values, as one self-contained HTML page per study."""
     import optuna
 
-    from hposweep.config.schema import load
     from hposweep.console.reports import SweepConsole
     from hposweep.reports.plots import write_plots
     from hposweep.study.storage import make_storage, storage_url
@@ -219,7 +218,7 @@ def plot(
     console = SweepConsole()
     plotted = False
     try:
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if not status.exists:
                 console.warn(f"{status.backbone}: no study {status.study_name!r} yet")
@@ -245,18 +244,28 @@ def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     return [study_status(cfg, backbone) for backbone in cfg.backbones]
 
 
+def _load(console: LiveConsole, config: Path, overrides: list[str] | None,
+          check_files: bool = True) -> LoadedConfig:
+    """The config, each deprecated key it uses warned about on one line."""
+    from hposweep.config.loading import load
+
+    loaded = load(config, overrides or [], check_files=check_files)
+    for line in loaded.deprecations:
+        console.warn(line)
+    return loaded
+
+
 def _report(config: Path, overrides: list[str] | None, json_output: bool,
             render: Callable[[SweepConsole, SweepConfig, list[StudyStatus]], object]
             ) -> list[StudyStatus]:
     """The read-only commands: each study's status, as JSON or rendered."""
     import json
 
-    from hposweep.config.schema import load
     from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         statuses = _statuses(cfg)
     except UserError as exc:
         _fail(console, exc)
@@ -273,12 +282,11 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     ``${oc.env:...}`` interpolations are printed as written, never their secret values.
     """
-    from hposweep.config.schema import load
     from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
-        loaded = load(config, overrides or [])
+        loaded = _load(console, config, overrides)
     except UserError as exc:
         _fail(console, exc)
     console.out.print(loaded.unresolved_yaml, markup=False, end="")

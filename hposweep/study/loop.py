@@ -26,7 +26,7 @@ from typing import Any
 
 from hposweep._testing.faults import kill_point
 from hposweep.config.schema import SweepConfig
-from hposweep.errors import first_line
+from hposweep.errors import DeviceFailed, first_line
 from hposweep.results import FAIL_REASON_ATTR, TRIAL_ATTR
 from hposweep.study import budget, recovery
 from hposweep.study.open import OpenStudy
@@ -139,7 +139,7 @@ class TrialLoop:
             try:
                 return self.run_trial(trial)
             except BaseException as exc:
-                if not isinstance(exc, KeyboardInterrupt):
+                if not isinstance(exc, (KeyboardInterrupt, DeviceFailed)):  # reason set
                     trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
                                         f"{type(exc).__name__}: {first_line(exc)}")
                 self.opened.study.tell(trial, state=TrialState.FAIL)

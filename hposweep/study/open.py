@@ -24,7 +24,7 @@ def study_lock(cfg: SweepConfig, study_name: str) -> Any:
     (an OS file lock in the study dir: it dies with its process, so a crash never leaves
     it held). Under it a trial's owner is recorded before anyone else can look, so a
     RUNNING trial seen without an owner under the lock is one whose process died. An
-    in-memory study (``checkpoint.enabled: false``) has one process: no lock, no file."""
+    in-memory study (``study.persist: false``) has one process: no lock, no file."""
     import contextlib
 
     from filelock import FileLock
@@ -66,10 +66,10 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     url = storage_url(cfg, study_name)
     storage = make_storage(url, cfg)
     exists = study_name in study_names(storage, url)
-    if exists and not cfg.checkpoint.auto_resume:
+    if exists and not cfg.study.resume:
         raise UserError(
-            f"study {study_name!r} already exists in {redact_url(url)} and checkpoint.auto_resume is "
-            "false: run with checkpoint.auto_resume=true to resume it, or --fresh to archive it "
+            f"study {study_name!r} already exists in {redact_url(url)} and study.resume is "
+            "false: run with study.resume=true to resume it, or --fresh to archive it "
             "and start again"
         )
     study = optuna.create_study(

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hposweep.config.schema import STORAGE_PREFIXES, WARM_START_TOP_K, ParamSpec, SweepConfig
+from hposweep.config.schema import STORAGE_PREFIXES, ParamSpec, SweepConfig
 from hposweep.errors import UserError, first_line
 from hposweep.results import ENQUEUE_SOURCE, WARM_START_ATTR, origin
 from hposweep.study.open import OpenStudy
@@ -44,9 +44,8 @@ def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str]
             if WARM_START_ATTR in t.user_attrs}
     planned = [p for p in _enqueued(cfg) if p.key not in done]
     warm = cfg.study.warm_start
-    if warm is not None and _warm_key(warm["from"]) not in done:
-        planned += _best_of_other_study(cfg, opened, warm["from"],
-                                        int(warm.get("top_k", WARM_START_TOP_K)), info)
+    if warm is not None and _warm_key(warm.source) not in done:
+        planned += _best_of_other_study(cfg, opened, warm.source, warm.top_k, info)
     queued = 0
     for plan in planned:
         params = _fit(plan, cfg.search_space, warn)
@@ -109,9 +108,9 @@ def _source(cfg: SweepConfig, source: str) -> tuple[str, str | None]:
         url, _, name = source.partition("#")
         return url, name or None
     url = storage_url(cfg, source)
-    if url is None:  # checkpoint.enabled=false: this sweep's studies live in memory
+    if url is None:  # study.persist=false: this sweep's studies live in memory
         raise UserError(f"study.warm_start.from: {source!r} names a study, and this config keeps "
-                        "none on disk (checkpoint.enabled=false): give its storage URL#study")
+                        "none on disk (study.persist=false): give its storage URL#study")
     return url, source
 
 

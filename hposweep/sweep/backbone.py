@@ -40,7 +40,7 @@ from hposweep.study.storage import finished_states, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker
-from hposweep.training.builtin import resolve_device
+from hposweep.training.device import describe_device, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
 
 
@@ -133,7 +133,7 @@ class BackboneSweep:
             self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
             maximize=self.maximize, warn=console.warn))
         self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
-                            self.tracker, console, self._metadata)
+                            self.tracker, console, self._metadata, self._trial_device)
         self._set_up()
 
     @functools.cached_property
@@ -141,6 +141,15 @@ class BackboneSweep:
         """Recorded in checkpoint metadata; resolved once (asking CUDA costs ms) and only
         when a checkpoint is sealed."""
         return resolve_device(self.cfg.train.device)
+
+    @functools.cached_property
+    def _device_record(self) -> dict[str, str]:
+        return {k: str(v) for k, v in describe_device(self._device).items()}
+
+    def _trial_device(self) -> dict[str, str]:
+        """What each trial records of its device: the built-in trainer's (a custom trainer's
+        device is its own, and asking for it would load torch into a process without it)."""
+        return self._device_record if self.cfg.train.trainer == BUILTIN_TRAINER else {}
 
     def _set_up(self) -> None:
         """Under the study lock: dead trials retried, leftovers cleaned, the one MLflow
@@ -165,7 +174,7 @@ class BackboneSweep:
 
     def run(self) -> BackboneResult:
         loop = TrialLoop(self.cfg, self.opened, self.lock,
-                         run_trial=lambda trial: TrialRun(self.env, trial).run(),
+                         run_trial=self._run_trial,
                          after_trial=self._after_trial, on_recovered=self._say_recovered,
                          on_lost=self._say_lost)
         try:
@@ -189,6 +198,11 @@ class BackboneSweep:
                 self.tracker.log_final(result, self.study)
         self.console.sweep_finished(result)
         return result
+
+    def _run_trial(self, trial: Any) -> Any:
+        outcome = TrialRun(self.env, trial).run()
+        release_memory()  # the finished trial's model: its cached GPU blocks go back
+        return outcome
 
     def _recovered_at_the_end(self) -> bool:
         """Whether a trial of a process that died after this one's last admission was just

@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.study.samplers import make_pruner, make_sampler
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
