@@ -43,7 +43,7 @@ def fixed_2_plus_5(model, batch, device: str) -> float:
 
 def one_process(procedure: str, trials: int, device: str) -> dict:
     sys.path.insert(0, str(REPO))
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.data.readers import build_folds, load_data
     from hposweep.training.builtin import _encode_tokens, _pad, seed_everything
     from hposweep.training.cost_metrics import latency_ms

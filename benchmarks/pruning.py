@@ -42,7 +42,7 @@ def sweep_overrides(output_dir: Path, seed: int, trials: int, folds: int,
 def run_sweep(overrides: list[str]) -> Any:
     """One sweep through hposweep's trial loop; returns its result (trials, best)."""
     from hposweep.config.loading import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.sweep import backbone as sweep
 
     loaded = load(REPO / "configs" / "smoke.yaml", overrides)

@@ -47,16 +47,33 @@ class TrialRow:
     reason: str | None = None
     retried_from: int | None = None
     values: list[float] | None = None  # every objective's, with several objectives
+    origin: str | None = None  # an enqueued or warm-started trial: where its params came from
+    unmet: list[str] = field(default_factory=list)  # the study.constraints it does not meet
 
     @classmethod
     def from_trial(cls, trial: Any) -> TrialRow:
         """From an Optuna ``FrozenTrial``; ``value`` is the first objective's."""
         duration = trial.duration.total_seconds() if trial.duration else None
         values = trial.values
+        queued = trial.user_attrs.get(WARM_START_ATTR)
         return cls(trial.number, trial.state.name, values[0] if values else None,
                    dict(trial.params), duration, reason_of(trial),
                    trial.user_attrs.get(RETRIED_FROM_ATTR),
-                   list(values) if values and len(values) > 1 else None)
+                   list(values) if values and len(values) > 1 else None,
+                   f"queued from {origin(queued['source'], queued['from_trial'])}" if queued
+                   else None,
+                   [key for key, violation in (trial.constraints or {}).items() if violation > 0])
+
+
+ENQUEUE_SOURCE = "enqueue"  # a WARM_START_ATTR source: an entry of study.enqueue
+
+
+def origin(source: str, from_trial: int | None) -> str:
+    """Where an enqueued or warm-started trial's parameters come from, in the user's words:
+    ``study.enqueue[0]``, or ``trial 3 of 'other_study'``."""
+    if source == ENQUEUE_SOURCE:
+        return f"study.enqueue[{from_trial}]"
+    return f"trial {from_trial} of {source.removeprefix('study:')!r}"
 
 
 def reason_of(trial: Any) -> str | None:

@@ -12,15 +12,19 @@ def wait_if_told() -> None:
     """Timing a test controls without changing the config (a resumed study must keep its
     trainer): HPOSWEEP_TEST_HOLD=1 makes the trial run until the process is stopped
     (at most 120 s); HPOSWEEP_TEST_GATE=<file> makes it wait until that file exists, then
-    remove it: each file the test creates lets exactly one trial through."""
+    remove it: each file the test creates lets exactly one trial through;
+    HPOSWEEP_TEST_DOOR=<file> makes it wait until that file exists, and lets every trial
+    through from then on."""
     import os
     import time
     from pathlib import Path
 
     hold = os.environ.get("HPOSWEEP_TEST_HOLD") == "1"
     gate = os.environ.get("HPOSWEEP_TEST_GATE")
+    door = os.environ.get("HPOSWEEP_TEST_DOOR")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (hold or (gate and not Path(gate).exists())):
+    while time.monotonic() < deadline and (hold or any(
+            path and not Path(path).exists() for path in (gate, door))):
         time.sleep(0.02)
     if gate:
         Path(gate).unlink(missing_ok=True)
@@ -145,6 +149,16 @@ def chatty(params, data, ctx):
     print(f"chatty trainer: trial {ctx.trial_number} x={params['x']:.3f}")
     print(f"chatty trainer: stderr of trial {ctx.trial_number}", file=sys.stderr)
     return fails_when_x_high(params, data, ctx)
+
+
+def talkative(params, data, ctx):
+    """quadratic, then a line on stdout and one on stderr, as a user's training code prints."""
+    import sys
+
+    metrics = quadratic(params, data, ctx)
+    print(f"talkative trainer: trial {ctx.trial_number} done")
+    print(f"talkative trainer: stderr of trial {ctx.trial_number}", file=sys.stderr)
+    return metrics
 
 
 def learning_curve(params, data, ctx):

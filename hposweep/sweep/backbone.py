@@ -22,7 +22,7 @@ from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
-from hposweep.console.output import SweepConsole
+from hposweep.console.live import LiveConsole
 from hposweep.data.readers import build_folds, load_data
 from hposweep.errors import reported_os_errors
 from hposweep.objectives.front import fill_best, front_values
@@ -44,7 +44,7 @@ from hposweep.training.device import describe_device, release_memory, resolve_de
 from hposweep.training.loader import load_trainer
 
 
-def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> list[BackboneResult]:
+def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list[BackboneResult]:
     """Run (or resume) the sweep of every backbone. Bad input raises before any trial."""
     cfg = loaded.config
     quiet_libraries()
@@ -62,7 +62,7 @@ def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> lis
             for backbone in cfg.backbones]
 
 
-def archive_studies(cfg: SweepConfig, console: SweepConsole, backbones: list[str]) -> None:
+def archive_studies(cfg: SweepConfig, console: LiveConsole, backbones: list[str]) -> None:
     """``--fresh``: move the study dirs aside (never deleted) and say where they went."""
     from hposweep.study.open import archive_study
 
@@ -89,7 +89,7 @@ def quiet_libraries() -> None:
 
 
 def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], trainer: TrainFn,
-                   console: SweepConsole, fresh: bool) -> BackboneResult:
+                   console: LiveConsole, fresh: bool) -> BackboneResult:
     """Set the backbone's sweep up once (under the study lock), then run its trials."""
     cfg = loaded.config
     study_name = study_name_for(cfg, backbone)
@@ -109,7 +109,7 @@ class BackboneSweep:
     study lock (``lock``), which it sets up under; :meth:`run` then runs the trials."""
 
     def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
-                 folds: list[FoldData], trainer: TrainFn, console: SweepConsole,
+                 folds: list[FoldData], trainer: TrainFn, console: LiveConsole,
                  lock: Any) -> None:
         cfg = loaded.config
         self.loaded = loaded
@@ -159,7 +159,8 @@ class BackboneSweep:
         self._clean_leftovers()
         finished = self._n_finished()
         self.console.sweep_started(self.backbone, self.study_name, self.opened.resumed,
-                                   finished, cfg.study.max_trials, maximize=self.maximize)
+                                   finished, cfg.study.max_trials, maximize=self.maximize,
+                                   front=len(objectives_of(cfg)) > 1)
         for trial in recovered:
             self._say_recovered(trial)
         queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)

@@ -21,7 +21,7 @@ from hposweep.checkpoints.manager import CheckpointManager
 from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.resume import TrialResume
 from hposweep.config.schema import SweepConfig
-from hposweep.console.output import SweepConsole
+from hposweep.console.live import LiveConsole, place
 from hposweep.errors import DeviceFailed, InternalError, first_line
 from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
 from hposweep.results import (
@@ -57,7 +57,7 @@ class TrialEnv:
     layout: CheckpointLayout
     checkpoints: CheckpointManager
     tracker: SweepTracker
-    console: SweepConsole
+    console: LiveConsole
     metadata: Callable[..., CheckpointMetadata]  # (number, params, metrics, fold, value)
     device: Callable[[], dict[str, Any]]  # what a trial records of its device ({}: unknown)
 
@@ -75,6 +75,7 @@ class TrialRun:
         self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
         # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
         self.pruned_metrics: dict[str, float] | None = None
+        self.last_epoch: dict[int, int] = {}  # fold index -> its last epoch reported
         self.recorded: dict[str, float] = {}  # ctx.record of every fold
 
     def run(self) -> Outcome:
@@ -171,13 +172,18 @@ class TrialRun:
         )
         try:
             metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
+        except Pruned as exc:  # the trainer's: the reason says where, as the live view does
+            env.tracker.end_run(fold_run, "PRUNED")
+            where = place(fold.fold, len(env.folds), self.last_epoch.get(index))
+            if where and where not in str(exc):
+                raise Pruned(f"{exc} ({where})") from None
+            raise
         except BaseException as exc:
             # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
             if isinstance(exc, KeyboardInterrupt):
                 interrupts.received()
-            state = ("PRUNED" if isinstance(exc, Pruned) else
-                     "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
-            env.tracker.end_run(fold_run, state)
+            env.tracker.end_run(fold_run, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                                else "FAIL")
             raise
         # A trainer that logged no per-epoch metrics gets its result logged once.
         env.tracker.end_run(fold_run, "COMPLETE", metrics=None if logged_any else metrics)
@@ -247,6 +253,7 @@ class TrialRun:
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
         if self._reports_epochs():
             self.trial.report(value, index * epochs + epoch)
+        self.last_epoch[index] = epoch
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
         kill_point(f"trial{self.number}:fold{index}:epoch{epoch}")

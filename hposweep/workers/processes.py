@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import LoadedConfig
-from hposweep.console.output import SweepConsole
+from hposweep.console.live import LiveConsole
 from hposweep.errors import ConfigError, UserError, reported_os_errors
 from hposweep.results import BackboneResult
 from hposweep.workers.events import WORKER_ENV
@@ -90,7 +90,7 @@ class WorkersOutcome:
     failed: bool = False
 
 
-def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: SweepConsole,
+def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: LiveConsole,
                 verbose: bool = False) -> WorkersOutcome:
     """Start K ``hposweep run`` workers and show what they do, until every one has ended.
 
@@ -119,15 +119,16 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
         logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     received: list[int] = []
+    view = WorkersView(console, k)
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
+        view.stopping()
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    view = WorkersView(console, k)
     try:
         for i, env in enumerate(envs):
             if received:

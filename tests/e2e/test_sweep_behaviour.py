@@ -456,3 +456,23 @@ def test_reading_commands_do_not_need_the_training_data(workdir: Path) -> None:
         result = hposweep(command, workdir / "fake.yaml", *overrides, "--json")
         assert result.exit_code == 0, f"{command}: {result.stderr}"
         assert result.json()[0]["finished"] == 2, command
+
+
+def test_a_pruned_trials_reason_names_its_fold_and_epoch(workdir: Path) -> None:
+    """A custom trainer prunes with its own words; the reason the study keeps (and the
+    tables, the log and MLflow show) adds where, as the live view says it."""
+    result = hposweep("run", fake_config(workdir), "train.trainer=fake_trainers:learning_curve",
+                      "train.epochs=3", "study.pruner.name=median",
+                      "study.pruner.n_startup_trials=1", "study.pruner.n_warmup_steps=0",
+                      "study.max_trials=8", "mlflow.enabled=false")
+    assert result.exit_code == 0, result.stderr
+    pruned = [t for t in load_study("outputs", "fake_fake").trials if t.state.name == "PRUNED"]
+    assert pruned, "the test needs a pruned trial"
+    for trial in pruned:
+        step = max(trial.intermediate_values)  # fold index * epochs + epoch
+        where = f"fold {step // 3 + 1}/2 epoch {step % 3 + 1}"
+        reason = trial.user_attrs["prune_reason"]
+        assert reason.startswith(f"pruned at epoch {step % 3}: score=") and \
+            reason.endswith(f" ({where})"), reason
+        assert f"trial {trial.number} PRUNED {trial.intermediate_values[step]:.4f}: {reason}" \
+            in result.stdout

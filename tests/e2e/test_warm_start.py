@@ -106,3 +106,28 @@ def test_a_warm_start_source_that_does_not_exist_is_bad_input(workdir: Path) -> 
                       "study.max_trials=1", "mlflow.enabled=false")
     assert by_url.exit_code == 0, by_url.stderr
     assert load_study("outputs", "other").trials[0].params == load_study("outputs", "fake_fake").best_params
+
+
+def test_a_dropped_parameter_reads_as_written_and_the_warning_names_what_is_sampled(
+        workdir: Path) -> None:
+    """Float arithmetic in the source study (a stepped 0.05 * 3) prints as 0.15; the
+    warning names the parameters sampled instead and those taken as given."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    source = optuna.create_study(study_name="src", storage=f"sqlite:///{workdir / 'src.db'}",
+                                 direction="maximize")
+    source.add_trial(optuna.trial.create_trial(
+        params={"x": 0.05 * 3, "y": 0.05 * 7}, value=0.9,
+        distributions={"x": FloatDistribution(0.0, 1.0), "y": FloatDistribution(0.0, 1.0)}))
+    assert 0.05 * 3 == 0.15000000000000002
+    config = fake_config(workdir, FAKE_CONFIG.replace(
+        "x: {type: float, low: 0.0, high: 1.0}",
+        "x: {type: float, low: 0.2, high: 1.0}\n  y: {type: float, low: 0.0, high: 1.0}"))
+    result = hposweep("run", config, "study.max_trials=1", "mlflow.enabled=false",
+                      f"study.warm_start={{from: 'sqlite:///{workdir / 'src.db'}#src'}}")
+    assert result.exit_code == 0, result.stderr
+    assert ("warning: warm start from trial 0 of 'src': dropped x=0.15 (outside [0.2, 1]); "
+            "the others are sampled (x), with y=0.35 as given\n") in result.stderr
+    (trial,) = load_study("outputs", "fake_fake").trials
+    assert trial.params["y"] == 0.05 * 7 and 0.2 <= trial.params["x"] <= 1.0
