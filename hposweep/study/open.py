@@ -14,7 +14,7 @@ from hposweep.errors import UserError
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import RUN_ID_ATTR, owner_of
 from hposweep.study.identity import _check_same_objective
-from hposweep.study.samplers import _settle_report_steps, make_pruner, make_sampler
+from hposweep.study.samplers import _settle_report_steps, make_pruner
 from hposweep.study.storage import _study_names, make_storage, redact_url, storage_url, study_dir
 
 
@@ -76,8 +76,8 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
         )
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        directions=[o.goal for o in objectives_of(cfg)], sampler=make_sampler(cfg),
-        pruner=make_pruner(cfg),
+        directions=[o.goal for o in objectives_of(cfg)], pruner=make_pruner(cfg),
+        sampler=optuna.samplers.RandomSampler(),  # each trial gets its own: TrialLoop._admit
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])

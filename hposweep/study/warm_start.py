@@ -22,6 +22,7 @@ from hposweep.config.schema import STORAGE_PREFIXES, WARM_START_TOP_K, ParamSpec
 from hposweep.errors import UserError, first_line
 from hposweep.results import WARM_START_ATTR
 from hposweep.study.open import OpenStudy
+from hposweep.study.seeds import WARM_START_KEY_PREFIX
 from hposweep.study.storage import make_storage, redact_url, storage_url
 
 ENQUEUE_SOURCE = "enqueue"
@@ -67,7 +68,7 @@ def _enqueued(cfg: SweepConfig) -> Iterator[Planned]:
 
 
 def _warm_key(source: str) -> str:
-    return f"warm_start:{source}"
+    return WARM_START_KEY_PREFIX + source
 
 
 def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k: int,
