@@ -380,11 +380,11 @@ def test_trust_remote_code_is_never_a_search_parameter(workdir: Path) -> None:
 def test_a_new_best_after_resume_replaces_the_whole_logged_checkpoint(workdir: Path) -> None:
     """The first sweep logs trial A; resumed with more trials, trial B wins: every file of
     best_trial_checkpoint/ must then be B's (the weights have the same size as A's)."""
-    assert run_fake(workdir, "study.max_trials=1").exit_code == 0
+    assert run_fake(workdir, "study.max_trials=1", "study.enqueue=[{x: 0.95}]").exit_code == 0
     again = run_fake(workdir, "study.max_trials=12")
     assert again.exit_code == 0
     summary = again.json()["backbones"][0]
-    assert summary["best_trial"] != 0, "the seeded sampler finds a better trial than the first"
+    assert summary["best_trial"] != 0, "the sampler finds a better trial than x=0.95"
     client = mlflow_client()
     (parent,) = runs_by_kind(client, "fake")["parent"]
     downloaded = Path(client.download_artifacts(parent.info.run_id, "best_trial_checkpoint",
