@@ -36,7 +36,9 @@ class StudyGrid:
         self.names = sorted(values)
         self.points = [dict(zip(self.names, p, strict=True))
                        for p in itertools.product(*(values[n] for n in self.names))]
-        random.Random(stream_seed(cfg.study.sampler.seed, stream, "grid")).shuffle(self.points)
+        seed = cfg.study.sampler.seed
+        order = stream_seed(0 if seed is None else seed, stream, "grid")  # one order in every process
+        random.Random(order).shuffle(self.points)
 
     def next_point(self, trials: Sequence[Any]) -> dict[str, Any] | None:
         """The point the next trial runs; None when every point is held and no trial waits.

@@ -65,8 +65,9 @@ def test_workers_admitted_in_turn_hold_each_point_once_then_the_grid_is_used_up(
     assert len(optuna.load_study(study_name=STUDY, storage=url).trials) == 6, "no surplus trial"
 
 
-def test_a_study_runs_its_grid_in_one_order_in_every_process(tmp_path: Path) -> None:
-    cfg = cfg_of(tmp_path)
+@pytest.mark.parametrize("seed", ["0", "null"])
+def test_a_study_runs_its_grid_in_one_order_in_every_process(tmp_path: Path, seed: str) -> None:
+    cfg = cfg_of(tmp_path, f"study.sampler.seed={seed}")
     orders = []
     for name in ("first", "second"):
         url = f"sqlite:///{tmp_path / name}.db"
