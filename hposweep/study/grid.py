@@ -76,7 +76,9 @@ def _normal(value: Any) -> Any:
 
 
 class PointSampler:
-    """An Optuna sampler that gives each parameter its value at one grid point."""
+    """An Optuna sampler that gives each parameter its value at one grid point. (The
+    methods Optuna calls, without ``BaseSampler``: this module stays free of Optuna's
+    import, like the rest of the trial loop's.)"""
 
     def __init__(self, point: dict[str, Any]) -> None:
         self.point = point
