@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # This machine's pip config names extra indexes that do not all exist: hide that noise.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/hposweep run configs/smoke.yaml
 
+# Everything, as CI runs it: one test process per core (most tests wait on processes and
+# I/O); whole files per process, so a module's shared sweep runs once.
 test: $(STAMP)
-	$(BIN)/pytest -n auto  # one test process per core: most tests wait on processes and I/O
+	$(BIN)/pytest -n auto --dist loadfile --durations=25
+
+# After every change: the tests that start no process and need no server (under 2 minutes).
+test-fast: $(STAMP)
+	$(BIN)/pytest -n auto -m "not slow and not services"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

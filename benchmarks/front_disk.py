@@ -64,7 +64,7 @@ def disk(config: Path, out: Path, overrides: list[str]) -> dict[str, Any]:
 def latency_share(config: Path, overrides: list[str], folds: int) -> list[tuple[int, float]]:
     """(batch size, share of the fold's time spent measuring latency_ms) per fold."""
     from hposweep.api import TrialContext
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.data.readers import build_folds, load_training_examples
     from hposweep.training import builtin, cost_metrics
 

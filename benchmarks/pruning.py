@@ -36,13 +36,13 @@ def sweep_overrides(output_dir: Path, seed: int, trials: int, folds: int,
     return [*SPACE, f"output_dir={output_dir}", f"study.sampler.seed={seed * SEED_SPACING}",
             "study.sampler.name=tpe", f"study.max_trials={trials}", f"k_fold.n_splits={folds}",
             "study.objective_metric=score", f"train.trainer={trainer}", "train.epochs=1",
-            "data.synthetic={sentences: 20, seed: 0}", "checkpoint.enabled=false",
+            "data.synthetic={sentences: 20, seed: 0}", "study.persist=false",
             "mlflow.enabled=false", "study.name=sim_{backbone}", "backbones=[sim]"]
 
 
 def run_sweep(overrides: list[str]) -> Any:
     """One sweep through hposweep's trial loop; returns its result (trials, best)."""
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.console.output import SweepConsole
     from hposweep.sweep import backbone as sweep
 

@@ -58,14 +58,31 @@ def reason_of(trial: Any) -> str | None:
     return trial.user_attrs.get(FAIL_REASON_ATTR) or trial.user_attrs.get(PRUNE_REASON_ATTR)
 
 
+@dataclass(kw_only=True)
+class StudyReport:
+    """What ``run``'s result and ``status`` both report of a study: its trials and its best
+    (filled by :func:`hposweep.objectives.front.fill_best`)."""
+
+    best_trial: int | None = None
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    best_fold_values: list[float] = field(default_factory=list)
+    checkpoint: str | None = None
+    mlflow_parent_run_id: str | None = None
+    mlflow_best_run_id: str | None = None
+    trials: list[TrialRow] = field(default_factory=list)
+    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
+    front: list[Any] = field(default_factory=list)  # FrontMember's; the best is its knee
+
+
 @dataclass
-class BackboneResult:
+class BackboneResult(StudyReport):
     backbone: str
     study_name: str
     storage: str
     resumed: bool
     # why this process started no more trials: max_trials, grid_exhausted, timeout,
-    # max_failures, or (hposweep.budget) trial_hours, wall_hours, no_improvement
+    # max_failures, or (hposweep.study.budget) trial_hours, wall_hours, no_improvement
     stopped: str
     stop_message: str
     n_trials: int
@@ -74,15 +91,6 @@ class BackboneResult:
     n_failed: int
     max_trials: int
     objective_metric: str
-    best_trial: int | None = None
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None
-    mlflow_parent_run_id: str | None = None
-    mlflow_best_run_id: str | None = None
-    trials: list[TrialRow] = field(default_factory=list)
-    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
-    front: list[Any] = field(default_factory=list)  # FrontMember's, with a Pareto front
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -24,6 +24,20 @@ FAST = ["study.max_trials=3", "k_fold.n_splits=2", "train.epochs=1", "data.synth
         "study.pruner.name=none"]
 
 
+SERVICE_FIXTURES = {"postgres_db", "redis_url", "mysql_url", "mlflow_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The test tiers: everything under ``e2e/`` trains through the CLI or starts processes
+    (``slow``); a test that needs a server is ``services`` as well. ``make test-fast`` runs
+    the rest."""
+    for item in items:
+        if "e2e" in item.path.parts:
+            item.add_marker(pytest.mark.slow)
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
 @pytest.fixture(scope="session")
 def mlflow_store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, migrated MLflow SQLite store: creating one costs ~2 s, copying it ~1 ms."""

@@ -117,3 +117,12 @@ def opened(study: Any, storage: Any, resumed: bool = False) -> Any:
     from hposweep.study.open import OpenStudy
 
     return OpenStudy(study, storage, storage.get_study_id_from_name(study.study_name), resumed)
+
+
+def checkpoint_metadata(number: int, fold: int | None = None, value: float | None = None) -> Any:
+    """A checkpoint's ``hposweep.json`` for a test that drives the checkpoint manager itself."""
+    from hposweep.checkpoints.metadata import CheckpointMetadata
+
+    return CheckpointMetadata(trial_number=number, params={}, metrics={}, fold=fold,
+                              objective_value=value, backbone="test", study_name="test",
+                              objective_metric="f1", device="cpu", created_at="now")

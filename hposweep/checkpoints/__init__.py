@@ -1,3 +1,4 @@
-"""Files on disk: file-system safety (atomic writes, no symlink escapes), where every file
-lives, the keep-the-best manager, trials' resume dirs and provenance. Imports config,
-objectives and errors; never Optuna at module level."""
+"""Files on disk: file-system safety (atomic writes, no symlink followed), where every file
+lives (:class:`~hposweep.checkpoints.layout.OutputLayout`), the keep-the-best manager,
+``best.json`` and ``hposweep.json``, trials' resume dirs, provenance. May import objectives,
+errors and _testing."""

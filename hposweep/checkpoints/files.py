@@ -1,15 +1,5 @@
-"""Trial checkpoints on disk: the directory layout, atomic saves, and the best-only rule.
-
-Order of operations when a trial becomes the best (the one the seeds learned the hard
-way): the checkpoint is written completely into a ``.tmp-*`` dir and renamed into its
-final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
-fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
-complete best checkpoint and never a half-written one under a final name.
-
-Nothing a file says is resolved: a kept checkpoint is a real dir named exactly
-``trial_{n}_{run_id}[_fold{k}]/checkpoint`` (no symlink from the root down), anything
-else in ``best.json`` is ignored with a warning, and every deletion goes through
-:func:`remove_tree`, which never follows a link."""
+"""File-system safety for everything hposweep writes: symlinks are never followed, JSON is
+replaced atomically, trees are removed without following a link."""
 
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
-"""Trial checkpoints on disk: the directory layout, atomic saves, and the best-only rule.
+"""Where every file of a sweep lives: :class:`OutputLayout` for the whole ``output_dir``,
+:class:`CheckpointLayout` for one sweep's trial dirs. No other module builds these paths.
 
-Order of operations when a trial becomes the best (the one the seeds learned the hard
-way): the checkpoint is written completely into a ``.tmp-*`` dir and renamed into its
-final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
-fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
-complete best checkpoint and never a half-written one under a final name.
+Under ``output_dir``::
+
+    mlflow.db, mlartifacts/                       the default MLflow store
+    hpo/{study_name}/study.db, .study.lock        the Optuna study (default SQLite) and its lock
+    hpo/{backbone}/best.json, .best.lock          which checkpoints are kept, and its lock
+    hpo/{backbone}/trial_{n}_{run_id}[_fold{k}]/checkpoint/   a kept checkpoint
+    hpo/{backbone}/trial_{n}_{run_id}/resume/     what a retried trial continues from
+    hpo/workers/                                  ``run --workers`` logs
 
 Nothing a file says is resolved: a kept checkpoint is a real dir named exactly
-``trial_{n}_{run_id}[_fold{k}]/checkpoint`` (no symlink from the root down), anything
-else in ``best.json`` is ignored with a warning, and every deletion goes through
-:func:`remove_tree`, which never follows a link."""
+``trial_{n}_{run_id}[_fold{k}]/checkpoint`` (no symlink from the root down)."""
 
 from __future__ import annotations
 
@@ -22,12 +24,52 @@ from hposweep.checkpoints.files import STAGING_PREFIX
 from hposweep.errors import UserError
 
 BEST_FILE = "best.json"
-
-
-LOCK_FILE = ".best.lock"
-
-
+LOCK_FILE = ".best.lock"  # the best-checkpoint decision of every process sharing a backbone dir
+STUDY_LOCK_FILE = ".study.lock"  # see hposweep.study.open.study_lock
+STUDY_DB_FILE = "study.db"
 METADATA_FILE = "hposweep.json"
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """The paths under ``output_dir`` (relative to the working directory unless absolute)."""
+
+    output_dir: Path
+
+    @classmethod
+    def of(cls, output_dir: str | Path) -> OutputLayout:
+        return cls(Path(output_dir))
+
+    @property
+    def hpo_dir(self) -> Path:
+        return self.output_dir / "hpo"
+
+    def study_dir(self, study_name: str) -> Path:
+        return self.hpo_dir / study_name
+
+    def study_db(self, study_name: str) -> Path:
+        return self.study_dir(study_name) / STUDY_DB_FILE
+
+    def study_lock(self, study_name: str) -> Path:
+        return self.study_dir(study_name) / STUDY_LOCK_FILE
+
+    def backbone_dir(self, backbone_slug: str) -> Path:
+        return self.hpo_dir / backbone_slug
+
+    def checkpoints(self, backbone_slug: str, run_id: str) -> CheckpointLayout:
+        return CheckpointLayout(self.backbone_dir(backbone_slug), run_id)
+
+    @property
+    def worker_logs(self) -> Path:
+        return self.hpo_dir / "workers"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.output_dir / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.output_dir / "mlartifacts"
 
 
 @dataclass(frozen=True)
@@ -67,6 +109,14 @@ class CheckpointLayout:
         name = self.trial_dir(number, fold).name
         return self.root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
 
+    def resume_dir(self, root_number: int) -> Path:
+        """Where trial ``root_number`` and its retries keep what lets a retry continue."""
+        return self.trial_dir(root_number, None) / "resume"
+
     @property
     def best_file(self) -> Path:
         return self.root / BEST_FILE
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / LOCK_FILE

@@ -1,50 +1,33 @@
-"""Trial checkpoints on disk: the directory layout, atomic saves, and the best-only rule.
+"""The keep-the-best manager: where each fold saves, and which saved checkpoints stay.
 
-Order of operations when a trial becomes the best (the one the seeds learned the hard
-way): the checkpoint is written completely into a ``.tmp-*`` dir and renamed into its
-final name -> ``best.json`` is replaced atomically -> only then are checkpoints that
-fell out of the best ``keep_best`` deleted. A crash at any instant leaves at least one
-complete best checkpoint and never a half-written one under a final name.
+Order of operations when a trial becomes the best: the checkpoint is written completely
+into a ``.tmp-*`` dir and renamed into its final name -> ``best.json`` is replaced
+atomically -> only then are checkpoints that fell out of the best ``keep_best`` deleted.
+A crash at any instant leaves at least one complete best checkpoint and never a
+half-written one under a final name.
 
-Nothing a file says is resolved: a kept checkpoint is a real dir named exactly
-``trial_{n}_{run_id}[_fold{k}]/checkpoint`` (no symlink from the root down), anything
-else in ``best.json`` is ignored with a warning, and every deletion goes through
-:func:`remove_tree`, which never follows a link."""
+Every deletion goes through :func:`hposweep.checkpoints.files.remove_tree`, which never
+follows a link."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from hposweep._testing.faults import kill_point
-from hposweep.checkpoints.files import STAGING_PREFIX, first_link, remove_tree, write_json_atomic
-from hposweep.checkpoints.layout import BEST_FILE, LOCK_FILE, METADATA_FILE, CheckpointLayout
+from hposweep.checkpoints.best import BestEntry, BestRecord
+from hposweep.checkpoints.files import STAGING_PREFIX, remove_tree, write_json_atomic
+from hposweep.checkpoints.layout import BEST_FILE, METADATA_FILE, CheckpointLayout
+from hposweep.checkpoints.metadata import CheckpointMetadata, trial_number_of
 from hposweep.objectives.pareto import knee, trim
 
 
-@dataclass(frozen=True)
-class BestEntry:
-    run_id: str  # the sweep that owns it: sweeps sharing a backbone dir never touch each other's
-    trial_number: int
-    value: float
-    checkpoint: str  # relative to the layout root
-    values: tuple[float, ...] | None = None  # every objective's, with a Pareto front
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.values is None:
-            del data["values"]  # best.json of a single-objective sweep, as before
-        return data
-
-
-class CheckpointManager:
+class CheckpointManager(BestRecord):
     """Decides where each fold saves and which saved checkpoints stay on disk.
 
     With ``save_only_best`` only the last fold of a trial saves (k-fold keeps the last
@@ -53,27 +36,26 @@ class CheckpointManager:
     study has recorded the trial it is kept only if its objective is strictly better
     than every other finished trial's in the study, judged under a file lock so that
     processes sharing ``output_dir`` agree. Without ``save_only_best`` every fold's
-    checkpoint is kept (the old behaviour) and ``best.json`` still names the best.
+    checkpoint is kept and ``best.json`` still names the best.
     """
 
     def __init__(self, layout: CheckpointLayout, save_only_best: bool, keep_best: int,
                  maximize: bool, warn: Callable[[str], None]) -> None:
-        self.layout = layout
+        super().__init__(layout, warn)
         self.save_only_best = save_only_best
         self.keep_best = keep_best
         self.maximize = maximize
-        self.warn = warn
         self._staged: dict[int, tuple[int | None, Path]] = {}  # trial -> (fold, staging dir)
         self._said_no_checkpoint = False
-        self._reported: set[str] = set()  # ignored best.json entries and links, warned once
 
     def lock(self) -> Any:
-        """The lock every process sharing this backbone dir takes for decisions that must
-        be made once: the best checkpoint, the MLflow parent run, the final logging.
-        (An OS file lock: it dies with its process, so a crash never leaves it held.)"""
+        """The lock every process sharing this backbone dir takes to decide which
+        checkpoints stay and to write ``best.json`` (the MLflow parent run and the final
+        logging are decided under the study lock instead). An OS file lock: it dies with
+        its process, so a crash never leaves it held."""
         from filelock import FileLock
 
-        return FileLock(self.layout.root / LOCK_FILE, timeout=600)
+        return FileLock(self.layout.lock_file, timeout=600)
 
     # ------------------------------------------------------------ during a trial
 
@@ -90,7 +72,7 @@ class CheckpointManager:
         self._staged[number] = (fold, staging)
         return staging / "checkpoint"
 
-    def fold_finished(self, number: int, metadata: Callable[[], dict[str, Any]]) -> None:
+    def fold_finished(self, number: int, metadata: Callable[[], CheckpointMetadata]) -> None:
         """Seal this fold's checkpoint; without ``save_only_best`` it is final at once.
         ``metadata`` is called only when there is a checkpoint to seal (it costs: the
         device, the git commit)."""
@@ -99,7 +81,7 @@ class CheckpointManager:
         fold, staging = self._staged.pop(number)
         self._rename_into_place(number, fold, staging)
 
-    def trial_valued(self, number: int, metadata: Callable[[], dict[str, Any]]) -> None:
+    def trial_valued(self, number: int, metadata: Callable[[], CheckpointMetadata]) -> None:
         """The trial's objective is known: seal its staged checkpoint (now complete)."""
         if self.save_only_best:
             self._seal(number, metadata)
@@ -186,93 +168,15 @@ class CheckpointManager:
             relative = str(checkpoint.relative_to(self.layout.root))
             state, value = trial_states.get(number, ("GONE", None))
             if (relative not in named and state == "COMPLETE" and value is not None
-                    and _sealed_for(checkpoint, number)):
+                    and trial_number_of(checkpoint) == number):
                 present.append(self._entry(number, value, relative))
         if present != recorded or (present and not path.exists()):
             self._record_and_prune(present)
 
-    def _readable(self) -> bool:
-        try:
-            json.loads(self.layout.best_file.read_text(encoding="utf-8"))["best"]
-        except (ValueError, KeyError, TypeError, OSError):
-            return False
-        return True
-
-    # ------------------------------------------------------------ reading
-
-    def entries(self) -> list[BestEntry]:
-        """This sweep's kept best checkpoints, best first, from ``best.json``. An entry that
-        names anything but a checkpoint dir of this layout for its own trial is ignored."""
-        return [e for e in self._all_entries()
-                if e.run_id == self.layout.run_id and self._names_a_checkpoint(e)]
-
-    def _all_entries(self) -> list[BestEntry]:
-        """Every entry of ``best.json``, any sweep's, as written."""
-        path = self.layout.best_file
-        if not path.exists():
-            return []
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return [BestEntry(str(e["run_id"]), int(e["trial_number"]), float(e["value"]),
-                              str(e["checkpoint"]),
-                              tuple(map(float, e["values"])) if e.get("values") else None)
-                    for e in raw["best"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
-
-    def _names_a_checkpoint(self, entry: BestEntry) -> bool:
-        parsed = self.layout.parse_checkpoint(entry.checkpoint)
-        if parsed is not None and parsed[0] == entry.trial_number:
-            return True
-        self._warn_once(repr(entry), (
-            f"{self.layout.best_file}: ignoring trial {entry.trial_number}'s entry "
-            f"{entry.checkpoint!r} (this sweep's checkpoints are trial_{entry.trial_number}_"
-            f"{self.layout.run_id}[_fold<k>]/checkpoint); nothing it names is deleted"))
-        return False
-
-    def checkpoint_of(self, number: int) -> Path | None:
-        """The kept checkpoint dir of a trial, if one is on disk."""
-        return self.kept_checkpoints().get(number)
-
-    def kept_checkpoints(self) -> dict[int, Path]:
-        """Trial number -> its kept checkpoint dir on disk, from one read of ``best.json``."""
-        kept: dict[int, Path] = {}
-        for entry in self.entries():
-            path = self.layout.root / entry.checkpoint
-            if entry.trial_number not in kept and self._is_ours(path):
-                kept[entry.trial_number] = path
-        return kept
-
-    def _checkpoints_on_disk(self) -> list[tuple[int, int | None, Path]]:
-        """(trial, fold, dir) of this sweep's checkpoint dirs (real dirs), by trial and fold."""
-        found = []
-        for child in self.layout.root.iterdir():
-            parsed = self.layout.parse_trial_dir(child.name)
-            if parsed is not None and self._is_ours(child / "checkpoint"):
-                found.append((*parsed, child / "checkpoint"))
-        return sorted(found, key=lambda f: (f[0], -1 if f[1] is None else f[1]))
-
-    def _is_ours(self, path: Path) -> bool:
-        """Whether ``path`` is a real dir, with no symlink from the root down: a link where
-        one of ours should be is reported (once) and never followed."""
-        link = first_link(path, self.layout.root)
-        if link is None:
-            return path.is_dir()
-        where = "it" if link == path else link.relative_to(self.layout.root)
-        self._warn_once(str(path), (
-            f"ignoring {path.relative_to(self.layout.root)}: {where} is a symlink, not a dir "
-            "this sweep made; links are never followed or deleted"))
-        return False
-
-    def _warn_once(self, key: str, message: str) -> None:
-        if key not in self._reported:
-            self._reported.add(key)
-            self.warn(message)
+    # ------------------------------------------------------------ internals
 
     def _remove(self, path: Path) -> None:
         remove_tree(path, self.layout.root, self.warn)
-
-    # ------------------------------------------------------------ internals
 
     def _entry(self, number: int, value: Any, relative: str) -> BestEntry:
         return BestEntry(self.layout.run_id, number, value, relative)
@@ -290,7 +194,7 @@ class CheckpointManager:
     def _best(self, values: list[float]) -> float:
         return max(values) if self.maximize else min(values)
 
-    def _seal(self, number: int, metadata: Callable[[], dict[str, Any]]) -> bool:
+    def _seal(self, number: int, metadata: Callable[[], CheckpointMetadata]) -> bool:
         """Write ``hposweep.json`` into the staged checkpoint: from now on it is complete."""
         if number not in self._staged:
             return False
@@ -303,7 +207,7 @@ class CheckpointManager:
             self.discard(number)
             return False
         try:
-            write_json_atomic(checkpoint / METADATA_FILE, metadata())
+            metadata().write(checkpoint)
         except OSError as exc:
             self.warn(f"trial {number}: checkpoint not kept ({exc})")
             self.discard(number)
@@ -357,18 +261,10 @@ class CheckpointManager:
                 checkpoint.parent.rmdir()  # the trial dir, unless a resume dir is in it
 
 
-def _sealed_for(checkpoint: Path, number: int) -> bool:
-    """Whether the checkpoint's ``hposweep.json`` says it is complete, for this trial."""
-    try:
-        return int(json.loads((checkpoint / METADATA_FILE).read_text())["trial_number"]) == number
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 class FrontCheckpointManager(CheckpointManager):
     """Best-only for a Pareto front (several objectives, or constraints): the kept
     checkpoints are members of the study's feasible front (``study.best_trials``), at most
-    ``keep_best`` of them, chosen by :func:`hposweep.pareto.trim`. Same order and lock as
+    ``keep_best`` of them, chosen by :func:`hposweep.objectives.pareto.trim`. Same order and lock as
     the single-objective rule: write, record in ``best.json``, then delete what fell off.
 
     A trial's checkpoint is kept when the trial is on the front and the rule, applied to

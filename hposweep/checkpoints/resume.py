@@ -25,7 +25,7 @@ class TrialResume:
     def __init__(self, layout: CheckpointLayout, root_number: int,
                  warn: Callable[[str], None]) -> None:
         self.root = layout.root
-        self.dir = layout.trial_dir(root_number, None) / "resume"
+        self.dir = layout.resume_dir(root_number)
         self.warn = warn
         link = first_link(self.dir, self.root)
         self.usable = link is None

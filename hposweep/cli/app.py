@@ -18,7 +18,7 @@ from hposweep.cli.help import PlainHelpCommand
 from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
-    from hposweep.config.schema import SweepConfig
+    from hposweep.config.schema import LoadedConfig, SweepConfig
     from hposweep.console.output import SweepConsole
     from hposweep.reports.status import StudyStatus
 
@@ -61,7 +61,6 @@ def run(
         "(default: study.n_workers).")] = None,
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
-    from hposweep.config.schema import load
     from hposweep.workers.events import console_for_run
 
     console = console_for_run(json_output, verbose)
@@ -69,7 +68,8 @@ def run(
     resume = shlex.join(["hposweep", "run", str(config), *typed,
                          *(["--workers", str(workers)] if workers else [])])
     try:
-        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
+        loaded = _load(console, config,
+                       [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
             return
@@ -179,10 +179,10 @@ def export(
             return
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
-        from hposweep.config.schema import backbone_slug, load
+        from hposweep.config.schema import backbone_slug
         from hposweep.reports.export import export_best, select
 
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
@@ -204,7 +204,6 @@ def plot(
     slice and intermediate values, as one self-contained HTML page per study."""
     import optuna
 
-    from hposweep.config.schema import load
     from hposweep.console.output import SweepConsole
     from hposweep.reports.plots import write_plots
     from hposweep.study.storage import make_storage, storage_url
@@ -212,7 +211,7 @@ def plot(
     console = SweepConsole()
     plotted = False
     try:
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if not status.exists:
                 console.warn(f"{status.backbone}: no study {status.study_name!r} yet")
@@ -238,12 +237,21 @@ def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     return [study_status(cfg, backbone) for backbone in cfg.backbones]
 
 
+def _load(console: SweepConsole, config: Path, overrides: list[str] | None,
+          check_files: bool = True) -> LoadedConfig:
+    """The config, each deprecated key it uses warned about on one line."""
+    from hposweep.config.loading import load
+
+    loaded = load(config, overrides or [], check_files=check_files)
+    for line in loaded.deprecations:
+        console.warn(line)
+    return loaded
+
+
 def _load_statuses(console: SweepConsole, config: Path,
                    overrides: list[str] | None) -> list[StudyStatus]:
-    from hposweep.config.schema import load
-
     try:
-        return _statuses(load(config, overrides or [], check_files=False).config)
+        return _statuses(_load(console, config, overrides, check_files=False).config)
     except UserError as exc:
         _fail(console, exc)
 
@@ -270,12 +278,11 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     ``${oc.env:...}`` interpolations are printed as written, never their secret values.
     """
-    from hposweep.config.schema import load
     from hposweep.console.output import SweepConsole
 
     console = SweepConsole()
     try:
-        loaded = load(config, overrides or [])
+        loaded = _load(console, config, overrides)
     except UserError as exc:
         _fail(console, exc)
     console.out.print(loaded.unresolved_yaml, markup=False, end="")

@@ -1,2 +1,2 @@
 """What one process prints: live progress and the trial table, summary and front panels.
-Imports results only."""
+May import results only."""

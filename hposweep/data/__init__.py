@@ -1,2 +1,2 @@
 """Datasets for a sweep: file readers, 🤗 datasets, generated NER data and deterministic
-splits into folds. Imports api, config and errors."""
+splits into folds. May import api, config and errors."""

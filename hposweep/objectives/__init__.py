@@ -1,2 +1,2 @@
 """What a study optimizes: objectives and constraints, the Pareto arithmetic and the front as
-reported. Plain Python: imports nothing of hposweep but results."""
+reported. May import results only."""

@@ -73,3 +73,21 @@ def best_and_front(cfg: Any, study: Any, kept: Mapping[int, Path]
     members = front_members(study, objectives_of(cfg), kept.get)
     knee = knee_member(members)
     return (trials[knee.number] if knee else None), members
+
+
+def fill_best(report: Any, cfg: Any, study: Any, kept: Mapping[int, Path]) -> None:
+    """Set the best-trial fields that ``run``'s result and ``status`` share (best trial,
+    value, params, fold values, kept checkpoint, MLflow run, objectives, front) from one
+    read of the study and of ``best.json`` (``kept``)."""
+    from hposweep.objectives.spec import front_metrics
+    from hposweep.results import FOLD_VALUES_ATTR
+
+    best, report.front = best_and_front(cfg, study, kept)
+    report.objectives = front_metrics(cfg)
+    if best is None:
+        return
+    report.best_trial, report.best_value = best.number, best.values[0]
+    report.best_params = dict(best.params)
+    report.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
+    report.checkpoint = str(kept[best.number]) if best.number in kept else None
+    report.mlflow_best_run_id = mlflow_run_of(best)

@@ -1,2 +1,3 @@
 """What the reading commands show: ``status``, ``best``, ``export`` and ``plot``. They read a
-study without writing to it and never import a training library."""
+study without writing to it. May import config, study, checkpoints, objectives, tracking
+(to fetch artifacts), training (model classes, imported lazily), results and errors."""

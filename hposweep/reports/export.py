@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hposweep import __version__
-from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.checkpoints.metadata import CheckpointMetadata, trial_number_of
 from hposweep.checkpoints.provenance import timestamp
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import NothingCompleted, UserError
@@ -127,15 +127,15 @@ def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
         raise UserError(f"{status.backbone}: the best checkpoint is not on disk and MLflow could "
                         f"not provide {artifact}/ ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:200]})") from None
-    meta = _read_json(path / METADATA_FILE)
-    if meta.get("trial_number") != status.best_trial:
-        warn(f"{status.backbone}: MLflow's {artifact}/ is trial {meta.get('trial_number')}, "
+    logged = trial_number_of(path)
+    if logged != status.best_trial:
+        warn(f"{status.backbone}: MLflow's {artifact}/ is trial {logged}, "
              f"the study's best is trial {status.best_trial}")
     return path
 
 
 def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
-    meta = _read_json(checkpoint / METADATA_FILE)
+    meta = CheckpointMetadata.read(checkpoint)
     model_config = _read_json(checkpoint / "config.json")
     labels = [model_config["id2label"][k] for k in sorted(model_config.get("id2label", {}), key=int)]
     synthetic = cfg.data.synthetic
@@ -159,8 +159,8 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         f"- objective: {status.objective_metric} = {status.best_value:.4f}"
         + (f" (mean over {len(folds)} folds)" if len(folds) > 1 else ""),
         *_front_lines(status),
-        f"- trained: {meta.get('created_at', '?')} on {meta.get('device', '?')}, "
-        f"git commit {meta.get('git_commit') or 'unknown'}",
+        f"- trained: {meta.created_at if meta else '?'} on {meta.device if meta else '?'}, "
+        f"git commit {(meta and meta.git_commit) or 'unknown'}",
         "",
         "## Hyperparameters",
         "",
@@ -178,11 +178,11 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.get("metrics", {}).items())],
+        *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.metrics.items() if meta else [])],
         "",
         "## Versions",
         "",
-        *[f"- {k} {v}" for k, v in meta.get("versions", {}).items()],
+        *[f"- {k} {v}" for k, v in (meta.versions if meta else {}).items()],
         "",
         "## Use",
         "",

@@ -4,30 +4,27 @@ and without importing any training library."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from hposweep.checkpoints.layout import CheckpointLayout
-from hposweep.checkpoints.manager import CheckpointManager
+from hposweep.checkpoints.best import BestRecord
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
-from hposweep.objectives.front import FrontMember, best_and_front
-from hposweep.objectives.spec import front_metrics
+from hposweep.objectives.front import fill_best
 from hposweep.results import (
-    FOLD_VALUES_ATTR,
     PARENT_RUN_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
+    StudyReport,
     TrialRow,
-    mlflow_run_of,
     owner_of,
 )
 from hposweep.study import budget, recovery
-from hposweep.study.storage import finished_states, make_storage, storage_kind, storage_url
+from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
 
 @dataclass
-class StudyStatus:
+class StudyStatus(StudyReport):
     backbone: str
     study_name: str
     storage: str
@@ -35,21 +32,11 @@ class StudyStatus:
     max_trials: int
     objective_metric: str
     finished: int = 0
-    best_trial: int | None = None
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
-    best_fold_values: list[float] = field(default_factory=list)
-    checkpoint: str | None = None
-    mlflow_parent_run_id: str | None = None
-    mlflow_best_run_id: str | None = None
     seconds: float = 0.0  # time spent in trials, summed
     # study.budget: {"trial_hours"/"wall_hours": {"used", "budget", "left"}} for those set
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
-    trials: list[TrialRow] = field(default_factory=list)
-    objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
-    front: list[FrontMember] = field(default_factory=list)  # best = its knee
 
     @property
     def remaining(self) -> int:
@@ -78,16 +65,9 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.finished = len([t for t in trials if t.state in finished_states()])
     status.seconds = sum(r.duration_s or 0.0 for r in status.trials)
     status.mlflow_parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    manager = _manager(cfg, backbone, study)
-    kept = manager.kept_checkpoints() if manager else {}
-    best, status.front = best_and_front(cfg, study, kept)
-    status.objectives = front_metrics(cfg)
-    if best is not None:
-        status.best_trial, status.best_value = best.number, best.values[0]
-        status.best_params = dict(best.params)
-        status.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
-        status.mlflow_best_run_id = mlflow_run_of(best)
-        status.checkpoint = str(kept[best.number]) if best.number in kept else None
+    record = _best_record(cfg, backbone, study)
+    kept = record.kept_checkpoints() if record else {}
+    fill_best(status, cfg, study, kept)
     status.pending = _pending(trials)
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
@@ -103,39 +83,12 @@ def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:
             if (limit := getattr(cfg.study.budget, name)) is not None}
 
 
-def anything_stored(url: str | None) -> bool:
-    """Whether the storage holds Optuna's data at all (checked without writing)."""
-    if url is None:
-        return False
-    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
-        return Path(url.removeprefix("sqlite:///")).exists()
-    if url.startswith("journal:"):
-        return Path(url.removeprefix("journal:")).exists()
-    if url.startswith("journal+redis://"):
-        return True
-    import sqlalchemy
-
-    from hposweep.errors import UserError, first_line
-    from hposweep.study.storage import redact_url
-
-    try:
-        engine = sqlalchemy.create_engine(url)
-        try:
-            return sqlalchemy.inspect(engine).has_table("studies")
-        finally:
-            engine.dispose()
-    except Exception as exc:
-        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
-
-
-def _manager(cfg: SweepConfig, backbone: str, study: Any) -> CheckpointManager | None:
-    """A reader of the study's ``best.json`` (None before the study has a sweep id)."""
+def _best_record(cfg: SweepConfig, backbone: str, study: Any) -> BestRecord | None:
+    """The study's ``best.json``, read-only (None before the study has a sweep id)."""
     run_id = study.user_attrs.get(RUN_ID_ATTR)
     if run_id is None:
         return None
-    root = Path(cfg.output_dir) / "hpo" / backbone_slug(backbone)
-    return CheckpointManager(CheckpointLayout(root, run_id), cfg.checkpoint.save_only_best,
-                             cfg.checkpoint.keep_best, True, warn=lambda message: None)
+    return BestRecord(OutputLayout.of(cfg.output_dir).checkpoints(backbone_slug(backbone), run_id))
 
 
 def _pending(trials: list[Any]) -> list[str]:

@@ -3,7 +3,7 @@
 Everything is read from the study itself, so it holds across workers, machines and
 resumes: a trial's wall time is Optuna's ``datetime_complete - datetime_start`` (now,
 for a running trial), as the storage recorded them (each worker's clock). The check runs
-in the locked admission step (:mod:`hposweep.optimize`), after dead trials were
+in the locked admission step (:mod:`hposweep.study.loop`), after dead trials were
 recovered: once a budget is spent no worker starts a trial, and each may finish the one
 it runs (the overshoot: at most one trial per worker).
 """

@@ -112,8 +112,8 @@ class TrialLoop:
 
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
-        ``max_trials``, a budget of the study is spent (:mod:`hposweep.budget`) or every
-        point of the grid has a trial."""
+        ``max_trials``, a budget of the study is spent (:mod:`hposweep.study.budget`) or
+        every point of the grid has a trial."""
         import optuna
         from optuna.trial import TrialState
 

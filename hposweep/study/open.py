@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import UserError
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import RUN_ID_ATTR, owner_of
-from hposweep.study.identity import _check_same_objective
-from hposweep.study.samplers import _settle_report_steps, make_pruner
-from hposweep.study.storage import _study_names, make_storage, redact_url, storage_url, study_dir
+from hposweep.study.identity import check_same_objective
+from hposweep.study.samplers import make_pruner, settle_report_steps
+from hposweep.study.storage import make_storage, redact_url, storage_url, study_names
 
 
 def study_lock(cfg: SweepConfig, study_name: str) -> Any:
@@ -23,19 +24,16 @@ def study_lock(cfg: SweepConfig, study_name: str) -> Any:
     (an OS file lock in the study dir: it dies with its process, so a crash never leaves
     it held). Under it a trial's owner is recorded before anyone else can look, so a
     RUNNING trial seen without an owner under the lock is one whose process died. An
-    in-memory study (``checkpoint.enabled: false``) has one process: no lock, no file."""
+    in-memory study (``study.persist: false``) has one process: no lock, no file."""
     import contextlib
 
     from filelock import FileLock
 
     if storage_url(cfg, study_name) is None:
         return contextlib.nullcontext()
-    directory = study_dir(cfg, study_name)
-    directory.mkdir(parents=True, exist_ok=True)
-    return FileLock(directory / LOCK_FILE, timeout=600)
-
-
-LOCK_FILE = ".study.lock"
+    path = OutputLayout.of(cfg.output_dir).study_lock(study_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path, timeout=600)
 
 
 @dataclass(frozen=True)
@@ -67,11 +65,11 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
 
     url = storage_url(cfg, study_name)
     storage = make_storage(url, cfg)
-    exists = study_name in _study_names(storage, url)
-    if exists and not cfg.checkpoint.auto_resume:
+    exists = study_name in study_names(storage, url)
+    if exists and not cfg.study.resume:
         raise UserError(
-            f"study {study_name!r} already exists in {redact_url(url)} and checkpoint.auto_resume is "
-            "false: run with checkpoint.auto_resume=true to resume it, or --fresh to archive it "
+            f"study {study_name!r} already exists in {redact_url(url)} and study.resume is "
+            "false: run with study.resume=true to resume it, or --fresh to archive it "
             "and start again"
         )
     study = optuna.create_study(
@@ -81,10 +79,10 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
-    _check_same_objective(cfg, study)
+    check_same_objective(cfg, study)
     if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
         study.set_metric_names([o.metric for o in objectives_of(cfg)])
-    steps = _settle_report_steps(cfg, study)
+    steps = settle_report_steps(cfg, study)
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
                      exists and _has_past_trials(study), steps)
 
@@ -105,7 +103,7 @@ def archive_study(cfg: SweepConfig, study_name: str) -> Path | None:
     if cfg.study.storage:
         raise UserError("--fresh archives the default SQLite study dir only; with study.storage "
                         "set, use a new study.name instead")
-    source = study_dir(cfg, study_name)
+    source = OutputLayout.of(cfg.output_dir).study_dir(study_name)
     if not source.exists():
         return None
     target = source.with_name(f"{study_name}.archived-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -51,7 +51,7 @@ def _process_start(pid: int) -> str | None:
 def owner_is_gone(owner: dict[str, Any] | None) -> bool:
     """True only when we can be sure: the owner ran on this host and is not running now,
     or the trial has no owner (read under the study lock, that means its process died
-    between creating the trial and recording itself: see :func:`hposweep.study.study_lock`)."""
+    between creating the trial and recording itself: see :func:`hposweep.study.open.study_lock`)."""
     if not owner:
         return True
     if owner.get("host") != socket.gethostname():
@@ -114,7 +114,7 @@ def recover(opened: Any, max_retry: int, trials: list[Any] | None = None) -> lis
     Call under the study lock; ``trials``: the study's trials when the caller has just
     read them. Returns the trials failed here, to tell the user. Safe in
     several workers at once: every storage changes a state atomically (RDB row locks,
-    SQLite through ``BEGIN IMMEDIATE`` from :mod:`hposweep.study`, the journal's log order).
+    SQLite through ``BEGIN IMMEDIATE`` from :mod:`hposweep.study.storage`, the journal's log order).
     """
     from optuna.exceptions import UpdateFinishedTrialError
     from optuna.trial import TrialState

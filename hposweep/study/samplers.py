@@ -65,7 +65,7 @@ def report_steps(cfg: SweepConfig, stored: str | None = None) -> str:
     return "fold" if cfg.study.pruner.name in FOLD_PRUNERS else "epoch"
 
 
-def _settle_report_steps(cfg: SweepConfig, study: Any) -> str:
+def settle_report_steps(cfg: SweepConfig, study: Any) -> str:
     """The study's kind of steps, recorded with it. A study whose trials reported epoch
     scores cannot switch to a fold-level pruner (or back): the pruner would compare a
     fold's score with an epoch's."""

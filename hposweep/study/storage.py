@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import UserError, first_line
 
@@ -17,16 +18,12 @@ def finished_states() -> tuple[Any, ...]:
     return (TrialState.COMPLETE, TrialState.PRUNED)
 
 
-def study_dir(cfg: SweepConfig, study_name: str) -> Path:
-    return Path(cfg.output_dir) / "hpo" / study_name
-
-
 def storage_url(cfg: SweepConfig, study_name: str) -> str | None:
     """The study's storage: the configured URL, SQLite under the study dir, or None (memory)."""
     if cfg.study.storage:
         return cfg.study.storage
-    if cfg.checkpoint.enabled:
-        return f"sqlite:///{(study_dir(cfg, study_name) / 'study.db').resolve()}"
+    if cfg.study.persist:
+        return f"sqlite:///{OutputLayout.of(cfg.output_dir).study_db(study_name).resolve()}"
     return None
 
 
@@ -40,7 +37,7 @@ def storage_kind(url: str | None) -> str:
 
 def make_storage(url: str | None, cfg: SweepConfig | None = None, reading: bool = False) -> Any:
     """The Optuna storage for ``url``; with ``cfg``, RDB storages get heartbeats that fail
-    and retry the trials of workers that died (see :mod:`hposweep.recovery`). ``reading``:
+    and retry the trials of workers that died (see :mod:`hposweep.study.recovery`). ``reading``:
     for the commands that only look (``status``, ``best``, ...): no table is created, no
     write lock is taken."""
     import optuna
@@ -138,7 +135,7 @@ def _check_sqlite_file(database: Path) -> None:
                         "(left untouched: move it away or use --fresh)")
 
 
-def _study_names(storage: Any, url: str | None) -> list[str]:
+def study_names(storage: Any, url: str | None) -> list[str]:
     try:
         return [s.study_name for s in storage.get_all_studies()]
     except Exception as exc:
@@ -168,3 +165,25 @@ def redact_url(url: str | None) -> str:
         return f"{scheme}://***" if has_scheme else "***"
     parsed = parsed.difference_update_query([k for k in parsed.query if k.lower() == "password"])
     return prefix + parsed.render_as_string(hide_password=True)
+
+
+def anything_stored(url: str | None) -> bool:
+    """Whether the storage holds Optuna's data at all (checked without writing)."""
+    if url is None:
+        return False
+    if url.startswith("sqlite:///"):  # a directory there is reported by make_storage
+        return Path(url.removeprefix("sqlite:///")).exists()
+    if url.startswith("journal:"):
+        return Path(url.removeprefix("journal:")).exists()
+    if url.startswith("journal+redis://"):
+        return True
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url)
+        try:
+            return sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None

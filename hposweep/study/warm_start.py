@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from hposweep.config.schema import STORAGE_PREFIXES, WARM_START_TOP_K, ParamSpec, SweepConfig
+from hposweep.config.schema import STORAGE_PREFIXES, ParamSpec, SweepConfig
 from hposweep.errors import UserError, first_line
 from hposweep.results import WARM_START_ATTR
 from hposweep.study.open import OpenStudy
 from hposweep.study.seeds import WARM_START_KEY_PREFIX
-from hposweep.study.storage import make_storage, redact_url, storage_url
+from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
 
 ENQUEUE_SOURCE = "enqueue"
 
@@ -47,9 +47,8 @@ def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str]
             if WARM_START_ATTR in t.user_attrs}
     planned = [p for p in _enqueued(cfg) if p.key not in done]
     warm = cfg.study.warm_start
-    if warm is not None and _warm_key(warm["from"]) not in done:
-        planned += _best_of_other_study(cfg, opened, warm["from"],
-                                        int(warm.get("top_k", WARM_START_TOP_K)), info)
+    if warm is not None and _warm_key(warm.source) not in done:
+        planned += _best_of_other_study(cfg, opened, warm.source, warm.top_k, info)
     queued = 0
     for plan in planned:
         params = _fit(plan, cfg.search_space, warn)
@@ -75,8 +74,6 @@ def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k
                          info: Callable[[str], None]) -> list[Planned]:
     """The ``top_k`` best COMPLETE trials of the study ``source`` names, best first."""
     import optuna
-
-    from hposweep.reports.status import anything_stored
 
     url, name = _source(cfg, source)
     if name == opened.study.study_name and url == storage_url(cfg, name):
@@ -114,9 +111,9 @@ def _source(cfg: SweepConfig, source: str) -> tuple[str, str | None]:
         url, _, name = source.partition("#")
         return url, name or None
     url = storage_url(cfg, source)
-    if url is None:  # checkpoint.enabled=false: this sweep's studies live in memory
+    if url is None:  # study.persist=false: this sweep's studies live in memory
         raise UserError(f"study.warm_start.from: {source!r} names a study, and this config keeps "
-                        "none on disk (checkpoint.enabled=false): give its storage URL#study")
+                        "none on disk (study.persist=false): give its storage URL#study")
     return url, source
 
 

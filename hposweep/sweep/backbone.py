@@ -11,35 +11,32 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from hposweep import interrupts
 from hposweep._testing.faults import barrier_point
 from hposweep.api import FoldData, TrainFn
-from hposweep.checkpoints.layout import CheckpointLayout
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.checkpoints.manager import CheckpointManager, FrontCheckpointManager
+from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
 from hposweep.console.output import SweepConsole
 from hposweep.data.readers import build_folds, load_training_examples
 from hposweep.errors import reported_os_errors
-from hposweep.objectives.front import best_and_front, front_values
-from hposweep.objectives.spec import front_metrics, objectives_of, uses_front
+from hposweep.objectives.front import fill_best, front_values
+from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import (
-    FINAL_LOGGED_ATTR,
     PARENT_RUN_ATTR,
     BackboneResult,
     TrialRow,
-    mlflow_run_of,
     reason_of,
 )
 from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
 from hposweep.study.open import OpenStudy, open_study, study_lock
-from hposweep.study.space import describe
-from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url
+from hposweep.study.storage import finished_states, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker
@@ -85,7 +82,7 @@ def quiet_libraries() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # RDB heartbeats are "experimental" in Optuna 5; we rely on them knowingly.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # Our trial loop keeps the heartbeat itself (hposweep.optimize), as study.optimize would.
+    # Our trial loop keeps the heartbeat itself (hposweep.study.loop), as study.optimize would.
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="seqeval")
@@ -104,12 +101,12 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], t
         with lock:
             opened = open_study(cfg, study_name)
             sweep = BackboneSweep(loaded, backbone, opened, folds, trainer, console, lock)
-            sweep.set_up()
     return sweep.run()
 
 
 class BackboneSweep:
-    """One backbone: one study, one MLflow parent run, one best checkpoint."""
+    """One backbone: one study, one MLflow parent run, one best checkpoint. Made under the
+    study lock (``lock``), which it sets up under; :meth:`run` then runs the trials."""
 
     def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
                  folds: list[FoldData], trainer: TrainFn, console: SweepConsole,
@@ -124,8 +121,8 @@ class BackboneSweep:
         self.console = console
         self.lock = lock
         self.maximize = cfg.study.objective_goal == "maximize"
-        self.tracker = SweepTracker(cfg, console.warn)
-        self.layout = CheckpointLayout(self._backbone_dir(), opened.run_id)
+        self.tracker = SweepTracker(cfg, self.study_name, backbone, console.warn)
+        self.layout = OutputLayout.of(cfg.output_dir).checkpoints(backbone_slug(backbone), opened.run_id)
         self.layout.root.mkdir(parents=True, exist_ok=True)
         self.objectives = objectives_of(cfg)
         self.front = uses_front(cfg)  # several objectives or constraints: a Pareto front
@@ -137,6 +134,7 @@ class BackboneSweep:
             maximize=self.maximize, warn=console.warn))
         self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
                             self.tracker, console, self._metadata)
+        self._set_up()
 
     @functools.cached_property
     def _device(self) -> str:
@@ -144,7 +142,7 @@ class BackboneSweep:
         when a checkpoint is sealed."""
         return resolve_device(self.cfg.train.device)
 
-    def set_up(self) -> None:
+    def _set_up(self) -> None:
         """Under the study lock: dead trials retried, leftovers cleaned, the one MLflow
         parent run found or created. Decided once for every process of the study."""
         cfg, study = self.cfg, self.study
@@ -158,8 +156,7 @@ class BackboneSweep:
         queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)
         stored = study.user_attrs.get(PARENT_RUN_ATTR)
         parent = self.tracker.start_sweep(
-            self.study_name, self.backbone, self.opened.run_id, self._parent_params(),
-            stored, self.loaded.unresolved_yaml, resumed=self.opened.resumed,
+            self.opened.run_id, stored, self.loaded.unresolved_yaml, resumed=self.opened.resumed,
             nothing_to_run=finished >= cfg.study.max_trials)
         if parent is not None and parent != stored:
             study.set_user_attr(PARENT_RUN_ATTR, parent)
@@ -189,7 +186,7 @@ class BackboneSweep:
                 if stop.reason == "grid_exhausted" or finished >= self.cfg.study.max_trials:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
-                self._finish_tracking(result)
+                self.tracker.log_final(result, self.study)
         self.console.sweep_finished(result)
         return result
 
@@ -274,37 +271,13 @@ class BackboneSweep:
 
     # ------------------------------------------------------------ records
 
-    def _backbone_dir(self) -> Path:
-        return Path(self.cfg.output_dir) / "hpo" / backbone_slug(self.backbone)
-
     def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
-                  fold: int | None, objective_value: float) -> dict[str, Any]:
-        return {
-            "trial_number": number, "params": params, "metrics": dict(metrics), "fold": fold,
-            "objective_value": objective_value,
-            "backbone": self.backbone, "study_name": self.study_name,
-            "objective_metric": self.cfg.study.objective_metric,
-            "versions": versions(), "git_commit": git_commit(),
-            "device": self._device, "created_at": timestamp(),
-        }
-
-    def _parent_params(self) -> dict[str, Any]:
-        cfg = self.cfg
-        url = storage_url(cfg, self.study_name)
-        params: dict[str, Any] = {f"search_space.{name}": describe(spec)
-                                  for name, spec in cfg.search_space.items()}
-        params.update(
-            backbone=self.backbone, max_trials=cfg.study.max_trials, study_name=self.study_name,
-            objective_metric=cfg.study.objective_metric,
-            objective_goal=cfg.study.objective_goal,
-            checkpoint_enabled=cfg.checkpoint.enabled,
-            checkpoint_path=redact_url(url),
-            checkpoint_storage_type=storage_kind(url),
-            resumed_from_checkpoint=self.opened.resumed,
-            k_fold=cfg.k_fold.n_splits if cfg.k_fold.enabled else "off",
-            save_only_best=cfg.checkpoint.save_only_best,
-        )
-        return params
+                  fold: int | None, objective_value: float) -> CheckpointMetadata:
+        return CheckpointMetadata(
+            trial_number=number, params=params, metrics=dict(metrics), fold=fold,
+            objective_value=objective_value, backbone=self.backbone, study_name=self.study_name,
+            objective_metric=self.cfg.study.objective_metric, device=self._device,
+            created_at=timestamp(), git_commit=git_commit(), versions=versions())
 
     def _result(self, stop: Stop) -> BackboneResult:
         from optuna.trial import TrialState
@@ -323,46 +296,5 @@ class BackboneSweep:
             mlflow_parent_run_id=self.tracker.parent_run_id,
             trials=[TrialRow.from_trial(t) for t in trials],
         )
-        kept = self.checkpoints.kept_checkpoints()
-        best, result.front = best_and_front(self.cfg, self.study, kept)
-        result.objectives = front_metrics(self.cfg)
-        if best is not None:
-            result.best_trial, result.best_value = best.number, best.values[0]
-            result.best_params = dict(best.params)
-            result.checkpoint = str(kept[best.number]) if best.number in kept else None
-            result.mlflow_best_run_id = mlflow_run_of(best)
+        fill_best(result, self.cfg, self.study, self.checkpoints.kept_checkpoints())
         return result
-
-    def _finish_tracking(self, result: BackboneResult) -> None:
-        """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study:
-        called under the lock by the last active worker."""
-        logged: dict[str, Any] = {"finished": result.n_complete + result.n_pruned,
-                                  "best": result.best_trial}
-        if self.front:  # a new member can join without the knee changing
-            logged["front"] = [m.number for m in result.front]
-        if self.study.user_attrs.get(FINAL_LOGGED_ATTR) == logged:
-            self.tracker.end_sweep_unchanged()  # another worker (or an earlier run) logged this
-            return
-        metric = self.cfg.study.objective_metric
-        metrics: dict[str, float] = {"n_trials": result.n_trials,
-                                     "n_completed_trials": result.n_complete}
-        tags: dict[str, str] = {}
-        if result.best_trial is not None:
-            metrics[f"best_{metric}"] = float(result.best_value)  # type: ignore[arg-type]
-            metrics.update({f"best_{k}": float(v) for k, v in result.best_params.items()
-                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
-            tags = {"best_trial_number": str(result.best_trial),
-                    "best_trial_run_id": result.mlflow_best_run_id or ""}
-        checkpoint = Path(result.checkpoint) if result.checkpoint else None
-        self.tracker.log_plots(self.study)
-        if self.front:
-            self.tracker.log_front(result.front, self.objectives)
-        if result.best_trial is None:
-            self.tracker.end_run(self.tracker.parent_run_id, "FAIL",
-                                 "no feasible trial" if result.n_complete else "no trial completed",
-                                 metrics=metrics)
-        else:
-            self.tracker.finish_sweep(metrics, tags, checkpoint, result.front)
-        if self.tracker.enabled and self.tracker.parent_run_id is not None:
-            self.study.set_user_attr(FINAL_LOGGED_ATTR, logged)
-

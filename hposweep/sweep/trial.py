@@ -18,6 +18,7 @@ from hposweep._testing.faults import kill_point
 from hposweep.api import FoldData, Pruned, TrainFn, TrialContext, TrialFailed
 from hposweep.checkpoints.layout import CheckpointLayout
 from hposweep.checkpoints.manager import CheckpointManager
+from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.resume import TrialResume
 from hposweep.config.schema import SweepConfig
 from hposweep.console.output import SweepConsole
@@ -51,7 +52,7 @@ class TrialEnv:
     checkpoints: CheckpointManager
     tracker: SweepTracker
     console: SweepConsole
-    metadata: Callable[..., dict[str, Any]]  # (number, params, metrics, fold, value) -> dict
+    metadata: Callable[..., CheckpointMetadata]  # (number, params, metrics, fold, value)
 
 
 class TrialRun:

@@ -1,2 +1,3 @@
-"""MLflow: a parent run per backbone, a child run per trial, fold runs under trials. Never
-takes a sweep down. Imports config, checkpoints, reports.plots and errors."""
+"""MLflow: a parent run per backbone, a child run per trial, fold runs under trials, the
+final logging. Never takes a sweep down. May import config, study, checkpoints,
+objectives, reports (plots), results, interrupts, errors and _testing."""

@@ -18,9 +18,14 @@ from typing import Any
 
 from hposweep import interrupts
 from hposweep._testing.faults import kill_point
-from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.checkpoints.layout import METADATA_FILE, OutputLayout
+from hposweep.checkpoints.metadata import trial_number_of
 from hposweep.config.schema import LOG_FRONT, SweepConfig
 from hposweep.errors import first_line
+from hposweep.objectives.spec import objectives_of, uses_front
+from hposweep.results import FINAL_LOGGED_ATTR, BackboneResult
+from hposweep.study.space import describe
+from hposweep.study.storage import redact_url, storage_kind, storage_url
 
 ARTIFACT_PATH = "best_trial_checkpoint"
 FRONT_ARTIFACT_DIR = "pareto"  # mlflow.log_best_checkpoint: front -> pareto/trial_{n}/
@@ -42,14 +47,14 @@ HTTP_DEFAULTS = {
 def tracking_uri(cfg: SweepConfig) -> str:
     """Config, then ``MLFLOW_TRACKING_URI``, then a SQLite store under ``output_dir``."""
     uri = cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or f"sqlite:///{(Path(cfg.output_dir) / 'mlflow.db').resolve()}"
+    return uri or f"sqlite:///{OutputLayout.of(cfg.output_dir).mlflow_db.resolve()}"
 
 
 def default_artifact_location(cfg: SweepConfig, uri: str) -> str | None:
     """Artifacts beside the default store (``output_dir/mlartifacts``); a server decides its own."""
     if cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return None
-    return (Path(cfg.output_dir) / "mlartifacts").resolve().as_uri()
+    return OutputLayout.of(cfg.output_dir).mlflow_artifacts.resolve().as_uri()
 
 
 def mlflow_client(cfg: SweepConfig) -> Any:
@@ -75,12 +80,14 @@ def mlflow_client(cfg: SweepConfig) -> Any:
 class SweepTracker:
     """The MLflow side of one backbone's sweep. Every method is safe to call when off."""
 
-    def __init__(self, cfg: SweepConfig, warn: Callable[[str], None]) -> None:
+    def __init__(self, cfg: SweepConfig, study_name: str, backbone: str,
+                 warn: Callable[[str], None]) -> None:
         self.cfg = cfg
+        self.study_name = study_name
+        self.backbone = backbone
         self.warn = warn
         self.enabled = cfg.mlflow.enabled
         self.parent_run_id: str | None = None
-        self.study_name = ""
         self._client: Any = None
         self._experiment_id: str | None = None
         self._finished = False  # the parent run of a finished study: left untouched
@@ -121,8 +128,7 @@ class SweepTracker:
 
     # ------------------------------------------------------------ runs
 
-    def start_sweep(self, study_name: str, backbone: str, sweep_id: str,
-                    params: Mapping[str, Any], stored_parent_id: str | None, config_yaml: str,
+    def start_sweep(self, sweep_id: str, stored_parent_id: str | None, config_yaml: str,
                     resumed: bool, nothing_to_run: bool = False) -> str | None:
         """The sweep's one parent run: the study's stored one, else the one tagged with
         this sweep's id (a process killed between creating it and storing its id made
@@ -131,14 +137,12 @@ class SweepTracker:
         self._call("connect", self._connect)
         if not self.enabled:
             return None
-        self.study_name = study_name
         self.parent_run_id = self._call(
-            "start the parent run", self._start_parent, study_name, backbone, sweep_id, params,
-            stored_parent_id, config_yaml, resumed, nothing_to_run)
+            "start the parent run", self._start_parent, sweep_id, stored_parent_id, config_yaml,
+            resumed, nothing_to_run)
         return self.parent_run_id
 
-    def _start_parent(self, study_name: str, backbone: str, sweep_id: str,
-                      params: Mapping[str, Any], stored_parent_id: str | None, config_yaml: str,
+    def _start_parent(self, sweep_id: str, stored_parent_id: str | None, config_yaml: str,
                       resumed: bool, nothing_to_run: bool) -> str:
         client = self._client
         run = _existing_run(client, stored_parent_id) if stored_parent_id else None
@@ -158,11 +162,13 @@ class SweepTracker:
             if resumed:
                 client.set_tag(run_id, "hposweep.resumed", "true")
             return run_id
-        tags = {"hposweep.runType": "sweep", "hposweep.study_name": study_name,
-                "hposweep.backbone": backbone, SWEEP_ID_TAG: sweep_id}
-        run_id = client.create_run(self._experiment_id, run_name=study_name, tags=tags).info.run_id
+        tags = {"hposweep.runType": "sweep", "hposweep.study_name": self.study_name,
+                "hposweep.backbone": self.backbone, SWEEP_ID_TAG: sweep_id}
+        run_id = client.create_run(self._experiment_id, run_name=self.study_name,
+                                   tags=tags).info.run_id
         kill_point("mlflow:parent-created")
-        _log_batch(client, run_id, params=params)
+        _log_batch(client, run_id, params=sweep_params(self.cfg, self.study_name, self.backbone,
+                                                       resumed))
         client.log_text(run_id, config_yaml, "config.yaml")
         return run_id
 
@@ -248,6 +254,40 @@ class SweepTracker:
         self.log(run_id, metrics=metrics, params=self._params.pop(run_id, None), tags=tags)
         self._call("end a run", self._client.set_terminated, run_id, RUN_STATUS[state])
 
+    def log_final(self, result: BackboneResult, study: Any) -> None:
+        """Final metrics, tags and ``best_trial_checkpoint/``, once per state of the study
+        (recorded in it): called under the study lock by the last active worker."""
+        front = uses_front(self.cfg)
+        logged: dict[str, Any] = {"finished": result.n_complete + result.n_pruned,
+                                  "best": result.best_trial}
+        if front:  # a new member can join without the knee changing
+            logged["front"] = [m.number for m in result.front]
+        if study.user_attrs.get(FINAL_LOGGED_ATTR) == logged:
+            self.end_sweep_unchanged()  # another worker (or an earlier run) logged this
+            return
+        metric = self.cfg.study.objective_metric
+        metrics: dict[str, float] = {"n_trials": result.n_trials,
+                                     "n_completed_trials": result.n_complete}
+        tags: dict[str, str] = {}
+        if result.best_trial is not None:
+            metrics[f"best_{metric}"] = float(result.best_value)  # type: ignore[arg-type]
+            metrics.update({f"best_{k}": float(v) for k, v in result.best_params.items()
+                            if isinstance(v, (int, float)) and not isinstance(v, bool)})
+            tags = {"best_trial_number": str(result.best_trial),
+                    "best_trial_run_id": result.mlflow_best_run_id or ""}
+        self.log_plots(study)
+        if front:
+            self.log_front(result.front, objectives_of(self.cfg))
+        if result.best_trial is None:
+            self.end_run(self.parent_run_id, "FAIL",
+                         "no feasible trial" if result.n_complete else "no trial completed",
+                         metrics=metrics)
+        else:
+            checkpoint = Path(result.checkpoint) if result.checkpoint else None
+            self.finish_sweep(metrics, tags, checkpoint, result.front)
+        if self.enabled and self.parent_run_id is not None:
+            study.set_user_attr(FINAL_LOGGED_ATTR, logged)
+
     def finish_sweep(self, metrics: Mapping[str, float], tags: Mapping[str, str],
                      checkpoint: Path | None, front: list[Any] | None = None) -> None:
         """Final metrics and tags, then ``best_trial_checkpoint/`` (once), then FINISHED.
@@ -326,7 +366,7 @@ class SweepTracker:
                   for a in self._client.list_artifacts(run_id, artifact_path)}
         marker = checkpoint / METADATA_FILE
         same_trial = (METADATA_FILE in logged and logged[METADATA_FILE] == marker.stat().st_size
-                      and self._logged_trial(run_id, artifact_path) == _trial_number(marker))
+                      and self._logged_trial(run_id, artifact_path) == trial_number_of(checkpoint))
         files = sorted(p for p in checkpoint.iterdir() if p.is_file() and p != marker) + [marker]
         for path in files:
             if not same_trial or logged.get(path.name) != path.stat().st_size:
@@ -343,7 +383,7 @@ class SweepTracker:
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self._client.download_artifacts(run_id, f"{artifact_path}/{METADATA_FILE}", tmp)
-            return _trial_number(Path(path))
+            return trial_number_of(Path(path).parent)
 
     def end_sweep_unchanged(self) -> None:
         """This run added nothing to log (e.g. a spent budget stopped it at once): the parent
@@ -358,16 +398,31 @@ class SweepTracker:
                        "KILLED")
 
 
+def sweep_params(cfg: SweepConfig, study_name: str, backbone: str, resumed: bool) -> dict[str, Any]:
+    """The parent run's params: the search space and the sweep's settings (the keys keep
+    the names users know from the original spec: ``checkpoint_enabled``, ...)."""
+    url = storage_url(cfg, study_name)
+    params: dict[str, Any] = {f"search_space.{name}": describe(spec)
+                              for name, spec in cfg.search_space.items()}
+    params.update(
+        backbone=backbone, max_trials=cfg.study.max_trials, study_name=study_name,
+        objective_metric=cfg.study.objective_metric,
+        objective_goal=cfg.study.objective_goal,
+        checkpoint_enabled=cfg.study.persist,
+        checkpoint_path=redact_url(url),
+        checkpoint_storage_type=storage_kind(url),
+        resumed_from_checkpoint=resumed,
+        k_fold=cfg.k_fold.n_splits if cfg.k_fold.enabled else "off",
+        save_only_best=cfg.checkpoint.save_only_best,
+    )
+    return params
+
+
 def front_artifact(number: int) -> str:
     """Where ``mlflow.log_best_checkpoint: front`` logs a member's checkpoint."""
     return f"{FRONT_ARTIFACT_DIR}/trial_{number}"
 
 
-def _trial_number(metadata: Path) -> int | None:
-    try:
-        return int(json.loads(metadata.read_text())["trial_number"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _existing_run(client: Any, run_id: str) -> Any:

@@ -1,6 +1,6 @@
 """A ``--workers`` worker's console: what one process would print, sent to the parent as
 events instead, one JSON line each on the worker's stdout; the parent renders them
-(:mod:`hposweep.workers_view`).
+(:mod:`hposweep.workers.view`).
 
 The worker's own output (what the trainer prints, library messages, anything on
 stderr) goes to the worker's log file, which the parent names when it starts it.

@@ -5,8 +5,8 @@ Each worker gets ``cores // K`` threads (``OMP_NUM_THREADS``, which torch reads 
 and, when GPUs are visible, one of them round-robin (``CUDA_VISIBLE_DEVICES``). The
 default SQLite storage is shared safely: writers wait on its lock (60 s busy timeout)
 instead of failing. This process only starts, watches and reports: each worker sends
-its events on its stdout (:mod:`hposweep.worker_events`), the parent renders them
-(:mod:`hposweep.workers_view`); everything else a worker prints goes to
+its events on its stdout (:mod:`hposweep.workers.events`), the parent renders them
+(:mod:`hposweep.workers.view`); everything else a worker prints goes to
 ``{output_dir}/hpo/workers/worker-N.log``.
 """
 
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import LoadedConfig
 from hposweep.console.output import SweepConsole
 from hposweep.errors import UserError, reported_os_errors
@@ -80,12 +81,12 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
     too, ends them at once.
     """
     cfg = loaded.config
-    if not cfg.checkpoint.enabled and not cfg.study.storage:
-        raise UserError("--workers needs a shared study: set checkpoint.enabled=true or "
+    if not cfg.study.persist and not cfg.study.storage:
+        raise UserError("--workers needs a shared study: set study.persist=true or "
                         "study.storage")
     command = [sys.executable, "-m", "hposweep", "run", str(loaded.path), *overrides,
                "study.n_workers=1", *(["--verbose"] if verbose else [])]
-    logs = Path(cfg.output_dir) / "hpo" / "workers"
+    logs = OutputLayout.of(cfg.output_dir).worker_logs
     with reported_os_errors("cannot create the workers' log dir"):
         logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []

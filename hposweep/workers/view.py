@@ -1,4 +1,4 @@
-"""What a ``--workers`` parent shows, from its workers' events (:mod:`hposweep.worker_events`):
+"""What a ``--workers`` parent shows, from its workers' events (:mod:`hposweep.workers.events`):
 the same as one process shows, per worker.
 
 On a terminal: a live display with each study's progress bar and best value, and a line

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.data.readers import build_folds, load_training_examples, synthetic_ner
 from tests.conftest import FAST, SMOKE
 from tests.helpers import hposweep, load_study

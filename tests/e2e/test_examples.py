@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hposweep.config.schema import load, model_spec
+from hposweep.config.loading import load
+from hposweep.config.schema import model_spec
 from hposweep.data.readers import build_folds, load_training_examples
 from hposweep.study.identity import objective_settings
 from tests.conftest import SMOKE

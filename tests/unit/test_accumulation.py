@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -75,6 +76,7 @@ def run_trainer(resume_dir: Path, kill_at: str | None) -> subprocess.CompletedPr
     return run_script(KILLED_TRAINER, resume_dir, kill_at)
 
 
+@pytest.mark.slow  # starts a process
 def test_sigkill_mid_accumulation_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     """A real SIGKILL after the 3rd of the 4 micro-batches of epoch 2's second window
     (batches 4-7, dropout on): the state on disk is the one saved after the first window,

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from hposweep.api import Pruned, TrialContext, TrialFailed
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.data.readers import build_folds, load_training_examples
 from hposweep.training.builtin import prepare, train
 

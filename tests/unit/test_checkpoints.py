@@ -15,6 +15,7 @@ import pytest
 from hposweep.checkpoints.files import remove_tree
 from hposweep.checkpoints.layout import CheckpointLayout
 from hposweep.checkpoints.manager import CheckpointManager
+from tests.helpers import checkpoint_metadata
 
 WARNINGS: list[str] = []
 
@@ -38,9 +39,8 @@ def finish_trial(m: CheckpointManager, number: int, value: float, folds: int = 2
         if target is not None:
             target.mkdir(parents=True)
             (target / "model.safetensors").write_bytes(b"w" * 100)
-        m.fold_finished(number, lambda fold=fold: {"trial_number": number, "fold": fold,
-                                                   "objective_value": value})
-    m.trial_valued(number, lambda: {"trial_number": number, "objective_value": value})
+        m.fold_finished(number, lambda fold=fold: checkpoint_metadata(number, fold, value))
+    m.trial_valued(number, lambda: checkpoint_metadata(number, None, value))
     return m.trial_finished(number, value, lambda: list(others or []))
 
 
@@ -305,7 +305,7 @@ def test_save_all_names_the_last_fold_also_past_ten_folds(tmp_path: Path) -> Non
 def test_a_trainer_that_saved_nothing_keeps_nothing_and_warns(tmp_path: Path) -> None:
     m = manager(tmp_path)
     m.target_for_fold(0, None, last_fold=True)
-    m.trial_valued(0, dict)
+    m.trial_valued(0, lambda: checkpoint_metadata(0))
     assert m.trial_finished(0, 0.9, list) is None
     assert listing(tmp_path) == [] and "saved nothing" in WARNINGS[-1]
 
@@ -346,6 +346,7 @@ CRASH_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("point", ["checkpoint:staged", "checkpoint:renamed",
                                    "checkpoint:recorded"])
+@pytest.mark.slow  # starts a process
 def test_kill_at_any_point_leaves_a_complete_best(tmp_path: Path, point: str) -> None:
     root = tmp_path / "bert"
     script = CRASH_SCRIPT.format(tests=str(Path(__file__).resolve().parents[1]))

@@ -45,7 +45,7 @@ def test_latency_is_the_median_of_the_timed_passes_after_warm_up() -> None:
 
 
 def test_only_the_cost_metrics_a_study_names_are_measured() -> None:
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
 
     smoke = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
     assert costs.requested(load(smoke).config) == []

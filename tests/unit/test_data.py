@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.data.readers import (
     build_folds,
     holdout_indices,

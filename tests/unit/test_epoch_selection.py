@@ -109,6 +109,7 @@ def run_trainer(out: Path, kill_at: str | None) -> subprocess.CompletedProcess[s
     return run_script(KILLED_TRAINER, out, kill_at)
 
 
+@pytest.mark.slow  # starts a process
 @pytest.mark.parametrize("kill_at", ["state:trial0:epoch2:step0", "state:trial0:epoch2:step2"])
 def test_a_sigkill_after_the_best_epoch_keeps_its_weights_and_metrics(tmp_path: Path,
                                                                       kill_at: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from hposweep.checkpoints.layout import CheckpointLayout
 from hposweep.checkpoints.manager import FrontCheckpointManager
 from hposweep.objectives.pareto import front
+from tests.helpers import checkpoint_metadata
 
 UP_DOWN = [True, False]
 
@@ -31,8 +32,8 @@ def finish(m: FrontCheckpointManager, study: Study, number: int,
     if save:  # else the trainer saved nothing: there is no checkpoint to keep
         target.mkdir(parents=True)
         (target / "weights.bin").write_bytes(b"w" * 10)
-    m.fold_finished(number, lambda: {"trial_number": number})
-    m.trial_valued(number, lambda: {"trial_number": number})
+    m.fold_finished(number, lambda: checkpoint_metadata(number))
+    m.trial_valued(number, lambda: checkpoint_metadata(number))
     study.values[number] = values  # the study records the trial before the decision
     return m.trial_finished(number, values, lambda: [])
 

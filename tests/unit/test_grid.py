@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.results import TRIAL_ATTR
 from hposweep.study.loop import Stop, TrialLoop
 from hposweep.study.space import suggest

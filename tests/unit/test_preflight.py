@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import torch
 
-from hposweep.config.schema import SweepConfig, load
+from hposweep.config.loading import load
+from hposweep.config.schema import SweepConfig
 from hposweep.errors import ConfigError
 from hposweep.training.model import check_backbone
 from tests.helpers import hposweep

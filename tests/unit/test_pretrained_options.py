@@ -94,6 +94,7 @@ FROM_CACHE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # starts a process
 def test_revision_picks_the_snapshot_of_a_hub_model(tmp_path: Path) -> None:
     """A hub cache with two revisions of one model (``main`` and tag ``v2``, different
     weights), read offline: each revision loads its own weights."""

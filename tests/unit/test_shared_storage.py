@@ -16,6 +16,8 @@ from hposweep.study import recovery
 from hposweep.study.storage import make_storage
 from tests.helpers import dead_owner, opened
 
+pytestmark = pytest.mark.slow  # each test starts processes that meet at a barrier
+
 STUDY = "shared"
 WORKERS = 4
 ASKS = 5

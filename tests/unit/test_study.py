@@ -7,7 +7,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.results import WARM_START_ATTR
 from hposweep.study.samplers import make_pruner, make_sampler
 from hposweep.study.seeds import study_stream

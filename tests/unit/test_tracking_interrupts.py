@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.tracking.tracker import SweepTracker
 from tests.conftest import SMOKE
 from tests.helpers import mlflow_client
@@ -24,8 +24,9 @@ from tests.helpers import mlflow_client
 @pytest.fixture
 def tracker(workdir: Path) -> tuple[SweepTracker, list[str]]:
     warnings: list[str] = []
-    tracker = SweepTracker(load(SMOKE, ["mlflow.experiment=interrupts"]).config, warnings.append)
-    assert tracker.start_sweep("study", "tiny", "sweep-1", {}, None, "{}", resumed=False)
+    tracker = SweepTracker(load(SMOKE, ["mlflow.experiment=interrupts"]).config, "study", "tiny",
+                           warnings.append)
+    assert tracker.start_sweep("sweep-1", None, "{}", resumed=False)
     return tracker, warnings
 
 

@@ -71,6 +71,7 @@ def run_trainer_process(resume_dir: Path, kill_at: str | None) -> subprocess.Com
     return run_script(STEP_KILL, resume_dir, kill_at)
 
 
+@pytest.mark.slow  # starts a process
 def test_kill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     """A real SIGKILL part-way through epoch 2 (state saved every 2 steps)."""
     baseline = run_trainer_process(tmp_path / "baseline", None)
