@@ -15,6 +15,7 @@ PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
 # One record per trial: who runs it (written as the trial is created) and its MLflow run.
 TRIAL_ATTR = "hposweep.trial"
+GRID_POINT_ATTR = "hposweep.grid_point"  # the grid sampler's point, recorded as the trial is created
 
 # Study user attributes, fixed for the study's life.
 RUN_ID_ATTR = "hposweep.run_id"  # the sweep id in checkpoint dir names
@@ -104,8 +105,8 @@ class BackboneResult(StudyReport):
     study_name: str
     storage: str
     resumed: bool
-    # why this process started no more trials: max_trials, timeout, max_failures, or
-    # (hposweep.study.budget) trial_hours, wall_hours, no_improvement
+    # why this process started no more trials: max_trials, grid_exhausted, timeout,
+    # max_failures, or (hposweep.study.budget) trial_hours, wall_hours, no_improvement
     stopped: str
     stop_message: str
     n_trials: int

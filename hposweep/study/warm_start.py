@@ -22,6 +22,7 @@ from hposweep.config.schema import STORAGE_PREFIXES, ParamSpec, SweepConfig
 from hposweep.errors import UserError, first_line
 from hposweep.results import ENQUEUE_SOURCE, WARM_START_ATTR, origin
 from hposweep.study.open import OpenStudy
+from hposweep.study.seeds import WARM_START_KEY_PREFIX
 from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
 
 
@@ -64,7 +65,7 @@ def _enqueued(cfg: SweepConfig) -> Iterator[Planned]:
 
 
 def _warm_key(source: str) -> str:
-    return f"warm_start:{source}"
+    return WARM_START_KEY_PREFIX + source
 
 
 def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k: int,

@@ -180,7 +180,7 @@ class BackboneSweep:
         try:
             stop = loop.run()
             # Recovered whatever the stop: a dead trial must not look like a live worker's.
-            while self._recovered_at_the_end() and stop.reason == "max_trials":
+            while self._recovered_at_the_end() and stop.study_done:
                 stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
             interrupts.received()
@@ -192,7 +192,8 @@ class BackboneSweep:
                 self.console.info(f"{self.backbone}: other workers are still running trials; "
                                   "the last one to finish logs the final results")
             else:
-                if result.n_complete + result.n_pruned >= self.cfg.study.max_trials:
+                finished = result.n_complete + result.n_pruned
+                if stop.reason == "grid_exhausted" or finished >= self.cfg.study.max_trials:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     FAKE_CONFIG,
     fake_config,
@@ -131,3 +133,22 @@ def test_a_dropped_parameter_reads_as_written_and_the_warning_names_what_is_samp
             "the others are sampled (x), with y=0.35 as given\n") in result.stderr
     (trial,) = load_study("outputs", "fake_fake").trials
     assert trial.params["y"] == 0.05 * 7 and 0.2 <= trial.params["x"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["fake_{backbone}", "warm_{backbone}"], ids=["namesake", "other-name"])
+def test_a_warm_started_study_never_draws_its_sources_parameter_sets(workdir: Path, name: str) -> None:
+    """The same seed, a source of this name or another (the same config elsewhere, or a
+    --fresh rerun warm-started from its archived self): the warm study's own draws are
+    never the source's."""
+    source = hposweep("run", fake_config(workdir), "output_dir=source", "mlflow.enabled=false")
+    assert source.exit_code == 0, source.stderr
+    drawn = {t.params["x"] for t in load_study("source", "fake_fake").trials}
+    url = f"sqlite:///{(workdir / 'source' / 'hpo' / 'fake_fake' / 'study.db').resolve()}"
+    warm = hposweep("run", fake_config(workdir), f"study.name={name}", "mlflow.enabled=false",
+                    f"study.warm_start={{from: '{url}#fake_fake', top_k: 2}}")
+    assert warm.exit_code == 0, warm.stderr
+    study = load_study("outputs", name.format(backbone="fake"))
+    queued = [t for t in study.trials if TAG in t.user_attrs]
+    assert len(queued) == 2 and {t.params["x"] for t in queued} <= drawn
+    own = [t.params["x"] for t in study.trials if TAG not in t.user_attrs]
+    assert len(own) == 4 and not set(own) & drawn, "a draw of the source's own"
