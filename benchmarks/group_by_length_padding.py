@@ -15,7 +15,7 @@ SENTENCES, SEEDS, BATCHES = 2000, range(5), (16, 32, 64)
 def main() -> None:
     import torch
 
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.data.readers import synthetic_ner
     from hposweep.training.batching import LengthGroupedBatches, padding_fraction
     from hposweep.training.builtin import _encode_tokens

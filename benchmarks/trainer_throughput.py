@@ -32,7 +32,7 @@ BATCH = {"cpu": 32, "cuda": 32}
 
 
 def setup(device: str, precision: str):
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.data.readers import FoldData, label_list, synthetic_ner
 
     cfg = load(REPO / "configs/smoke.yaml",

@@ -18,8 +18,9 @@ from hposweep.cli.help import PlainHelpCommand
 from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
-    from hposweep.config.schema import SweepConfig
-    from hposweep.console.output import SweepConsole
+    from hposweep.config.schema import LoadedConfig, SweepConfig
+    from hposweep.console.live import LiveConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.status import StudyStatus
 
 EXIT_OK, EXIT_NO_TRIAL, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -61,7 +62,6 @@ def run(
         "(default: study.n_workers).")] = None,
 ) -> None:
     """Run (or resume) the sweep described by CONFIG."""
-    from hposweep.config.schema import load
     from hposweep.workers.events import console_for_run
 
     console = console_for_run(json_output, verbose)
@@ -69,12 +69,15 @@ def run(
     resume = shlex.join(["hposweep", "run", str(config), *typed,
                          *(["--workers", str(workers)] if workers else [])])
     try:
-        loaded = load(config, [*typed, *([f"study.n_workers={workers}"] if workers else [])])
+        loaded = _load(console, config,
+                       [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
+            console.output_dir(loaded.config.output_dir)
             return
     except UserError as exc:
         _fail(console, exc)
+    console.output_dir(loaded.config.output_dir)
     try:
         from hposweep.sweep import backbone as sweep
 
@@ -122,8 +125,12 @@ def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonO
 
     Reads the study storage only: trains nothing, writes nothing.
     """
-    _report(config, overrides, json_output,
-            lambda console, statuses: [console.study_status(s) for s in statuses])
+    def render(console: SweepConsole, cfg: SweepConfig, statuses: list[StudyStatus]) -> None:
+        console.output_dir(cfg.output_dir)  # where it looked, also when it found no study
+        for s in statuses:
+            console.study_status(s)
+
+    _report(config, overrides, json_output, render)
 
 
 @app.command(cls=PlainHelpCommand)
@@ -134,7 +141,7 @@ def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOpt
     Exits 1 when no backbone has a completed trial.
     """
     statuses = _report(config, overrides, json_output,
-                       lambda console, statuses: console.best(statuses))
+                       lambda console, cfg, statuses: console.best(statuses))
     if all(s.best_trial is None for s in statuses):
         raise typer.Exit(EXIT_NO_TRIAL)
 
@@ -144,7 +151,7 @@ def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: Json
             ) -> None:
     """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
     _report(config, overrides, json_output,
-            lambda console, statuses: console.compare(statuses))
+            lambda console, cfg, statuses: console.compare(statuses))
 
 
 @app.command(cls=PlainHelpCommand)
@@ -163,7 +170,7 @@ def export(
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
@@ -179,10 +186,10 @@ def export(
             return
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
-        from hposweep.config.schema import backbone_slug, load
+        from hposweep.config.schema import backbone_slug
         from hposweep.reports.export import export_best, select
 
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
@@ -204,15 +211,14 @@ def plot(
     slice and intermediate values, as one self-contained HTML page per study."""
     import optuna
 
-    from hposweep.config.schema import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.plots import write_plots
     from hposweep.study.storage import make_storage, storage_url
 
     console = SweepConsole()
     plotted = False
     try:
-        cfg = load(config, overrides or [], check_files=False).config
+        cfg = _load(console, config, overrides, check_files=False).config
         for status in _statuses(cfg):
             if not status.exists:
                 console.warn(f"{status.backbone}: no study {status.study_name!r} yet")
@@ -246,7 +252,7 @@ def dashboard(
     """
     import threading
 
-    from hposweep.config.schema import load
+    from hposweep.config.loading import load
     from hposweep.console.output import SweepConsole
     from hposweep.reports import dashboard as board
 
@@ -279,29 +285,35 @@ def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     return [study_status(cfg, backbone) for backbone in cfg.backbones]
 
 
-def _load_statuses(console: SweepConsole, config: Path,
-                   overrides: list[str] | None) -> list[StudyStatus]:
-    from hposweep.config.schema import load
+def _load(console: LiveConsole, config: Path, overrides: list[str] | None,
+          check_files: bool = True) -> LoadedConfig:
+    """The config, each deprecated key it uses warned about on one line."""
+    from hposweep.config.loading import load
 
-    try:
-        return _statuses(load(config, overrides or [], check_files=False).config)
-    except UserError as exc:
-        _fail(console, exc)
+    loaded = load(config, overrides or [], check_files=check_files)
+    for line in loaded.deprecations:
+        console.warn(line)
+    return loaded
 
 
 def _report(config: Path, overrides: list[str] | None, json_output: bool,
-            render: Callable[[SweepConsole, list[StudyStatus]], object]) -> list[StudyStatus]:
+            render: Callable[[SweepConsole, SweepConfig, list[StudyStatus]], object]
+            ) -> list[StudyStatus]:
     """The read-only commands: each study's status, as JSON or rendered."""
     import json
 
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
-    statuses = _load_statuses(console, config, overrides)
+    try:
+        cfg = _load(console, config, overrides, check_files=False).config
+        statuses = _statuses(cfg)
+    except UserError as exc:
+        _fail(console, exc)
     if json_output:
         console.out.print_json(json.dumps([s.to_json() for s in statuses], default=str))
     else:
-        render(console, statuses)
+        render(console, cfg, statuses)
     return statuses
 
 
@@ -311,12 +323,11 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     ``${oc.env:...}`` interpolations are printed as written, never their secret values.
     """
-    from hposweep.config.schema import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
-        loaded = load(config, overrides or [])
+        loaded = _load(console, config, overrides)
     except UserError as exc:
         _fail(console, exc)
     console.out.print(loaded.unresolved_yaml, markup=False, end="")
@@ -324,13 +335,16 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
 
 
-def _fail(console: SweepConsole, exc: UserError) -> NoReturn:
+def _fail(console: LiveConsole, exc: UserError) -> NoReturn:
     console.error(str(exc))
     raise typer.Exit(exc.exit_code)
 
 
 def main() -> None:
-    app()
+    from hposweep.console.streams import forgiving_output
+
+    with forgiving_output():
+        app()
 
 
 if __name__ == "__main__":

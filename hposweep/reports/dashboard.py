@@ -82,7 +82,7 @@ def plan(cfg: SweepConfig, statuses: Iterable[StudyStatus],
     for status in statuses:
         url = storage_url(cfg, status.study_name)
         if url is None:
-            raise UserError("checkpoint.enabled is false: the study lives in memory only, "
+            raise UserError("study.persist is false: the study lives in memory only, "
                             "there is nothing to show")
         if not status.exists:
             warn(f"{status.backbone}: no study {status.study_name!r} in {redact_url(url)} yet")

@@ -11,14 +11,20 @@ from hposweep.errors import UserError
 from hposweep.results import OBJECTIVE_ATTR
 
 DATA_FILE_KEYS = ("data.train", "data.validation")
+# What a fine-tuning setting missing from a study's settings means: the value studies made
+# before it existed were made with (see fine_tuning_settings).
+UNRECORDED_VALUES: dict[str, Any] = {
+    "train.select_epoch": "last",
+    "train.gradient_accumulation_steps": 1,
+    "train.early_stopping": None,
+    "data.group_by_length": False,
+}
 
 
 def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     """The settings that give a trial's value its meaning. Resuming with others would mix
     incomparable values in one study. (The search space, sampler, pruner, max_trials,
     devices and tracking may change between runs.)"""
-    from dataclasses import asdict
-
     from hposweep.data.readers import SYNTHETIC_GENERATOR
 
     d, t = cfg.data, cfg.train
@@ -26,13 +32,13 @@ def objective_settings(cfg: SweepConfig) -> dict[str, Any]:
     return {
         "study.objective_metric": cfg.study.objective_metric,
         # Only set with several objectives or constraints: older studies keep resuming.
-        "study.objectives": ([asdict(o) for o in cfg.study.objectives]
+        "study.objectives": ([o.model_dump() for o in cfg.study.objectives]
                              if cfg.study.objectives else None),
         "study.constraints": list(cfg.study.constraints) or None,
         "k_fold.n_splits": kfold,
         "data.task": d.task,
         "data.train": file_digest(d.train) if d.train else None,
-        "data.synthetic": ({**asdict(d.synthetic), "generator": SYNTHETIC_GENERATOR}
+        "data.synthetic": ({**d.synthetic.model_dump(), "generator": SYNTHETIC_GENERATOR}
                            if d.synthetic else None),
         "data.validation": (file_digest(d.validation)
                             if d.validation and kfold is None else None),
@@ -52,8 +58,6 @@ def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
     where it differs from what studies made before these settings existed did: such a
     study resumes with them at those values. So ``select_epoch`` is recorded when it is
     ``best`` (older studies scored the last epoch: they resume with ``last``)."""
-    from dataclasses import asdict
-
     d, t = cfg.data, cfg.train
     settings: dict[str, Any] = {}
     if t.select_epoch == "best":
@@ -61,14 +65,14 @@ def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
     if t.gradient_accumulation_steps != 1:
         settings["train.gradient_accumulation_steps"] = t.gradient_accumulation_steps
     if t.early_stopping is not None:
-        settings["train.early_stopping"] = asdict(t.early_stopping)
+        settings["train.early_stopping"] = t.early_stopping.model_dump()
     if d.group_by_length:
         settings["data.group_by_length"] = True
     if d.dataset is not None:
         from hposweep.data.hf_datasets import dataset_identity
 
-        settings["data.dataset"] = {**asdict(d.dataset), "path": dataset_identity(d.dataset)}
-        settings["data.columns"] = asdict(d.columns)
+        settings["data.dataset"] = {**d.dataset.model_dump(), "path": dataset_identity(d.dataset)}
+        settings["data.columns"] = d.columns.model_dump()
     return settings
 
 
@@ -92,14 +96,47 @@ def check_same_objective(cfg: SweepConfig, study: Any) -> None:
         study.set_user_attr(OBJECTIVE_ATTR, current)
         return
     keys = [*current, *(k for k in stored if k not in current)]  # the order of the settings
-    changed = [k for k in keys if stored.get(k) != current.get(k)]
+    sampled = searched_defaults(cfg)
+    changed = [k for k in keys if k not in sampled and _value(stored, k) != _value(current, k)]
     if changed:
         key = changed[0]
         raise UserError(
-            f"study {study.study_name!r} was made with {key}={stored.get(key)!r}, this config has "
-            f"{current.get(key)!r}: its trials would not be comparable. Use another study.name "
-            "or --fresh (which archives the old study)"
+            f"study {study.study_name!r} was made with {_setting(key, _value(stored, key))}, "
+            f"this config has {_setting(key, _value(current, key))}: its trials would not be "
+            "comparable. Use another study.name or --fresh (which archives the old study)"
             + (f" ({len(changed) - 1} more setting(s) differ)" if len(changed) > 1 else ""))
+
+
+def searched_defaults(cfg: SweepConfig) -> set[str]:
+    """The built-in trainer's ``train.*`` defaults that no trial uses: the search space
+    samples them for every trial."""
+    from hposweep.config.schema import BUILTIN_HYPERPARAMETERS, BUILTIN_TRAINER
+
+    if cfg.train.trainer != BUILTIN_TRAINER:
+        return set()
+    return {f"train.{name}" for name in cfg.search_space if name in BUILTIN_HYPERPARAMETERS}
+
+
+def _value(settings: dict[str, Any], key: str) -> Any:
+    return settings[key] if key in settings else UNRECORDED_VALUES.get(key)
+
+
+def _setting(key: str, value: Any) -> str:
+    """``key=value`` as a config writes it; k-fold off is recorded as no n_splits."""
+    if key == "k_fold.n_splits" and value is None:
+        return "k_fold.enabled=false"
+    return f"{key}={_written(value)}"
+
+
+def _written(value: Any) -> str:
+    """A setting's value as a config writes it (``null``, ``true``, ``{patience: 2}``)."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_written(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_written(v) for v in value) + "]"
+    return str(value)
 
 
 def _upgrade_data_identity(stored: dict[str, Any], current: dict[str, Any]) -> bool:

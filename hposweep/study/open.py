@@ -15,7 +15,7 @@ from hposweep.errors import UserError
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import RUN_ID_ATTR, owner_of
 from hposweep.study.identity import check_same_objective
-from hposweep.study.samplers import make_pruner, make_sampler, settle_report_steps
+from hposweep.study.samplers import make_pruner, settle_report_steps
 from hposweep.study.storage import make_storage, redact_url, storage_url, study_names
 
 
@@ -24,7 +24,7 @@ def study_lock(cfg: SweepConfig, study_name: str) -> Any:
     (an OS file lock in the study dir: it dies with its process, so a crash never leaves
     it held). Under it a trial's owner is recorded before anyone else can look, so a
     RUNNING trial seen without an owner under the lock is one whose process died. An
-    in-memory study (``checkpoint.enabled: false``) has one process: no lock, no file."""
+    in-memory study (``study.persist: false``) has one process: no lock, no file."""
     import contextlib
 
     from filelock import FileLock
@@ -66,16 +66,16 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     url = storage_url(cfg, study_name)
     storage = make_storage(url, cfg)
     exists = study_name in study_names(storage, url)
-    if exists and not cfg.checkpoint.auto_resume:
+    if exists and not cfg.study.resume:
         raise UserError(
-            f"study {study_name!r} already exists in {redact_url(url)} and checkpoint.auto_resume is "
-            "false: run with checkpoint.auto_resume=true to resume it, or --fresh to archive it "
+            f"study {study_name!r} already exists in {redact_url(url)} and study.resume is "
+            "false: run with study.resume=true to resume it, or --fresh to archive it "
             "and start again"
         )
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        directions=[o.goal for o in objectives_of(cfg)], sampler=make_sampler(cfg),
-        pruner=make_pruner(cfg),
+        directions=[o.goal for o in objectives_of(cfg)], pruner=make_pruner(cfg),
+        sampler=optuna.samplers.RandomSampler(),  # each trial gets its own: TrialLoop._admit
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])

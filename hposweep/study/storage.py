@@ -22,7 +22,7 @@ def storage_url(cfg: SweepConfig, study_name: str) -> str | None:
     """The study's storage: the configured URL, SQLite under the study dir, or None (memory)."""
     if cfg.study.storage:
         return cfg.study.storage
-    if cfg.checkpoint.enabled:
+    if cfg.study.persist:
         return f"sqlite:///{OutputLayout.of(cfg.output_dir).study_db(study_name).resolve()}"
     return None
 

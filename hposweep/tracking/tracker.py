@@ -211,18 +211,22 @@ class SweepTracker:
         return found[0] if found else None
 
     def start_trial(self, number: int, params: Mapping[str, Any],
-                    retried_from: int | None = None) -> str | None:
-        """The trial's child run: found by its tags if it exists (never a duplicate)."""
+                    retried_from: int | None = None,
+                    tags: Mapping[str, str] | None = None) -> str | None:
+        """The trial's child run: found by its tags if it exists (never a duplicate);
+        ``tags`` are added to a new run's."""
         if self.parent_run_id is None or self._finished:
             return None
-        return self._call("start a trial run", self._start_trial, number, params, retried_from)
+        return self._call("start a trial run", self._start_trial, number, params, retried_from,
+                          tags or {})
 
     def _start_trial(self, number: int, params: Mapping[str, Any],
-                     retried_from: int | None) -> str:
+                     retried_from: int | None, extra_tags: Mapping[str, str]) -> str:
         if number in self._trial_runs:  # found by its tags when the sweep started
             return self._trial_runs[number]
-        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number),
-                "hposweep.study_name": self.study_name, "state": "RUNNING"}
+        tags = {**extra_tags, "mlflow.parentRunId": self.parent_run_id,
+                "trial_number": str(number), "hposweep.study_name": self.study_name,
+                "state": "RUNNING"}
         if retried_from is not None:
             tags["retried_from"] = str(retried_from)
         run = self._client.create_run(self._experiment_id, run_name=f"trial_{number}", tags=tags)
@@ -439,7 +443,7 @@ def sweep_params(cfg: SweepConfig, study_name: str, backbone: str, resumed: bool
         backbone=backbone, max_trials=cfg.study.max_trials, study_name=study_name,
         objective_metric=cfg.study.objective_metric,
         objective_goal=cfg.study.objective_goal,
-        checkpoint_enabled=cfg.checkpoint.enabled,
+        checkpoint_enabled=cfg.study.persist,
         checkpoint_path=redact_url(url),
         checkpoint_storage_type=storage_kind(url),
         resumed_from_checkpoint=resumed,

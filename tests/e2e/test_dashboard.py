@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.reports import dashboard as board
 from hposweep.reports.status import study_status
 from hposweep.tracking.tracker import ui_link

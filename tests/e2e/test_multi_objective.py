@@ -344,8 +344,32 @@ def test_the_built_in_trainer_trades_span_f1_against_its_latency(workdir: Path) 
     assert all(t.intermediate_values == {} for t in trials)
     client = mlflow_client(workdir / "outputs")
     metrics = runs_by_kind(client, "hposweep-smoke")["trial"][0].data.metrics
-    assert {"latency_ms", "n_parameters", "checkpoint_mb", "fold0/latency_ms"} <= set(metrics)
+    assert {"latency_ms", "latency_ms_iqr", "n_parameters", "checkpoint_mb",
+            "fold0/latency_ms"} <= set(metrics)
     assert metrics["latency_ms"] == pytest.approx(
         (metrics["fold0/latency_ms"] + metrics["fold1/latency_ms"]) / 2)
     front = result.json()["backbones"][0]["front"]
     assert {m["number"] for m in front} == {t.number for t in study.best_trials}
+
+
+def test_the_log_and_the_boxes_speak_of_the_front_and_its_knee(workdir: Path,
+                                                               config: Path) -> None:
+    """Two objectives have no one best trial: a kept trial joins the front, the summary
+    and `best` name the knee with its value in each objective; an infeasible or an
+    enqueued trial says so in the table."""
+    enqueued = ["study.enqueue=[{x: 0.9, y: 0.1}]"]  # cost 0.91: infeasible
+    result = hposweep("run", config, NO_MLFLOW, "study.max_trials=6", *enqueued)
+    assert result.exit_code == 0, result.stderr
+    study = load_study(workdir / "outputs", "mo_fake")
+    the_knee = knee({t.number: tuple(t.values) for t in study.best_trials}, UP_DOWN)
+    score, cost = study.trials[the_knee].values
+    assert "new best" not in result.stdout
+    assert "(joins the front, checkpoint kept: " in result.stdout
+    line = f"knee of the Pareto front: trial {the_knee}  score = {score:.4f}, cost = {cost:.4f}"
+    assert line in result.stdout
+    shown = hposweep("best", config, NO_MLFLOW, *enqueued).stdout
+    assert line in shown and "best trial:" not in shown
+    table = hposweep("status", config, NO_MLFLOW, *enqueued).stdout
+    assert "queued from study.enqueue[0]; infeasible: cost <= 0.6 not met" in table
+    infeasible = [t.number for t in study.trials if t.constraints["cost <= 0.6"] > 0]
+    assert table.count("infeasible: cost <= 0.6 not met") == len(infeasible)

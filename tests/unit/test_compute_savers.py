@@ -10,7 +10,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hposweep.config.schema import ParamSpec, load
+from hposweep.config.loading import load
+from hposweep.config.schema import ParamSpec
 from hposweep.errors import ConfigError
 from hposweep.study.budget import min_delta, spent, usage
 from hposweep.study.samplers import make_pruner

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.errors import ConfigError
 from hposweep.study.identity import objective_settings
 from tests.conftest import SMOKE

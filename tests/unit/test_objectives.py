@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.errors import ConfigError
 from hposweep.objectives.spec import constraints_of, objectives_of, parse_constraint, uses_front
 

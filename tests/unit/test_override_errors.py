@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.errors import ConfigError
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.config.schema import load
+from hposweep.config.loading import load
 from hposweep.tracking.tracker import SweepTracker
 from tests.conftest import SMOKE
 from tests.helpers import mlflow_client
