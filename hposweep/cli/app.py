@@ -253,7 +253,7 @@ def dashboard(
     import threading
 
     from hposweep.config.loading import load
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports import dashboard as board
 
     console = SweepConsole()
