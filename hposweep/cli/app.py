@@ -228,7 +228,7 @@ def plot(
                 raise UserError(f"{page} exists: use --force to replace it, or another --out")
             storage = make_storage(storage_url(cfg, status.study_name), reading=True)
             study = optuna.load_study(study_name=status.study_name, storage=storage)
-            for path in write_plots(study, cfg, out, console.warn):
+            for path in write_plots(study, cfg, out, console.warn, status.front):
                 console.info(f"{status.backbone}: {path}")
                 plotted = True
     except UserError as exc:
@@ -236,6 +236,47 @@ def plot(
     if not plotted:
         console.error("nothing to plot: no study has a finished trial")
         raise typer.Exit(EXIT_NO_TRIAL)
+
+
+@app.command(cls=PlainHelpCommand)
+def dashboard(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port (the next ones for other storages).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """A live web dashboard (optuna-dashboard) of each study, on the study's own storage.
+
+    Read-only: it writes nothing to the study. Ctrl-C ends it. Needs the `dashboard` extra.
+    """
+    import threading
+
+    from hposweep.config.loading import load
+    from hposweep.console.reports import SweepConsole
+    from hposweep.reports import dashboard as board
+
+    console = SweepConsole()
+    servers: list[board.Server] = []
+    try:  # Ctrl-C at any moment is how the dashboard ends: exit 0
+        board.require_extra()
+        cfg = load(config, overrides or [], check_files=False).config
+        servers = board.plan(cfg, _statuses(cfg), console.warn)
+        board.start(servers, host, port)
+        if board.exposed(host):
+            console.warn(f"listening on {host}: the dashboard has no authentication; anyone "
+                         "who can reach this address sees the studies (it cannot change them)")
+        for server in servers:
+            for backbone, study_id in server.studies:
+                console.info(f"{backbone}: {server.study_url(study_id)}")
+        console.info("Ctrl-C stops the dashboard")
+        threading.Event().wait()
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop(servers)
 
 
 def _statuses(cfg: SweepConfig) -> list[StudyStatus]:

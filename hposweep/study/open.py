@@ -80,7 +80,7 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
     check_same_objective(cfg, study)
-    if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
+    if study.metric_names is None:  # the objectives' names in plots and dashboards
         study.set_metric_names([o.metric for o in objectives_of(cfg)])
     steps = settle_report_steps(cfg, study)
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),

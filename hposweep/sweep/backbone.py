@@ -25,7 +25,7 @@ from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, b
 from hposweep.console.live import LiveConsole
 from hposweep.data.readers import build_folds, load_data
 from hposweep.errors import reported_os_errors
-from hposweep.objectives.front import fill_best, front_values
+from hposweep.objectives.front import best_and_front, fill_best, front_values
 from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import (
     PARENT_RUN_ATTR,
@@ -35,9 +35,11 @@ from hposweep.results import (
 )
 from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
+from hposweep.study.notes import count_trial_notes, has_note, write_study_note, write_trial_note
 from hposweep.study.open import OpenStudy, open_study, study_lock
 from hposweep.study.storage import finished_states, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
+from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker
 from hposweep.training.device import describe_device, release_memory, resolve_device
@@ -167,10 +169,12 @@ class BackboneSweep:
         stored = study.user_attrs.get(PARENT_RUN_ATTR)
         parent = self.tracker.start_sweep(
             self.opened.run_id, stored, self.loaded.unresolved_yaml, resumed=self.opened.resumed,
-            nothing_to_run=finished >= cfg.study.max_trials)
+            nothing_to_run=finished >= cfg.study.max_trials,
+            dashboard=self.loaded.command("dashboard"))
         if parent is not None and parent != stored:
             study.set_user_attr(PARENT_RUN_ATTR, parent)
         self._reconcile_runs()
+        self._write_notes()
 
     def run(self) -> BackboneResult:
         loop = TrialLoop(self.cfg, self.opened, self.lock,
@@ -197,6 +201,7 @@ class BackboneSweep:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)
+                self._write_study_note()
         self.console.sweep_finished(result)
         return result
 
@@ -251,6 +256,9 @@ class BackboneSweep:
                 trial.number, self._value(trial), lambda: self._best_other_value(trial.number))
         else:
             self.checkpoints.discard(trial.number)
+        write_trial_note(self.opened.storage, self.opened.study_id,
+                         self.opened.trial_id(trial.number),
+                         trial_note(trial, kept, self.tracker.run_link))
         self.console.trial_finished(trial.number, trial.state.name,
                                     trial.values[0] if trial.values else None,
                                     reason=reason_of(trial), kept=kept)
@@ -266,6 +274,33 @@ class BackboneSweep:
         if self.front:
             return tuple(trial.values) if trial.values else None
         return trial.value
+
+    # ------------------------------------------------------------ notes for viewers
+
+    def _write_notes(self) -> None:
+        """Under the study lock: the study's note, and the note of each finished trial that
+        has none (a study made before trials had notes, or a trial whose process died
+        between recording it and writing its note)."""
+        from optuna.trial import TrialState
+
+        written = self.opened.storage.get_study_system_attrs(self.opened.study_id)
+        ended = self.study.get_trials(deepcopy=False, states=(*finished_states(), TrialState.FAIL))
+        if count_trial_notes(written) < len(ended):  # else every one has its note
+            kept = self.checkpoints.kept_checkpoints()
+            for trial in ended:
+                trial_id = self.opened.trial_id(trial.number)
+                if not has_note(written, trial_id):
+                    write_trial_note(self.opened.storage, self.opened.study_id, trial_id,
+                                     trial_note(trial, kept.get(trial.number), self.tracker.run_link))
+        self._write_study_note()
+
+    def _write_study_note(self) -> None:
+        kept = self.checkpoints.kept_checkpoints()
+        best, _ = best_and_front(self.cfg, self.study, kept)
+        checkpoint = str(kept[best.number]) if best is not None and best.number in kept else None
+        write_study_note(self.opened.storage, self.opened.study_id, study_note(
+            self.cfg, self.study_name, self.backbone, best, checkpoint,
+            self.tracker.run_link(), knee=self.front))
 
     # ------------------------------------------------------------ leftovers of a crash
 

@@ -119,8 +119,10 @@ class TrialRun:
         self.run_id = env.tracker.start_trial(self.number, self.params, retried_from,
                                               tags={k: str(v) for k, v in device.items()})
         if self.run_id is not None or device:
-            self.trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity(),
-                                                  "mlflow_run_id": self.run_id, **device})
+            link = env.tracker.run_link(self.run_id)
+            self.trial.set_user_attr(TRIAL_ATTR, {
+                "owner": recovery.owner_identity(), "mlflow_run_id": self.run_id, **device,
+                **({"mlflow_run_url": link} if link != self.run_id else {})})
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})

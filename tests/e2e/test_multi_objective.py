@@ -248,23 +248,31 @@ def test_best_export_mlflow_and_the_plot_agree_with_optunas_best_trials(
     assert logged == {f"pareto/trial_{n}" for n in kept}
 
     plot = hposweep("plot", config, *overrides, "--out", workdir / "plots")
-    assert plot.exit_code == 0 and "warning" not in plot.stderr.lower(), plot.stderr
+    assert plot.exit_code == 0, plot.stderr
+    assert plot.stderr.count("warning") == 1, plot.stderr
+    assert "no optimization history plot (several objectives" in plot.stderr, "said, not silent"
     page = workdir / "plots" / "mo_fake.html"
-    assert plotted_front(page) == set(front)
+    plotted = pareto_traces(page)
+    assert not any("colorbar" in t.get("marker", {}) for t in plotted), "no colour bar"
+    traces = {t["name"]: set(t["customdata"]) for t in plotted}
+    assert traces["Pareto front"] == set(front)
+    assert traces["knee (the best trial)"] == {the_knee} and traces["kept a checkpoint"] == kept
+    infeasible = {t.number for t in study.trials if t.state.name == "COMPLETE"
+                  and any(c > 0 for c in t.constraints.values())}
+    assert infeasible and traces["infeasible"] == infeasible
     sections = {s.split("</h2>")[0]: s for s in page.read_text().split("<h2>")[1:]}
-    assert '"name":"score"' in sections["param importances"], "the first objective's importances"
+    (importances,) = (v for k, v in sections.items() if k.startswith("param importances (from "))
+    assert '"name":"score"' in importances, "the first objective's importances"
     assert '"text":"score"' in sections["parallel coordinate"] and '"text":"score"' in sections["slice"]
 
 
-def plotted_front(page: Path) -> set[int]:
-    """The trial numbers of the Pareto-front plot's "Best Trial" points."""
+def pareto_traces(page: Path) -> list[dict]:
+    """The traces of the Pareto-front plot."""
     html = page.read_text()
     start = html.index("Plotly.newPlot(", html.index("<h2>pareto front</h2>"))
     start = html.index("[", start)
     traces, _ = json.JSONDecoder().raw_decode(html[start:])
-    best = [t for t in traces if "Best Trial" in t.get("hovertemplate", "")]
-    assert best, "the plot marks the front"
-    return {json.loads(text.replace("<br>", ""))["number"] for t in best for text in t["text"]}
+    return traces
 
 
 def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
