@@ -42,7 +42,7 @@ def test_failing_trials_do_not_stop_the_sweep(workdir: Path) -> None:
 
 @pytest.mark.parametrize(("trainer", "reason"), [
     ("returns_nan", "score is nan"),
-    ("out_of_memory", "OutOfMemoryError"),
+    ("out_of_memory", "out of GPU memory at batch_size=16 on cpu"),
 ])
 def test_nan_and_oom_fail_the_trial_with_a_reason(workdir: Path, trainer: str, reason: str) -> None:
     result = run_fake(workdir, f"train.trainer=fake_trainers:{trainer}", "study.max_trials=2")
