@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # This machine's pip config names extra indexes that do not all exist: hide that noise.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install run test test-fast bench lint clean
+.PHONY: install run test test-fast bench gpu-check lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# On a machine with a CUDA GPU: the GPU proof (throughput, workers, out of memory, memory
+# from trial to trial, kill -9 + resume), one JSON summary; elsewhere it says there is none.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

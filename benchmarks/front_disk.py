@@ -65,11 +65,11 @@ def latency_share(config: Path, overrides: list[str], folds: int) -> list[tuple[
     """(batch size, share of the fold's time spent measuring latency_ms) per fold."""
     from hposweep.api import TrialContext
     from hposweep.config.loading import load
-    from hposweep.data.readers import build_folds, load_training_examples
+    from hposweep.data.readers import build_folds, load_data
     from hposweep.training import builtin, cost_metrics
 
     cfg = load(config, [*SWEEP, *overrides]).config
-    data = build_folds(cfg, load_training_examples(cfg))[0]
+    data = build_folds(cfg, load_data(cfg))[0]
     measured: list[float] = []
     original = cost_metrics.latency_ms
 

@@ -11,7 +11,7 @@ objective. This module is the one place to import from::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +34,9 @@ class FoldData:
 
     train: list[Example]
     validation: list[Example]
+    # The model's labels, id by id, the same in every fold and every run of a study: a
+    # ClassLabel's names in their order when the data has one, else every label in the
+    # data sorted ('O' first, whole numbers by value).
     labels: list[str]
     fold: int | None  # None when k-fold is off
 
@@ -64,6 +67,9 @@ class TrialContext:
     _should_prune: Callable[[], bool]
     _log_metrics: Callable[[Mapping[str, float], int], None]
     _warn: Callable[[str], None]
+    _record: Callable[[str, float], None] = lambda name, value: None
+    # What the trial recorded so far (every fold's context of one trial shares it).
+    recorded: dict[str, float] = field(default_factory=dict)
 
     def report(self, value: float, step: int) -> None:
         """Report the objective after ``step`` (an epoch, from 0) for pruning and progress."""
@@ -78,6 +84,13 @@ class TrialContext:
     def warn(self, message: str) -> None:
         """Tell the user about a problem that does not end the trial (e.g. a failed save)."""
         self._warn(message)
+
+    def record(self, name: str, value: float) -> None:
+        """Record a fact about how the trial trained (e.g. the per-step batch that fit in
+        memory): an Optuna user attribute of the trial and a metric of its MLflow run. A
+        later call with the same name replaces the value."""
+        self.recorded[name] = value
+        self._record(name, value)
 
 
 class TrainFn(Protocol):

@@ -19,6 +19,14 @@ class NothingCompleted(UserError):
     exit_code = 1
 
 
+class DeviceFailed(UserError):
+    """A device error that leaves this process unable to train (a CUDA device-side assert,
+    an illegal memory access): the trial is queued again for a fresh process and this one
+    stops, exit 1, instead of failing every later trial."""
+
+    exit_code = 1
+
+
 class ConfigError(UserError):
     """The config file, an override, or a file it names is wrong."""
 

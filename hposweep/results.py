@@ -15,6 +15,7 @@ PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
 # One record per trial: who runs it (written as the trial is created) and its MLflow run.
 TRIAL_ATTR = "hposweep.trial"
+GRID_POINT_ATTR = "hposweep.grid_point"  # the grid sampler's point, recorded as the trial is created
 
 # Study user attributes, fixed for the study's life.
 RUN_ID_ATTR = "hposweep.run_id"  # the sweep id in checkpoint dir names
@@ -30,6 +31,13 @@ def mlflow_run_of(trial: Any) -> str | None:
     return trial.user_attrs.get(TRIAL_ATTR, {}).get("mlflow_run_id")
 
 
+def device_of(trial: Any) -> dict[str, str]:
+    """The device the trial trained on (``device``; on CUDA ``device_name`` and
+    ``device_index``, the GPU's among the machine's); {} when not recorded."""
+    record = trial.user_attrs.get(TRIAL_ATTR, {})
+    return {k: record[k] for k in ("device", "device_name", "device_index") if k in record}
+
+
 @dataclass
 class TrialRow:
     number: int
@@ -40,16 +48,33 @@ class TrialRow:
     reason: str | None = None
     retried_from: int | None = None
     values: list[float] | None = None  # every objective's, with several objectives
+    origin: str | None = None  # an enqueued or warm-started trial: where its params came from
+    unmet: list[str] = field(default_factory=list)  # the study.constraints it does not meet
 
     @classmethod
     def from_trial(cls, trial: Any) -> TrialRow:
         """From an Optuna ``FrozenTrial``; ``value`` is the first objective's."""
         duration = trial.duration.total_seconds() if trial.duration else None
         values = trial.values
+        queued = trial.user_attrs.get(WARM_START_ATTR)
         return cls(trial.number, trial.state.name, values[0] if values else None,
                    dict(trial.params), duration, reason_of(trial),
                    trial.user_attrs.get(RETRIED_FROM_ATTR),
-                   list(values) if values and len(values) > 1 else None)
+                   list(values) if values and len(values) > 1 else None,
+                   f"queued from {origin(queued['source'], queued['from_trial'])}" if queued
+                   else None,
+                   [key for key, violation in (trial.constraints or {}).items() if violation > 0])
+
+
+ENQUEUE_SOURCE = "enqueue"  # a WARM_START_ATTR source: an entry of study.enqueue
+
+
+def origin(source: str, from_trial: int | None) -> str:
+    """Where an enqueued or warm-started trial's parameters come from, in the user's words:
+    ``study.enqueue[0]``, or ``trial 3 of 'other_study'``."""
+    if source == ENQUEUE_SOURCE:
+        return f"study.enqueue[{from_trial}]"
+    return f"trial {from_trial} of {source.removeprefix('study:')!r}"
 
 
 def reason_of(trial: Any) -> str | None:
@@ -80,8 +105,8 @@ class BackboneResult(StudyReport):
     study_name: str
     storage: str
     resumed: bool
-    # why this process started no more trials: max_trials, timeout, max_failures, or
-    # (hposweep.study.budget) trial_hours, wall_hours, no_improvement
+    # why this process started no more trials: max_trials, grid_exhausted, timeout,
+    # max_failures, or (hposweep.study.budget) trial_hours, wall_hours, no_improvement
     stopped: str
     stop_message: str
     n_trials: int

@@ -12,15 +12,19 @@ def wait_if_told() -> None:
     """Timing a test controls without changing the config (a resumed study must keep its
     trainer): HPOSWEEP_TEST_HOLD=1 makes the trial run until the process is stopped
     (at most 120 s); HPOSWEEP_TEST_GATE=<file> makes it wait until that file exists, then
-    remove it: each file the test creates lets exactly one trial through."""
+    remove it: each file the test creates lets exactly one trial through;
+    HPOSWEEP_TEST_DOOR=<file> makes it wait until that file exists, and lets every trial
+    through from then on."""
     import os
     import time
     from pathlib import Path
 
     hold = os.environ.get("HPOSWEEP_TEST_HOLD") == "1"
     gate = os.environ.get("HPOSWEEP_TEST_GATE")
+    door = os.environ.get("HPOSWEEP_TEST_DOOR")
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (hold or (gate and not Path(gate).exists())):
+    while time.monotonic() < deadline and (hold or any(
+            path and not Path(path).exists() for path in (gate, door))):
         time.sleep(0.02)
     if gate:
         Path(gate).unlink(missing_ok=True)
@@ -147,6 +151,16 @@ def chatty(params, data, ctx):
     return fails_when_x_high(params, data, ctx)
 
 
+def talkative(params, data, ctx):
+    """quadratic, then a line on stdout and one on stderr, as a user's training code prints."""
+    import sys
+
+    metrics = quadratic(params, data, ctx)
+    print(f"talkative trainer: trial {ctx.trial_number} done")
+    print(f"talkative trainer: stderr of trial {ctx.trial_number}", file=sys.stderr)
+    return metrics
+
+
 def learning_curve(params, data, ctx):
     """A score that rises each epoch towards quadratic's, a little different per fold;
     asks the pruner after each epoch."""
@@ -192,3 +206,17 @@ def two_objectives(params, data, ctx):
         ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         (ctx.checkpoint_dir / "weights.json").write_text(json.dumps(params))
     return metrics
+
+
+def device_assert_once(params, data, ctx):
+    """Trial 1 hits a CUDA device-side assert the first time (while $FATAL_MARKER does not
+    exist: it is created then); otherwise as ``quadratic``."""
+    import os
+    from pathlib import Path
+
+    marker = Path(os.environ["FATAL_MARKER"])
+    if ctx.trial_number == 1 and not marker.exists():
+        marker.touch()
+        raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might "
+                           "be asynchronously reported at some other API call")
+    return quadratic(params, data, ctx)

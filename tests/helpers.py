@@ -93,8 +93,8 @@ def process_env(**extra: str) -> dict[str, str]:
     """The environment of an `hposweep` subprocess in a test: the test trainers importable,
     output unbuffered, and nothing inherited that steers it (tracking URI, kill points,
     timing switches) unless given in ``extra``."""
-    steering = ("MLFLOW_TRACKING_URI", "HPOSWEEP_KILL_AT", "HPOSWEEP_TEST_HOLD",
-                "HPOSWEEP_TEST_GATE")
+    steering = ("MLFLOW_TRACKING_URI", "HPOSWEEP_KILL_AT", "HPOSWEEP_OOM_ABOVE",
+                "HPOSWEEP_TEST_HOLD", "HPOSWEEP_TEST_GATE", "HPOSWEEP_TEST_DOOR")
     env = {k: v for k, v in os.environ.items() if k not in steering}
     tests = Path(__file__).resolve().parent
     # The checkout under test first: a git worktree's hposweep, not the one installed editable.

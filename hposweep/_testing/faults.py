@@ -1,7 +1,8 @@
 """Named points where a test can kill this process for real (SIGKILL, no cleanup), or hold
 it until other processes reach the same point (to force a race, not hope for one).
 
-``HPOSWEEP_KILL_AT=<point>`` in the environment arms one kill point.
+``HPOSWEEP_KILL_AT=<point>`` in the environment arms one kill point; ``HPOSWEEP_OOM_ABOVE``
+makes large forward passes run out of memory (:func:`memory_point`).
 ``HPOSWEEP_BARRIER_AT=<point>`` with ``HPOSWEEP_BARRIER_DIR=<dir>`` and
 ``HPOSWEEP_BARRIER_PARTIES=<n>`` holds each process at that point until ``n`` processes
 are there (each leaves a file named by its pid in the dir), at most 60 s. Production runs
@@ -33,3 +34,17 @@ def barrier_point(name: str) -> None:
     deadline = time.monotonic() + 60
     while len(list(directory.iterdir())) < parties and time.monotonic() < deadline:
         time.sleep(0.005)  # polls the condition itself: the other processes' arrival
+
+
+OOM_ENV = "HPOSWEEP_OOM_ABOVE"
+
+
+def memory_point(sequences: int) -> None:
+    """``HPOSWEEP_OOM_ABOVE=<n>``: a forward pass over more than ``n`` sequences raises
+    torch's out-of-memory error, as a GPU too small for that batch would."""
+    limit = os.environ.get(OOM_ENV)
+    if limit is not None and sequences > int(limit):
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a forward pass over "
+                                     f"{sequences} sequences, more than {limit})")

@@ -26,6 +26,11 @@ class CheckpointMetadata:
     created_at: str
     git_commit: str | None = None
     versions: dict[str, str] = field(default_factory=dict)  # hposweep, torch, transformers, ...
+    # What the model was trained and validated on (n_folds: with k-fold only); None in
+    # checkpoints made before these were recorded.
+    n_folds: int | None = None
+    train_examples: int | None = None
+    validation_examples: int | None = None
 
     def write(self, checkpoint: Path) -> None:
         write_json_atomic(checkpoint / METADATA_FILE, asdict(self))

@@ -19,7 +19,8 @@ from hposweep.errors import UserError
 
 if TYPE_CHECKING:  # type names only: the CLI imports no heavy module at start-up
     from hposweep.config.schema import LoadedConfig, SweepConfig
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.live import LiveConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.status import StudyStatus
 
 EXIT_OK, EXIT_NO_TRIAL, EXIT_BAD_INPUT, EXIT_SIGINT, EXIT_SIGTERM = 0, 1, 2, 130, 143
@@ -72,9 +73,11 @@ def run(
                        [*typed, *([f"study.n_workers={workers}"] if workers else [])])
         if dry_run:
             console.dry_run(loaded.unresolved_yaml, _statuses(loaded.config))
+            console.output_dir(loaded.config.output_dir)
             return
     except UserError as exc:
         _fail(console, exc)
+    console.output_dir(loaded.config.output_dir)
     try:
         from hposweep.sweep import backbone as sweep
 
@@ -122,8 +125,12 @@ def status(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonO
 
     Reads the study storage only: trains nothing, writes nothing.
     """
-    _report(config, overrides, json_output,
-            lambda console, statuses: [console.study_status(s) for s in statuses])
+    def render(console: SweepConsole, cfg: SweepConfig, statuses: list[StudyStatus]) -> None:
+        console.output_dir(cfg.output_dir)  # where it looked, also when it found no study
+        for s in statuses:
+            console.study_status(s)
+
+    _report(config, overrides, json_output, render)
 
 
 @app.command(cls=PlainHelpCommand)
@@ -134,7 +141,7 @@ def best(config: ConfigArg, overrides: OverridesArg = None, json_output: JsonOpt
     Exits 1 when no backbone has a completed trial.
     """
     statuses = _report(config, overrides, json_output,
-                       lambda console, statuses: console.best(statuses))
+                       lambda console, cfg, statuses: console.best(statuses))
     if all(s.best_trial is None for s in statuses):
         raise typer.Exit(EXIT_NO_TRIAL)
 
@@ -144,7 +151,7 @@ def compare(config: ConfigArg, overrides: OverridesArg = None, json_output: Json
             ) -> None:
     """Compare backbones: best value, mean ± std over folds of the best trial, trials, time."""
     _report(config, overrides, json_output,
-            lambda console, statuses: console.compare(statuses))
+            lambda console, cfg, statuses: console.compare(statuses))
 
 
 @app.command(cls=PlainHelpCommand)
@@ -163,7 +170,7 @@ def export(
 ) -> None:
     """Export the best trial as a production checkpoint (weights, config, tokenizer, model
     card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
@@ -204,7 +211,7 @@ def plot(
     slice and intermediate values, as one self-contained HTML page per study."""
     import optuna
 
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
     from hposweep.reports.plots import write_plots
     from hposweep.study.storage import make_storage, storage_url
 
@@ -221,7 +228,7 @@ def plot(
                 raise UserError(f"{page} exists: use --force to replace it, or another --out")
             storage = make_storage(storage_url(cfg, status.study_name), reading=True)
             study = optuna.load_study(study_name=status.study_name, storage=storage)
-            for path in write_plots(study, cfg, out, console.warn):
+            for path in write_plots(study, cfg, out, console.warn, status.front):
                 console.info(f"{status.backbone}: {path}")
                 plotted = True
     except UserError as exc:
@@ -231,13 +238,54 @@ def plot(
         raise typer.Exit(EXIT_NO_TRIAL)
 
 
+@app.command(cls=PlainHelpCommand)
+def dashboard(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535,
+                                      help="Port (the next ones for other storages).")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """A live web dashboard (optuna-dashboard) of each study, on the study's own storage.
+
+    Read-only: it writes nothing to the study. Ctrl-C ends it. Needs the `dashboard` extra.
+    """
+    import threading
+
+    from hposweep.config.loading import load
+    from hposweep.console.reports import SweepConsole
+    from hposweep.reports import dashboard as board
+
+    console = SweepConsole()
+    servers: list[board.Server] = []
+    try:  # Ctrl-C at any moment is how the dashboard ends: exit 0
+        board.require_extra()
+        cfg = load(config, overrides or [], check_files=False).config
+        servers = board.plan(cfg, _statuses(cfg), console.warn)
+        board.start(servers, host, port)
+        if board.exposed(host):
+            console.warn(f"listening on {host}: the dashboard has no authentication; anyone "
+                         "who can reach this address sees the studies (it cannot change them)")
+        for server in servers:
+            for backbone, study_id in server.studies:
+                console.info(f"{backbone}: {server.study_url(study_id)}")
+        console.info("Ctrl-C stops the dashboard")
+        threading.Event().wait()
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop(servers)
+
+
 def _statuses(cfg: SweepConfig) -> list[StudyStatus]:
     from hposweep.reports.status import study_status
 
     return [study_status(cfg, backbone) for backbone in cfg.backbones]
 
 
-def _load(console: SweepConsole, config: Path, overrides: list[str] | None,
+def _load(console: LiveConsole, config: Path, overrides: list[str] | None,
           check_files: bool = True) -> LoadedConfig:
     """The config, each deprecated key it uses warned about on one line."""
     from hposweep.config.loading import load
@@ -248,27 +296,24 @@ def _load(console: SweepConsole, config: Path, overrides: list[str] | None,
     return loaded
 
 
-def _load_statuses(console: SweepConsole, config: Path,
-                   overrides: list[str] | None) -> list[StudyStatus]:
-    try:
-        return _statuses(_load(console, config, overrides, check_files=False).config)
-    except UserError as exc:
-        _fail(console, exc)
-
-
 def _report(config: Path, overrides: list[str] | None, json_output: bool,
-            render: Callable[[SweepConsole, list[StudyStatus]], object]) -> list[StudyStatus]:
+            render: Callable[[SweepConsole, SweepConfig, list[StudyStatus]], object]
+            ) -> list[StudyStatus]:
     """The read-only commands: each study's status, as JSON or rendered."""
     import json
 
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
-    statuses = _load_statuses(console, config, overrides)
+    try:
+        cfg = _load(console, config, overrides, check_files=False).config
+        statuses = _statuses(cfg)
+    except UserError as exc:
+        _fail(console, exc)
     if json_output:
         console.out.print_json(json.dumps([s.to_json() for s in statuses], default=str))
     else:
-        render(console, statuses)
+        render(console, cfg, statuses)
     return statuses
 
 
@@ -278,7 +323,7 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
     ``${oc.env:...}`` interpolations are printed as written, never their secret values.
     """
-    from hposweep.console.output import SweepConsole
+    from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
     try:
@@ -290,13 +335,16 @@ def validate(config: ConfigArg, overrides: OverridesArg = None) -> None:
     console.out.print(f"# {config}{given}: valid", markup=False)  # a YAML comment: still YAML
 
 
-def _fail(console: SweepConsole, exc: UserError) -> NoReturn:
+def _fail(console: LiveConsole, exc: UserError) -> NoReturn:
     console.error(str(exc))
     raise typer.Exit(exc.exit_code)
 
 
 def main() -> None:
-    app()
+    from hposweep.console.streams import forgiving_output
+
+    with forgiving_output():
+        app()
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
     if cfg.study.objectives:  # the first objective is the primary one (progress, reports)
         cfg.study.objective_metric = cfg.study.objectives[0].metric
         cfg.study.objective_goal = cfg.study.objectives[0].goal
-    return LoadedConfig(cfg, unresolved_yaml, path, tuple(deprecations))
+    return LoadedConfig(cfg, unresolved_yaml, path, tuple(deprecations), tuple(overrides))
 
 
 class _FlowMapping(dict):  # type: ignore[type-arg]

@@ -590,6 +590,13 @@ class LoadedConfig(NamedTuple):
     unresolved_yaml: str
     path: Path
     deprecations: tuple[str, ...] = ()  # one line per deprecated key used, naming its source
+    overrides: tuple[str, ...] = ()  # as typed
+
+    def command(self, name: str) -> str:
+        """``hposweep NAME CONFIG OVERRIDES``, as a shell would take it."""
+        import shlex
+
+        return shlex.join(["hposweep", name, str(self.path), *self.overrides])
 
 
 def backbone_slug(backbone: str) -> str:

@@ -3,7 +3,8 @@ parquet file(s), read into the examples the file readers give.
 
 The ``datasets`` package is the optional extra ``hposweep[datasets]``, imported only
 here and only when a config names a dataset. Columns are named by ``data.columns``;
-label names come from a ``ClassLabel`` feature when the column has one. Everything
+label names come from a ``ClassLabel`` feature when the column has one, and so does the
+label order: the model's ids are the ``ClassLabel``'s. Everything
 wrong with the input (a missing package, split or column, ragged rows) is a
 :class:`ConfigError` raised while the data is read, before any trial.
 """
@@ -17,6 +18,7 @@ from typing import Any
 
 from hposweep.api import Example
 from hposweep.config.schema import DatasetConfig, SweepConfig
+from hposweep.data.readers import SweepData
 from hposweep.errors import ConfigError
 
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -72,24 +74,31 @@ def _split(splits: dict[str, Any], name: str, key: str, spec: DatasetConfig) -> 
     return splits[name]
 
 
-def read_dataset(cfg: SweepConfig) -> tuple[list[Example], list[Example] | None]:
-    """The training examples and, when k-fold is off and the dataset has one, the
-    validation split's (``data.dataset.validation_split``; null: a split named
-    ``validation`` if there is one, else the hold-out fraction ``data.validation_split``)."""
+def read_dataset(cfg: SweepConfig) -> SweepData:
+    """The training examples, the training split's ``ClassLabel`` names and, when k-fold
+    is off and the dataset has one, the validation split's examples
+    (``data.dataset.validation_split``; null: a split named ``validation`` if there is
+    one, else the hold-out fraction ``data.validation_split``)."""
     spec = cfg.data.dataset
     assert spec is not None
     splits = _load_splits(spec)
     where = f"{spec.path} split {spec.split!r}"
-    train = examples_from(_split(splits, spec.split, "data.dataset.split", spec), cfg, where)
-    if cfg.k_fold.enabled:
-        return train, None
+    table = _split(splits, spec.split, "data.dataset.split", spec)
+    train = examples_from(table, cfg, where)
+    declared = _class_names(table.features[_label_column(cfg)])
     name = spec.validation_split
-    if name is None:
-        if DEFAULT_VALIDATION not in splits:
-            return train, None
+    if name is None and DEFAULT_VALIDATION in splits:
         name = DEFAULT_VALIDATION
+    if cfg.k_fold.enabled or name is None:
+        return SweepData(train, None, declared)
     table = _split(splits, name, "data.dataset.validation_split", spec)
-    return train, examples_from(table, cfg, f"{spec.path} split {name!r}")
+    return SweepData(train, examples_from(table, cfg, f"{spec.path} split {name!r}"), declared)
+
+
+def _label_column(cfg: SweepConfig) -> str:
+    """The column of the labels: the tags (token classification) or the class."""
+    c = cfg.data.columns
+    return c.tags if cfg.data.task == "token-classification" else c.label
 
 
 def _class_names(feature: Any) -> list[str] | None:

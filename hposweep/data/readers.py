@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from hposweep.api import Example, FoldData
@@ -156,11 +158,20 @@ def synthetic_ner(sentences: int, seed: int) -> list[Example]:
 # ---------------------------------------------------------------- splits
 
 
-def label_list(examples: list[Example]) -> list[str]:
-    """Every label in the data, sorted, with 'O' first for token classification."""
+def label_list(examples: list[Example], declared: list[str] | None = None) -> list[str]:
+    """The model's labels, id by id: the ``declared`` ones (a ``ClassLabel``'s names: a
+    user's pipeline maps ids through them) in their order, unseen ones included, then any
+    other label in the data, sorted, with 'O' first for token classification."""
     found = {e.label for e in examples if e.label is not None}
     found |= {tag for e in examples for tag in e.tags}
-    return sorted(found, key=lambda tag: (tag != "O", tag))
+    first = list(declared or [])
+    return first + sorted(found - set(first), key=_label_order)
+
+
+def _label_order(label: str) -> tuple[bool, bool, int, str]:
+    """'O' first, then whole numbers by value (class ids 0..11 keep their ids), then names."""
+    number = re.fullmatch(r"-?[0-9]+", label) is not None
+    return label != "O", not number, int(label) if number else 0, label
 
 
 def kfold_indices(n_examples: int, n_splits: int, seed: int) -> list[tuple[list[int], list[int]]]:
@@ -189,28 +200,39 @@ def holdout_indices(n_examples: int, fraction: float, seed: int) -> tuple[list[i
     return sorted(order[n_validation:]), sorted(order[:n_validation])
 
 
-def load_training_examples(cfg: SweepConfig) -> list[Example]:
-    if cfg.data.synthetic is not None:
-        return synthetic_ner(cfg.data.synthetic.sentences, cfg.data.synthetic.seed)
+@dataclass(frozen=True)
+class SweepData:
+    """The data a sweep reads once: its training examples, the validation examples given
+    apart from them (a file or a split; only with k-fold off), and the label order the
+    data declares (a ``ClassLabel``'s names), if it declares one."""
+
+    train: list[Example]
+    validation: list[Example] | None = None
+    declared_labels: list[str] | None = None
+
+
+def load_data(cfg: SweepConfig) -> SweepData:
     if cfg.data.dataset is not None:
         from hposweep.data.hf_datasets import read_dataset
 
-        return read_dataset(cfg)[0]
-    assert cfg.data.train is not None
-    return read_examples(cfg.data.train, cfg.data.task)
-
-
-def build_folds(cfg: SweepConfig, examples: list[Example]) -> list[FoldData]:
-    """The folds every trial trains on: k-fold splits, or one train/validation split."""
-    seed = cfg.train.seed
-    validation_file = None
+        return read_dataset(cfg)
+    if cfg.data.synthetic is not None:
+        train = synthetic_ner(cfg.data.synthetic.sentences, cfg.data.synthetic.seed)
+    else:
+        assert cfg.data.train is not None
+        train = read_examples(cfg.data.train, cfg.data.task)
+    validation = None
     if not cfg.k_fold.enabled and cfg.data.validation is not None:
-        validation_file = read_examples(cfg.data.validation, cfg.data.task)
-    if not cfg.k_fold.enabled and cfg.data.dataset is not None:
-        from hposweep.data.hf_datasets import read_dataset
+        validation = read_examples(cfg.data.validation, cfg.data.task)
+    return SweepData(train, validation)
 
-        validation_file = read_dataset(cfg)[1]  # its validation split, if it has one
-    labels = label_list(examples + (validation_file or []))
+
+def build_folds(cfg: SweepConfig, data: SweepData) -> list[FoldData]:
+    """The folds every trial trains on: k-fold splits, or one train/validation split. Every
+    fold has the same labels (the whole data's), so every fold's model has the same ids."""
+    seed = cfg.train.seed
+    examples, validation_file = data.train, data.validation
+    labels = label_list(examples + (validation_file or []), data.declared_labels)
     if len(examples) < 2:
         raise ConfigError("data: the training data needs at least 2 examples")
 

@@ -156,6 +156,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
                                                 if cfg.model.from_config else ""),
         f"- labels: {', '.join(labels) if labels else '(see config.json)'}",
         f"- training data: {data}",
+        *_model_lines(cfg, meta),
         f"- objective: {status.objective_metric} = {status.best_value:.4f}"
         + (f" (mean over {len(folds)} folds)" if len(folds) > 1 else ""),
         *_front_lines(status),
@@ -172,7 +173,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
         "| fold | value |",
         "|---|---|",
-        *[f"| {i} | {v:.4f} |" for i, v in enumerate(folds)],
+        *[f"| {i}/{len(folds)} | {v:.4f} |" for i, v in enumerate(folds, start=1)],
         "",
         "## Metrics of the trial (mean over folds)",
         "",
@@ -196,6 +197,23 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _model_lines(cfg: SweepConfig, meta: CheckpointMetadata | None) -> list[str]:
+    """Which model this is and what it was trained on: with k-fold, one fold's model,
+    trained without that fold's share of the data."""
+    if meta is None:
+        return []
+    trained, validated = meta.train_examples, meta.validation_examples
+    counted = trained is not None and validated is not None
+    if meta.fold is None:
+        return [f"- model: trained on {trained} examples, validated on {validated}"] if counted else []
+    line = f"- model: fold {meta.fold + 1}/{meta.n_folds or cfg.k_fold.n_splits}'s model"
+    if trained is not None and validated is not None:
+        total = trained + validated
+        line += (f", trained on {100 * trained / total:.0f}% of the training data "
+                 f"({trained} of {total} examples)")
+    return [line]
 
 
 def _front_member(status: StudyStatus) -> Any:

@@ -1,12 +1,15 @@
 """A study's plots as one self-contained HTML page (plotly.js embedded once, works
 offline), plus a PNG per plot when the optional ``kaleido`` is installed.
 
-Two plots are ours rather than Optuna's: the optimization history also shows pruned
-trials (at the last value they reported), and the intermediate values are per epoch,
-the mean over the folds that reached it (Optuna's plot would string a trial's folds
-together as one sawtooth: fold ``k``'s epoch ``e`` is step ``k × epochs + e``); a study
-of a fold-level pruner (wilcoxon) reports fold scores instead, plotted by fold. Every
-figure takes the page's width: nothing scrolls sideways.
+Several plots are ours rather than Optuna's: the optimization history also shows pruned
+trials (at the last value they reported); the intermediate values are per epoch, the
+mean over the folds that reached it (Optuna's plot would string a trial's folds together
+as one sawtooth: fold ``k``'s epoch ``e`` is step ``k × epochs + e``); the fold scores
+show each trial's score per fold against the best trial's (what a fold-level pruner
+decides on); the two-objective Pareto front marks its knee and the members that kept a
+checkpoint. Colour scales run from light (worse) to dark (better) whatever the goal.
+Every figure takes the page's width: nothing scrolls sideways. A plot left out is said
+(``warn``), with why.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from hposweep.config.schema import SweepConfig
-from hposweep.results import REPORT_STEPS_ATTR
+from hposweep.objectives.front import FrontMember
+from hposweep.results import FOLD_VALUES_ATTR, REPORT_STEPS_ATTR
 
 OPTUNA_PLOTS = ("param_importances", "parallel_coordinate", "slice")
 FIGURE_HEIGHT = 480
@@ -26,34 +30,62 @@ STYLE = ("body{font-family:sans-serif;margin:1em auto;max-width:1600px;padding:0
          ".plot{width:100%}")
 # How each state's trials are drawn.
 STATE_LINES = {"COMPLETE": "solid", "PRUNED": "dash", "FAIL": "dot"}
+MIN_IMPORTANCE_TRIALS = 10  # fewer completed trials: importances are noise, not shown
+MAX_LEGEND_TRIALS = 10  # more lines than this: coloured by value, not one colour each
+LOG_SPREAD = 20  # an axis whose positive values span more than this factor is log scale
+SCALE = "Blues"  # light = worse, dark = better
 
 
-def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], None]) -> list[Path]:
-    """Write ``{study}.html`` (and PNGs) into ``out``; returns the files written."""
+def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], None],
+                front: list[FrontMember] | None = None) -> list[Path]:
+    """Write ``{study}.html`` (and PNGs) into ``out``; returns the files written.
+    ``front``: the sweep's Pareto front (its knee and kept members are marked)."""
     import optuna.visualization as vis
+
+    from hposweep.objectives.spec import objectives_of
 
     epochs = cfg.train.epochs
     n_folds = cfg.k_fold.n_splits if cfg.k_fold.enabled else 1
     trials = [t for t in study.get_trials(deepcopy=False) if t.state.name in STATE_LINES]
+    objectives = objectives_of(cfg)
+    maximize = objectives[0].goal == "maximize"
+    name = study.study_name
     figures = []
-    if len(study.directions) == 1 and any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
-        figures.append(("optimization history", history_figure(trials, study.direction.name)))
     several = len(study.directions) > 1
     if several:
-        figures.append(("pareto front", vis.plot_pareto_front(study)))  # 2 or 3 objectives
-    for name in OPTUNA_PLOTS:
+        warn(f"{name}: no optimization history plot (several objectives: the Pareto front "
+             "shows every trial)")
+        figures.append(("pareto front", pareto_figure(study, objectives, front or [])
+                        if len(objectives) == 2 else vis.plot_pareto_front(study)))
+    elif any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
+        figures.append(("optimization history", history_figure(trials, study.direction.name)))
+    complete = sum(t.state.name == "COMPLETE" for t in trials)
+    for plot in OPTUNA_PLOTS:
+        title = plot.replace("_", " ")
+        if plot == "param_importances" and complete < MIN_IMPORTANCE_TRIALS:
+            warn(f"{name}: no {title} plot ({complete} completed trials; importances need "
+                 f"{MIN_IMPORTANCE_TRIALS} to mean something)")
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the sign of our own target
-                figure = getattr(vis, f"plot_{name}")(study, **_first_objective(study, cfg, name))
-            figures.append((name.replace("_", " "), figure))
-        except (ValueError, RuntimeError) as exc:  # e.g. importances need 2+ completed trials
-            warn(f"{study.study_name}: no {name.replace('_', ' ')} plot ({exc})")
-    if any(t.intermediate_values for t in trials):
-        if study.user_attrs.get(REPORT_STEPS_ATTR) == "fold":
-            figures.append(("fold scores", fold_scores_figure(trials)))
-        else:
-            figures.append(("intermediate values", intermediate_figure(trials, epochs, n_folds)))
+                figure = getattr(vis, f"plot_{plot}")(study, **_first_objective(study, cfg, plot))
+        except (ValueError, RuntimeError) as exc:
+            warn(f"{name}: no {title} plot ({exc})")
+            continue
+        if plot == "param_importances":
+            title = f"param importances (from {complete} completed trials)"
+        _better_is_darker(figure, plot, maximize, objectives[0].metric)
+        figures.append((title, figure))
+    by_fold = study.user_attrs.get(REPORT_STEPS_ATTR) == "fold"
+    if any(t.intermediate_values for t in trials) and not by_fold:
+        figures.append(("intermediate values",
+                        intermediate_figure(trials, epochs, n_folds, maximize)))
+    elif several and n_folds == 1:
+        warn(f"{name}: no intermediate values plot (trials of several objectives report none)")
+    if not several and any(len(fold_scores(t, by_fold)) > 1 for t in trials):
+        best = study.best_trial.number if complete else None
+        figures.append(("fold scores", fold_scores_figure(trials, best, by_fold)))
     if not figures:
         return []
     for _, figure in figures:  # the page's width, whatever Optuna sized it for
@@ -107,41 +139,149 @@ def history_figure(trials: list[Any], direction: str) -> Any:
     return figure
 
 
-def intermediate_figure(trials: list[Any], epochs: int, n_folds: int) -> Any:
-    """One line per trial: by epoch, the mean of what its folds reported for that epoch."""
+def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
+                        maximize: bool = True) -> Any:
+    """One line per trial: by epoch, the mean of what its folds reported for that epoch.
+    Beyond ``MAX_LEGEND_TRIALS`` lines, each is coloured by its last value (darker is
+    better) instead of a palette that repeats."""
     import plotly.graph_objects as go
 
+    lines = [(t, fold_means(t.intermediate_values, _epochs_of(t, epochs), n_folds))
+             for t in trials]
+    lines = [(t, per_epoch) for t, per_epoch in lines if per_epoch]
+    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize) if (
+        len(lines) > MAX_LEGEND_TRIALS) else None
     figure = go.Figure()
-    for trial in trials:
-        per_epoch = fold_means(trial.intermediate_values, _epochs_of(trial, epochs), n_folds)
-        if not per_epoch:
-            continue
+    for i, (trial, per_epoch) in enumerate(lines):
+        line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
+        if colours:
+            line["color"] = colours[i]
         figure.add_trace(go.Scatter(
             x=[e + 1 for e, _, _ in per_epoch], y=[m for _, m, _ in per_epoch],
             customdata=[k for _, _, k in per_epoch], mode="lines+markers",
-            name=f"trial {trial.number} ({trial.state.name.lower()})",
-            line={"dash": STATE_LINES[trial.state.name]},
+            name=f"trial {trial.number} ({trial.state.name.lower()})", line=line,
             hovertemplate="epoch %{x}: %{y:.4f} (mean of %{customdata} folds)"))
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1},
                          yaxis_title="reported value, mean over folds" if n_folds > 1
                          else "reported value")
+    if colours:
+        figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
+                             "last value (darker is better); dashed: pruned")
     return figure
 
 
-def fold_scores_figure(trials: list[Any]) -> Any:
-    """A fold-level pruner's study (its step is a fold index): each trial's fold scores."""
+def fold_scores(trial: Any, by_fold: bool) -> list[float]:
+    """A trial's score on each fold it ran: its reported values when the study's steps are
+    folds (a fold-level pruner), else what the sweep recorded (k-fold)."""
+    if by_fold:
+        return [v for _, v in sorted(trial.intermediate_values.items())]
+    return list(trial.user_attrs.get(FOLD_VALUES_ATTR) or [])
+
+
+def fold_scores_figure(trials: list[Any], best: int | None, by_fold: bool) -> Any:
+    """Per fold, every trial's score (grey; dashed: pruned) against the best trial's
+    (dark): what a fold-level pruner compares."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    for trial in trials:
-        folds = sorted(trial.intermediate_values.items())
-        if folds:
-            figure.add_trace(go.Scatter(
-                x=[k + 1 for k, _ in folds], y=[v for _, v in folds], mode="lines+markers",
-                name=f"trial {trial.number} ({trial.state.name.lower()})",
-                line={"dash": STATE_LINES[trial.state.name]}))
+    for trial in sorted(trials, key=lambda t: t.number == best):  # the best one on top
+        scores = fold_scores(trial, by_fold)
+        if not scores:
+            continue
+        is_best = trial.number == best
+        figure.add_trace(go.Scatter(
+            x=list(range(1, len(scores) + 1)), y=scores, mode="lines+markers",
+            name=f"trial {trial.number} ({trial.state.name.lower()})"
+                 + (", the best" if is_best else ""),
+            line={"dash": STATE_LINES[trial.state.name],
+                  "color": "#08306b" if is_best else "#bdbdbd", "width": 4 if is_best else 1},
+            opacity=1.0 if is_best else 0.7))
     figure.update_layout(xaxis={"title": "fold", "dtick": 1}, yaxis_title="fold score")
     return figure
+
+
+def pareto_figure(study: Any, objectives: list[Any], front: list[FrontMember]) -> Any:
+    """Two objectives: the feasible front (a line through its members), its knee (star)
+    and the members that kept a checkpoint (ringed); dominated and infeasible trials in
+    their own colours. An axis whose values span more than ``LOG_SPREAD`` is log scale."""
+    import plotly.graph_objects as go
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    on_front = {m.number for m in front} or {t.number for t in study.best_trials}
+    feasible = [t for t in complete if all(c <= 0 for c in t.constraints.values())]
+    infeasible = {t.number for t in complete} - {t.number for t in feasible}
+    groups = [("infeasible", [t for t in complete if t.number in infeasible],
+               {"color": "#e6550d", "symbol": "x", "size": 8}),
+              ("dominated", [t for t in feasible if t.number not in on_front],
+               {"color": "#bdbdbd", "size": 8}),
+              ("Pareto front", sorted((t for t in feasible if t.number in on_front),
+                                      key=lambda t: t.values[0]),
+               {"color": "#2171b5", "size": 10})]
+    a, b = (o.metric for o in objectives)
+    figure = go.Figure()
+    for label, shown, marker in groups:
+        if shown:
+            figure.add_trace(_points(shown, label, marker, a, b, label == "Pareto front"))
+    kept = [t for t in complete if any(m.number == t.number and m.checkpoint for m in front)]
+    if kept:
+        figure.add_trace(_points(kept, "kept a checkpoint", {
+            "color": "rgba(0,0,0,0)", "size": 18, "line": {"color": "#08306b", "width": 2}},
+            a, b))
+    knee = [t for t in complete if any(m.number == t.number and m.knee for m in front)]
+    if knee:
+        figure.add_trace(_points(knee, "knee (the best trial)", {
+            "color": "#08306b", "symbol": "star", "size": 16}, a, b))
+    for axis, objective, index in (("xaxis", objectives[0], 0), ("yaxis", objectives[1], 1)):
+        values = [t.values[index] for t in complete]
+        log = bool(values) and min(values) > 0 and max(values) / min(values) > LOG_SPREAD
+        figure.update_layout({axis: {
+            "title": f"{objective.metric} ({objective.goal})" + (", log scale" if log else ""),
+            "type": "log" if log else "linear"}})
+    return figure
+
+
+def _points(trials: list[Any], label: str, marker: dict[str, Any], a: str, b: str,
+            joined: bool = False) -> Any:
+    import plotly.graph_objects as go
+
+    return go.Scatter(
+        x=[t.values[0] for t in trials], y=[t.values[1] for t in trials],
+        mode="lines+markers" if joined else "markers", name=label, marker=marker,
+        line={"shape": "hv", "color": marker["color"]} if joined else None,
+        customdata=[t.number for t in trials],
+        hovertemplate=f"trial %{{customdata}}<br>{a} %{{x:.4g}}<br>{b} %{{y:.4g}}"
+                      f"<extra>{label}</extra>")
+
+
+def _better_is_darker(figure: Any, plot: str, maximize: bool, metric: str) -> None:
+    """Optuna's colour scales, light to dark toward better: the parallel coordinate's lines
+    by value; the slice's points by value too (Optuna colours them by trial number)."""
+    from plotly.colors import sample_colorscale
+
+    if plot == "parallel_coordinate":  # Optuna reverses the scale of any custom target
+        for trace in figure.data:
+            value = trace.y[0] if trace.mode == "lines" and trace.y else None
+            if value is not None:  # one trial's line; y[0]: its value, from 0 to 1
+                share = value if maximize else 1 - value
+                trace.line.color = sample_colorscale(SCALE, [share])[0]
+            elif trace.marker is not None and trace.marker.colorbar is not None:
+                trace.marker.update(colorscale=SCALE, reversescale=not maximize)
+    elif plot == "slice":
+        for i, trace in enumerate(figure.data):
+            if trace.marker is not None and trace.y is not None:
+                trace.marker.update(color=list(trace.y), colorscale=SCALE,
+                                    reversescale=not maximize, showscale=i == 0,
+                                    colorbar={"title": {"text": metric}})
+
+
+def _by_value(values: list[float], maximize: bool) -> list[str]:
+    """A colour per value from the scale's lighter quarter (never white) to its darkest."""
+    from plotly.colors import sample_colorscale
+
+    low, high = min(values), max(values)
+    spread = (high - low) or 1.0
+    shares = [(v - low) / spread if maximize else (high - v) / spread for v in values]
+    return sample_colorscale(SCALE, [0.25 + 0.75 * s for s in shares])
 
 
 def fold_means(values: dict[int, float], epochs: int, n_folds: int

@@ -11,7 +11,9 @@ what a study shared by several processes needs:
 - **Recovery before each admission.** Trials of dead processes (same host: by pid;
   other hosts: by Optuna's RDB heartbeat) are failed and retried with the same
   parameters while the sweep goes on, not only at the next start.
-- **One seed stream per trial number** (:func:`hposweep.study.samplers.make_sampler`).
+- **One seed stream per study and trial number** (:func:`hposweep.study.samplers.make_sampler`);
+  the grid sampler's point is chosen and recorded in the same locked step
+  (:mod:`hposweep.study.grid`): a used-up grid ends the study as ``max_trials`` does.
 - **Failed trials are replaced**, up to ``study.max_failures`` failures in this process.
 """
 
@@ -26,11 +28,13 @@ from typing import Any
 
 from hposweep._testing.faults import kill_point
 from hposweep.config.schema import SweepConfig
-from hposweep.errors import first_line
-from hposweep.results import FAIL_REASON_ATTR, TRIAL_ATTR
+from hposweep.errors import DeviceFailed, first_line
+from hposweep.results import FAIL_REASON_ATTR, GRID_POINT_ATTR, TRIAL_ATTR
 from hposweep.study import budget, recovery
+from hposweep.study.grid import PointSampler, StudyGrid
 from hposweep.study.open import OpenStudy
 from hposweep.study.samplers import make_sampler
+from hposweep.study.seeds import study_stream
 from hposweep.study.storage import finished_states
 
 
@@ -47,8 +51,13 @@ class Outcome:
 class Stop:
     """Why this process started no further trial."""
 
-    reason: str  # "max_trials", "timeout", "max_failures", or a budget's (hposweep.study.budget)
+    reason: str  # "max_trials", "grid_exhausted", "timeout", "max_failures", or a budget's
     message: str
+
+    @property
+    def study_done(self) -> bool:
+        """The study needs no further trial (rather than this process stopping early)."""
+        return self.reason in ("max_trials", "grid_exhausted")
 
 
 class TrialLoop:
@@ -63,6 +72,7 @@ class TrialLoop:
         self.on_recovered = on_recovered
         self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
         self._stale_checked: float | None = None  # time.monotonic() of the last stale-trial check
+        self._grid: StudyGrid | None = None
 
     def run(self) -> Stop:
         s = self.cfg.study
@@ -105,7 +115,8 @@ class TrialLoop:
 
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
-        ``max_trials`` or a budget of the study is spent (:mod:`hposweep.study.budget`)."""
+        ``max_trials``, a budget of the study is spent (:mod:`hposweep.study.budget`) or
+        every point of the grid has a trial."""
         from optuna.trial import TrialState
 
         study = self.opened.study
@@ -125,25 +136,30 @@ class TrialLoop:
             spent = budget.spent(self.cfg, trials)
             if spent is not None:
                 return Stop(spent.reason, spent.message)
-            study.sampler = make_sampler(self.cfg, len(trials))
-            return self._start(any(t.state == TrialState.WAITING for t in trials))
+            sampler = self._sampler(trials)
+            if isinstance(sampler, Stop):
+                return sampler
+            study.sampler = sampler
+            attrs: dict[str, Any] = {TRIAL_ATTR: {"owner": recovery.owner_identity()}}
+            if isinstance(sampler, PointSampler):
+                attrs[GRID_POINT_ATTR] = sampler.point
+            return self._start(attrs, any(t.state == TrialState.WAITING for t in trials))
 
-    def _start(self, queued: bool) -> Any:
-        """The trial to run, with its owner recorded. A queued trial (a retry, an enqueued
-        or warm-started one) is taken as ``study.ask`` takes it, then its owner written; a
-        new trial is created with its owner in one write (``study.ask``, then the owner,
-        would be two)."""
+    def _start(self, attrs: dict[str, Any], queued: bool) -> Any:
+        """The trial to run, with its user attrs (its owner, its grid point) recorded. A
+        queued trial (a retry, an enqueued or warm-started one) is taken as ``study.ask``
+        takes it, then its attrs written; a new trial is created with them in one write
+        (``study.ask``, then the attrs, would be two or three)."""
         import optuna
         from optuna.trial import TrialState
 
-        record = {"owner": recovery.owner_identity()}
         if queued:
             trial = self.opened.study.ask()
             kill_point("trial:asked")
-            trial.set_user_attr(TRIAL_ATTR, record)
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
             return trial
-        template = optuna.trial.create_trial(state=TrialState.RUNNING,
-                                             user_attrs={TRIAL_ATTR: record})
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=attrs)
         trial_id = self.opened.storage.create_new_trial(self.opened.study_id, template)
         kill_point("trial:created")
         self.opened.study.get_trials(deepcopy=False)  # the study's cache learns the new trial
@@ -163,6 +179,18 @@ class TrialLoop:
         optuna.storages.fail_stale_trials(self.opened.study)
         self._stale_checked = now
 
+    def _sampler(self, trials: list[Any]) -> Any:
+        """The sampler of the next trial, or a :class:`Stop` when the grid is used up."""
+        stream = study_stream(self.opened.study.study_name, trials)
+        if self.cfg.study.sampler.name != "grid":
+            return make_sampler(self.cfg, stream, len(trials))
+        if self._grid is None or self._grid.stream != stream:
+            self._grid = StudyGrid(self.cfg, stream)
+        point = self._grid.next_point(trials)
+        if point is None:
+            return Stop("grid_exhausted", f"the grid is exhausted ({len(self._grid.points)} points)")
+        return PointSampler(point)
+
     def _run(self, trial: Any) -> Outcome:
         """The trial under its heartbeat; whatever escapes (Ctrl-C, a bug of ours) fails
         the trial in the study before it propagates."""
@@ -172,7 +200,7 @@ class TrialLoop:
             with _heartbeat(self.opened, trial.number):
                 return self.run_trial(trial)
         except BaseException as exc:
-            if not isinstance(exc, KeyboardInterrupt):
+            if not isinstance(exc, (KeyboardInterrupt, DeviceFailed)):  # reason set
                 trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
                                     f"{type(exc).__name__}: {first_line(exc)}")
             self.opened.study.tell(trial, state=TrialState.FAIL)

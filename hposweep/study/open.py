@@ -15,7 +15,7 @@ from hposweep.errors import UserError
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import RUN_ID_ATTR, owner_of
 from hposweep.study.identity import check_same_objective
-from hposweep.study.samplers import make_pruner, make_sampler, settle_report_steps
+from hposweep.study.samplers import make_pruner, settle_report_steps
 from hposweep.study.storage import make_storage, redact_url, storage_url, study_names
 
 
@@ -74,13 +74,13 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
         )
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        directions=[o.goal for o in objectives_of(cfg)], sampler=make_sampler(cfg),
-        pruner=make_pruner(cfg),
+        directions=[o.goal for o in objectives_of(cfg)], pruner=make_pruner(cfg),
+        sampler=optuna.samplers.RandomSampler(),  # each trial gets its own: TrialLoop._admit
     )
     if RUN_ID_ATTR not in study.user_attrs:
         study.set_user_attr(RUN_ID_ATTR, uuid.uuid4().hex[:8])
     check_same_objective(cfg, study)
-    if len(objectives_of(cfg)) > 1 and study.metric_names is None:  # names in the plots
+    if study.metric_names is None:  # the objectives' names in plots and dashboards
         study.set_metric_names([o.metric for o in objectives_of(cfg)])
     steps = settle_report_steps(cfg, study)
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),

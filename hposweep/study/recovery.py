@@ -25,7 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hposweep.results import FAIL_REASON_ATTR, RETRIED_FROM_ATTR, WARM_START_ATTR, owner_of
+from hposweep.results import (
+    FAIL_REASON_ATTR,
+    GRID_POINT_ATTR,
+    RETRIED_FROM_ATTR,
+    WARM_START_ATTR,
+    owner_of,
+)
 
 
 def owner_identity() -> dict[str, Any]:
@@ -79,7 +85,7 @@ def retry_trial(study: Any, trial: Any, max_retry: int) -> bool:
     history = [*trial.system_attrs.get("retry_history", []), trial.number]
     if len(history) > max_retry or trial.number in _retried(study):
         return False
-    carried = {k: trial.user_attrs[k] for k in (WARM_START_ATTR,) if k in trial.user_attrs}
+    carried = {k: trial.user_attrs[k] for k in (WARM_START_ATTR, GRID_POINT_ATTR) if k in trial.user_attrs}
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params,
         distributions=trial.distributions, user_attrs={RETRIED_FROM_ATTR: history[0], **carried},

@@ -7,22 +7,21 @@ from typing import Any
 from hposweep.config.schema import SweepConfig
 from hposweep.errors import UserError
 from hposweep.results import REPORT_STEPS_ATTR
-from hposweep.study.space import grid
+from hposweep.study.seeds import stream_seed
 
 
-def make_sampler(cfg: SweepConfig, trial_number: int = 0) -> Any:
-    """The sampler that draws trial ``trial_number``, seeded with ``sampler.seed + trial_number``.
+def make_sampler(cfg: SweepConfig, stream: str, trial_number: int) -> Any:
+    """The sampler that draws trial ``trial_number`` of the study ``stream``
+    (:func:`hposweep.study.seeds.study_stream`), seeded from ``sampler.seed``, the study and
+    the trial number. Not for ``grid`` (:mod:`hposweep.study.grid`).
 
     A new sampler per trial (samplers keep their state in the study, not in the object):
-    one process replays the same sweep from the same seed, while processes sharing a
-    study never draw the same stream, because each trial number is handed out once.
+    a study replays the same draws from the same seed, in one process or across resumes,
+    while processes sharing a study never draw the same stream, because each trial number
+    is handed out once, and no two studies share a stream.
     """
     import optuna
 
-    s = cfg.study.sampler
-    seed = None if s.seed is None else s.seed + trial_number
-    if s.name == "grid":
-        return optuna.samplers.GridSampler(grid(cfg.search_space), seed=seed)
     factories = {
         "tpe": optuna.samplers.TPESampler,
         "random": optuna.samplers.RandomSampler,
@@ -30,7 +29,8 @@ def make_sampler(cfg: SweepConfig, trial_number: int = 0) -> Any:
         "gp": optuna.samplers.GPSampler,
         "nsga2": optuna.samplers.NSGAIISampler,
     }
-    return factories[s.name](seed=seed)
+    return factories[cfg.study.sampler.name](
+        seed=stream_seed(cfg.study.sampler.seed, stream, trial_number))
 
 
 def make_pruner(cfg: SweepConfig) -> Any:

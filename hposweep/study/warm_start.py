@@ -20,11 +20,10 @@ from typing import Any
 
 from hposweep.config.schema import STORAGE_PREFIXES, ParamSpec, SweepConfig
 from hposweep.errors import UserError, first_line
-from hposweep.results import WARM_START_ATTR
+from hposweep.results import ENQUEUE_SOURCE, WARM_START_ATTR, origin
 from hposweep.study.open import OpenStudy
+from hposweep.study.seeds import WARM_START_KEY_PREFIX
 from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
-
-ENQUEUE_SOURCE = "enqueue"
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ def _enqueued(cfg: SweepConfig) -> Iterator[Planned]:
 
 
 def _warm_key(source: str) -> str:
-    return f"warm_start:{source}"
+    return WARM_START_KEY_PREFIX + source
 
 
 def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k: int,
@@ -116,14 +115,9 @@ def _source(cfg: SweepConfig, source: str) -> tuple[str, str | None]:
     return url, source
 
 
-def _what(plan: Planned) -> str:
-    if plan.source == ENQUEUE_SOURCE:
-        return f"study.enqueue[{plan.from_trial}]"
-    return f"warm start from trial {plan.from_trial} of {plan.source.removeprefix('study:')!r}"
-
-
 def _fit(plan: Planned, space: dict[str, ParamSpec], warn: Callable[[str], None]) -> dict[str, Any]:
-    """The parameters this search space can take, as its types; the others are named."""
+    """The parameters this search space can take, as its types; the others are named, with
+    what is sampled instead and what is taken as given."""
     kept: dict[str, Any] = {}
     dropped = []
     for name, value in plan.params.items():
@@ -133,11 +127,22 @@ def _fit(plan: Planned, space: dict[str, ParamSpec], warn: Callable[[str], None]
             assert spec is not None
             kept[name] = _as_type(spec, value)
         else:
-            dropped.append(f"{name}={value!r} ({problem})")
+            dropped.append(f"{name}={_written(value)} ({problem})")
     if dropped:
-        then = "the others are sampled" if kept else "nothing is left: not queued"
-        warn(f"{_what(plan)}: dropped {', '.join(dropped)}; {then}")
+        sampled = ", ".join(name for name in space if name not in kept)
+        taken = ", ".join(f"{name}={_written(value)}" for name, value in kept.items())
+        then = (f"the others are sampled ({sampled}), with {taken} as given" if kept
+                else "nothing is left: not queued")
+        where = origin(plan.source, plan.from_trial)
+        what = where if plan.source == ENQUEUE_SOURCE else f"warm start from {where}"
+        warn(f"{what}: dropped {', '.join(dropped)}; {then}")
     return kept
+
+
+def _written(value: Any) -> str:
+    """A value as a user writes it: ``0.15``, not the ``0.15000000000000002`` that float
+    arithmetic (a stepped parameter) left in the other study."""
+    return format(value, ".12g") if isinstance(value, float) else repr(value)
 
 
 def _misfit(spec: ParamSpec, value: Any) -> str | None:

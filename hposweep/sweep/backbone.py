@@ -22,10 +22,10 @@ from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
-from hposweep.console.output import SweepConsole
-from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.console.live import LiveConsole
+from hposweep.data.readers import build_folds, load_data
 from hposweep.errors import reported_os_errors
-from hposweep.objectives.front import fill_best, front_values
+from hposweep.objectives.front import best_and_front, fill_best, front_values
 from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import (
     PARENT_RUN_ATTR,
@@ -35,16 +35,18 @@ from hposweep.results import (
 )
 from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
+from hposweep.study.notes import count_trial_notes, has_note, write_study_note, write_trial_note
 from hposweep.study.open import OpenStudy, open_study, study_lock
 from hposweep.study.storage import finished_states, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
+from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker, preload_mlflow
-from hposweep.training.builtin import resolve_device
+from hposweep.training.device import describe_device, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
 
 
-def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> list[BackboneResult]:
+def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list[BackboneResult]:
     """Run (or resume) the sweep of every backbone. Bad input raises before any trial."""
     cfg = loaded.config
     quiet_libraries()
@@ -52,7 +54,7 @@ def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> lis
     if cfg.k_fold.enabled and cfg.data.validation is not None:
         console.warn("data.validation is ignored: k-fold splits data.train "
                      "(k_fold.enabled=false uses the validation file)")
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     if cfg.train.trainer == BUILTIN_TRAINER:
         from hposweep.training.model import check_backbone
 
@@ -62,7 +64,7 @@ def run(loaded: LoadedConfig, console: SweepConsole, fresh: bool = False) -> lis
             for backbone in cfg.backbones]
 
 
-def archive_studies(cfg: SweepConfig, console: SweepConsole, backbones: list[str]) -> None:
+def archive_studies(cfg: SweepConfig, console: LiveConsole, backbones: list[str]) -> None:
     """``--fresh``: move the study dirs aside (never deleted) and say where they went."""
     from hposweep.study.open import archive_study
 
@@ -89,7 +91,7 @@ def quiet_libraries() -> None:
 
 
 def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], trainer: TrainFn,
-                   console: SweepConsole, fresh: bool) -> BackboneResult:
+                   console: LiveConsole, fresh: bool) -> BackboneResult:
     """Set the backbone's sweep up once (under the study lock), then run its trials."""
     cfg = loaded.config
     study_name = study_name_for(cfg, backbone)
@@ -110,7 +112,7 @@ class BackboneSweep:
     study lock (``lock``), which it sets up under; :meth:`run` then runs the trials."""
 
     def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
-                 folds: list[FoldData], trainer: TrainFn, console: SweepConsole,
+                 folds: list[FoldData], trainer: TrainFn, console: LiveConsole,
                  lock: Any) -> None:
         cfg = loaded.config
         self.loaded = loaded
@@ -134,7 +136,7 @@ class BackboneSweep:
             self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
             maximize=self.maximize, warn=console.warn))
         self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
-                            self.tracker, console, self._metadata)
+                            self.tracker, console, self._metadata, self._trial_device)
         self._set_up()
 
     @functools.cached_property
@@ -142,6 +144,15 @@ class BackboneSweep:
         """Recorded in checkpoint metadata; resolved once (asking CUDA costs ms) and only
         when a checkpoint is sealed."""
         return resolve_device(self.cfg.train.device)
+
+    @functools.cached_property
+    def _device_record(self) -> dict[str, str]:
+        return {k: str(v) for k, v in describe_device(self._device).items()}
+
+    def _trial_device(self) -> dict[str, str]:
+        """What each trial records of its device: the built-in trainer's (a custom trainer's
+        device is its own, and asking for it would load torch into a process without it)."""
+        return self._device_record if self.cfg.train.trainer == BUILTIN_TRAINER else {}
 
     def _set_up(self) -> None:
         """Under the study lock: dead trials retried, leftovers cleaned, the one MLflow
@@ -151,27 +162,30 @@ class BackboneSweep:
         self._clean_leftovers()
         finished = self._n_finished()
         self.console.sweep_started(self.backbone, self.study_name, self.opened.resumed,
-                                   finished, cfg.study.max_trials, maximize=self.maximize)
+                                   finished, cfg.study.max_trials, maximize=self.maximize,
+                                   front=len(objectives_of(cfg)) > 1)
         for trial in recovered:
             self._say_recovered(trial)
         queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)
         stored = study.user_attrs.get(PARENT_RUN_ATTR)
         parent = self.tracker.start_sweep(
             self.opened.run_id, stored, self.loaded.unresolved_yaml, resumed=self.opened.resumed,
-            nothing_to_run=finished >= cfg.study.max_trials)
+            nothing_to_run=finished >= cfg.study.max_trials,
+            dashboard=self.loaded.command("dashboard"))
         if parent is not None and parent != stored:
             study.set_user_attr(PARENT_RUN_ATTR, parent)
         self._reconcile_runs()
+        self._write_notes()
 
     def run(self) -> BackboneResult:
         loop = TrialLoop(self.cfg, self.opened, self.lock,
-                         run_trial=lambda trial: TrialRun(self.env, trial).run(),
+                         run_trial=self._run_trial,
                          after_trial=self._after_trial, on_recovered=self._say_recovered,
                          on_lost=self._say_lost)
         try:
             stop = loop.run()
             # Recovered whatever the stop: a dead trial must not look like a live worker's.
-            while self._recovered_at_the_end() and stop.reason == "max_trials":
+            while self._recovered_at_the_end() and stop.study_done:
                 stop = loop.run()  # a worker died after our last admission: run its retry
         except KeyboardInterrupt:
             interrupts.received()
@@ -183,12 +197,19 @@ class BackboneSweep:
                 self.console.info(f"{self.backbone}: other workers are still running trials; "
                                   "the last one to finish logs the final results")
             else:
-                if result.n_complete + result.n_pruned >= self.cfg.study.max_trials:
+                finished = result.n_complete + result.n_pruned
+                if stop.reason == "grid_exhausted" or finished >= self.cfg.study.max_trials:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)
+                self._write_study_note()
         self.console.sweep_finished(result)
         return result
+
+    def _run_trial(self, trial: Any) -> Any:
+        outcome = TrialRun(self.env, trial).run()
+        release_memory()  # the finished trial's model: its cached GPU blocks go back
+        return outcome
 
     def _recovered_at_the_end(self) -> bool:
         """Whether a trial of a process that died after this one's last admission was just
@@ -236,6 +257,9 @@ class BackboneSweep:
                 trial.number, self._value(trial), lambda: self._best_other_value(trial.number))
         else:
             self.checkpoints.discard(trial.number)
+        write_trial_note(self.opened.storage, self.opened.study_id,
+                         self.opened.trial_id(trial.number),
+                         trial_note(trial, kept, self.tracker.run_link))
         self.console.trial_finished(trial.number, trial.state.name,
                                     trial.values[0] if trial.values else None,
                                     reason=reason_of(trial), kept=kept)
@@ -251,6 +275,33 @@ class BackboneSweep:
         if self.front:
             return tuple(trial.values) if trial.values else None
         return trial.value
+
+    # ------------------------------------------------------------ notes for viewers
+
+    def _write_notes(self) -> None:
+        """Under the study lock: the study's note, and the note of each finished trial that
+        has none (a study made before trials had notes, or a trial whose process died
+        between recording it and writing its note)."""
+        from optuna.trial import TrialState
+
+        written = self.opened.storage.get_study_system_attrs(self.opened.study_id)
+        ended = self.study.get_trials(deepcopy=False, states=(*finished_states(), TrialState.FAIL))
+        if count_trial_notes(written) < len(ended):  # else every one has its note
+            kept = self.checkpoints.kept_checkpoints()
+            for trial in ended:
+                trial_id = self.opened.trial_id(trial.number)
+                if not has_note(written, trial_id):
+                    write_trial_note(self.opened.storage, self.opened.study_id, trial_id,
+                                     trial_note(trial, kept.get(trial.number), self.tracker.run_link))
+        self._write_study_note()
+
+    def _write_study_note(self) -> None:
+        kept = self.checkpoints.kept_checkpoints()
+        best, _ = best_and_front(self.cfg, self.study, kept)
+        checkpoint = str(kept[best.number]) if best is not None and best.number in kept else None
+        write_study_note(self.opened.storage, self.opened.study_id, study_note(
+            self.cfg, self.study_name, self.backbone, best, checkpoint,
+            self.tracker.run_link(), knee=self.front))
 
     # ------------------------------------------------------------ leftovers of a crash
 
@@ -273,8 +324,11 @@ class BackboneSweep:
 
     def _metadata(self, number: int, params: dict[str, Any], metrics: Mapping[str, float],
                   fold: int | None, objective_value: float) -> CheckpointMetadata:
+        data = self.env.folds[fold or 0]  # what this model was trained and validated on
         return CheckpointMetadata(
             trial_number=number, params=params, metrics=dict(metrics), fold=fold,
+            n_folds=len(self.env.folds) if fold is not None else None,
+            train_examples=len(data.train), validation_examples=len(data.validation),
             objective_value=objective_value, backbone=self.backbone, study_name=self.study_name,
             objective_metric=self.cfg.study.objective_metric, device=self._device,
             created_at=timestamp(), git_commit=git_commit(), versions=versions())

@@ -21,8 +21,8 @@ from hposweep.checkpoints.manager import CheckpointManager
 from hposweep.checkpoints.metadata import CheckpointMetadata
 from hposweep.checkpoints.resume import TrialResume
 from hposweep.config.schema import SweepConfig
-from hposweep.console.output import SweepConsole
-from hposweep.errors import InternalError, first_line
+from hposweep.console.live import LiveConsole, place
+from hposweep.errors import DeviceFailed, InternalError, first_line
 from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
 from hposweep.results import (
     FAIL_REASON_ATTR,
@@ -37,6 +37,12 @@ from hposweep.study.loop import Outcome
 from hposweep.study.open import OpenStudy
 from hposweep.study.space import suggest
 from hposweep.tracking.tracker import SweepTracker
+from hposweep.training.device import (
+    is_fatal_device_error,
+    is_out_of_memory,
+    out_of_memory_reason,
+    resolve_device,
+)
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,9 @@ class TrialEnv:
     layout: CheckpointLayout
     checkpoints: CheckpointManager
     tracker: SweepTracker
-    console: SweepConsole
+    console: LiveConsole
     metadata: Callable[..., CheckpointMetadata]  # (number, params, metrics, fold, value)
+    device: Callable[[], dict[str, Any]]  # what a trial records of its device ({}: unknown)
 
 
 class TrialRun:
@@ -68,6 +75,8 @@ class TrialRun:
         self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
         # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
         self.pruned_metrics: dict[str, float] | None = None
+        self.last_epoch: dict[int, int] = {}  # fold index -> its last epoch reported
+        self.recorded: dict[str, float] = {}  # ctx.record of every fold
 
     def run(self) -> Outcome:
         from optuna.exceptions import UpdateFinishedTrialError
@@ -92,6 +101,11 @@ class TrialRun:
             interrupts.received()
             self._interrupted()
             raise
+        except DeviceFailed as exc:
+            self._retry_elsewhere(str(exc))
+            raise DeviceFailed(f"{exc}: this process's device is unusable, so it stops; the "
+                               "trial is queued again with the same parameters for the next "
+                               "`hposweep run` (or another worker)") from None
         except BaseException as exc:  # ours, not the trainer's: end its runs, then surface it
             self._end("FAIL", f"internal error: {type(exc).__name__}: {first_line(exc)}")
             raise
@@ -101,8 +115,10 @@ class TrialRun:
         env, cfg = self.env, self.env.cfg
         self.params = suggest(self.trial, cfg.search_space)
         retried_from = self.trial.user_attrs.get(RETRIED_FROM_ATTR)
-        self.run_id = env.tracker.start_trial(self.number, self.params, retried_from)
-        self._record()
+        device = env.device()
+        self.run_id = env.tracker.start_trial(self.number, self.params, retried_from,
+                                              tags={k: str(v) for k, v in device.items()})
+        self._record_trial(device)
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
@@ -127,14 +143,16 @@ class TrialRun:
         objectives = objectives_of(cfg)
         return [mean[o.metric] for o in objectives] if len(objectives) > 1 else mean[metric]
 
-    def _record(self) -> None:
-        """Complete the trial's record in the study (``TRIAL_ATTR``, one dict: one write),
-        once its MLflow run exists. Admission wrote its owner; what else a trial records
-        as it starts belongs in this dict, so that it costs no further write."""
-        if self.run_id is None:
+    def _record_trial(self, device: dict[str, Any]) -> None:
+        """Complete the trial's record in the study (``TRIAL_ATTR``, one dict: one write):
+        admission wrote its owner; its MLflow run, link and device join it here. What else
+        a trial records as it starts belongs in this dict: it costs no further write."""
+        if self.run_id is None and not device:
             return
-        record = {**self.trial.user_attrs.get(TRIAL_ATTR, {}), "mlflow_run_id": self.run_id}
-        self.trial.set_user_attr(TRIAL_ATTR, record)
+        link = self.env.tracker.run_link(self.run_id)
+        self.trial.set_user_attr(TRIAL_ATTR, {
+            **self.trial.user_attrs.get(TRIAL_ATTR, {}), "mlflow_run_id": self.run_id, **device,
+            **({"mlflow_run_url": link} if link != self.run_id else {})})
 
     # ------------------------------------------------------------ one fold
 
@@ -159,17 +177,22 @@ class TrialRun:
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
             _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
             _should_prune=_ours(self._should_prune_in_fold), _log_metrics=_ours(log_metrics),
-            _warn=env.console.warn,
+            _warn=env.console.warn, _record=_ours(self._record), recorded=self.recorded,
         )
         try:
             metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
+        except Pruned as exc:  # the trainer's: the reason says where, as the live view does
+            env.tracker.end_run(fold_run, "PRUNED")
+            where = place(fold.fold, len(env.folds), self.last_epoch.get(index))
+            if where and where not in str(exc):
+                raise Pruned(f"{exc} ({where})") from None
+            raise
         except BaseException as exc:
             # isinstance: SIGTERM's Terminated is a KeyboardInterrupt too.
             if isinstance(exc, KeyboardInterrupt):
                 interrupts.received()
-            state = ("PRUNED" if isinstance(exc, Pruned) else
-                     "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAIL")
-            env.tracker.end_run(fold_run, state)
+            env.tracker.end_run(fold_run, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                                else "FAIL")
             raise
         # A trainer that logged no per-epoch metrics gets its result logged once.
         env.tracker.end_run(fold_run, "COMPLETE", metrics=None if logged_any else metrics)
@@ -189,7 +212,21 @@ class TrialRun:
             raise
         except Exception as exc:
             self.env.console.debug_exception(exc)
-            raise TrialFailed(f"{type(exc).__name__}: {first_line(exc)}") from exc
+            if is_fatal_device_error(exc):
+                raise DeviceFailed(f"trial {self.number}: {first_line(exc)}") from None
+            if is_out_of_memory(exc):
+                batch_size = self.params.get("batch_size", self.env.cfg.train.batch_size)
+                reason = out_of_memory_reason(int(batch_size),
+                                              resolve_device(self.env.cfg.train.device))
+            else:
+                reason = f"{type(exc).__name__}: {first_line(exc)}"
+        # Out of the except block: the trainer's frames (its model) are released, not
+        # kept alive by the error's traceback for as long as the trial's record takes.
+        raise TrialFailed(reason)
+
+    def _record(self, name: str, value: float) -> None:
+        self.trial.set_user_attr(name, value)
+        self.env.tracker.log(self.run_id, {name: float(value)})
 
     def _fold_scored(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
         """A fold-level pruner sees fold ``index``'s score at step ``index`` (folds are the
@@ -225,6 +262,7 @@ class TrialRun:
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
         if self._reports_epochs():
             self.trial.report(value, index * epochs + epoch)
+        self.last_epoch[index] = epoch
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
         kill_point(f"trial{self.number}:fold{index}:epoch{epoch}")
@@ -247,12 +285,17 @@ class TrialRun:
     def _interrupted(self) -> None:
         """Ctrl-C/SIGTERM: the retry is queued now, by the only process that knows; the
         next run (or another worker) continues it from its resume state."""
+        self._retry_elsewhere("interrupted")
+
+    def _retry_elsewhere(self, reason: str) -> None:
+        """This process stops: the trial's retry is queued now, by the only process that
+        knows; the next run (or another worker) continues it from its resume state."""
         opened = self.env.opened
-        self.trial.set_user_attr(FAIL_REASON_ATTR, "interrupted")
+        self.trial.set_user_attr(FAIL_REASON_ATTR, reason)
         recovery.retry_trial(opened.study, opened.frozen_trial(self.number),
                              self.env.cfg.study.max_retry)
-        self._end("KILLED", "interrupted", keep_resume=True)
-        self.env.console.trial_finished(self.number, "FAIL", None, reason="interrupted")
+        self._end("KILLED", reason, keep_resume=True)
+        self.env.console.trial_finished(self.number, "FAIL", None, reason=reason)
 
 
 def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -32,6 +32,11 @@ ARTIFACT_PATH = "best_trial_checkpoint"
 FRONT_ARTIFACT_DIR = "pareto"  # mlflow.log_best_checkpoint: front -> pareto/trial_{n}/
 FRONT_TABLE = "pareto_front"  # pareto_front.json and pareto_front.csv at the parent's root
 SWEEP_ID_TAG = "hposweep.run_id"  # the parent run of the sweep with this id (the study's run_id)
+DASHBOARD_TAG = "hposweep.dashboard"  # the parent run: the command that shows its study live
+# The experiment's kind, for the MLflow versions that open it in their model-training view.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+# MLflow 3's UI opens a link in its "Model training" view (not GenAI) with this in the route.
+TRAINING_VIEW = "workflowType=machine_learning"
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 # MLflow's client defaults (7 retries, backoff factor 2, 120 s timeout) stall for minutes.
 HTTP_DEFAULTS = {
@@ -75,6 +80,20 @@ def preload_mlflow(cfg: SweepConfig) -> None:
 
         if tracking_uri(cfg).split(":", 1)[0].split("+", 1)[0] in SQL_STORES:
             import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The MLflow UI's page of a run (or of the experiment) when ``uri`` is an HTTP server,
+    in its model-training view; None for a local store (it has no UI address)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    host = parts.netloc.rsplit("@", 1)[-1]  # never its credentials
+    server = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
+    route = f"/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{server}/#{route}?{TRAINING_VIEW}"
 
 
 def mlflow_client(cfg: SweepConfig) -> Any:
@@ -142,14 +161,23 @@ class SweepTracker:
         experiment = self._client.get_experiment_by_name(name)
         if experiment is None:
             self._experiment_id = self._client.create_experiment(
-                name, artifact_location=default_artifact_location(self.cfg, uri))
+                name, artifact_location=default_artifact_location(self.cfg, uri),
+                tags=EXPERIMENT_KIND)
         else:
             self._experiment_id = experiment.experiment_id
+
+    def run_link(self, run_id: str | None = None) -> str | None:
+        """Where a run (by default the parent run) is shown: its MLflow UI page on an HTTP
+        server, else its id."""
+        run_id = run_id or self.parent_run_id
+        if run_id is None or self._experiment_id is None:
+            return run_id
+        return ui_link(tracking_uri(self.cfg), self._experiment_id, run_id) or run_id
 
     # ------------------------------------------------------------ runs
 
     def start_sweep(self, sweep_id: str, stored_parent_id: str | None, config_yaml: str,
-                    resumed: bool, nothing_to_run: bool = False) -> str | None:
+                    resumed: bool, nothing_to_run: bool = False, dashboard: str = "") -> str | None:
         """The sweep's one parent run: the study's stored one, else the one tagged with
         this sweep's id (a process killed between creating it and storing its id made
         it), else a new one. A finished study whose parent run is FINISHED is left
@@ -159,11 +187,11 @@ class SweepTracker:
             return None
         self.parent_run_id = self._call(
             "start the parent run", self._start_parent, sweep_id, stored_parent_id, config_yaml,
-            resumed, nothing_to_run)
+            resumed, nothing_to_run, dashboard)
         return self.parent_run_id
 
     def _start_parent(self, sweep_id: str, stored_parent_id: str | None, config_yaml: str,
-                      resumed: bool, nothing_to_run: bool) -> str:
+                      resumed: bool, nothing_to_run: bool, dashboard: str) -> str:
         client = self._client
         run = _existing_run(client, stored_parent_id) if stored_parent_id else None
         if stored_parent_id and run is None:
@@ -179,11 +207,14 @@ class SweepTracker:
             if run.info.status != "RUNNING":
                 self._ended_as = run.info.status
                 client.update_run(run_id, status="RUNNING")
-            if resumed:
-                client.set_tag(run_id, "hposweep.resumed", "true")
+            tags = {**({"hposweep.resumed": "true"} if resumed else {}),
+                    **({DASHBOARD_TAG: dashboard} if run.data.tags.get(DASHBOARD_TAG) != dashboard
+                       else {})}
+            if tags:
+                _log_batch(client, run_id, tags=tags)
             return run_id
         tags = {"hposweep.runType": "sweep", "hposweep.study_name": self.study_name,
-                "hposweep.backbone": self.backbone, SWEEP_ID_TAG: sweep_id}
+                "hposweep.backbone": self.backbone, SWEEP_ID_TAG: sweep_id, DASHBOARD_TAG: dashboard}
         run_id = client.create_run(self._experiment_id, run_name=self.study_name,
                                    tags=tags).info.run_id
         kill_point("mlflow:parent-created")
@@ -200,18 +231,22 @@ class SweepTracker:
         return found[0] if found else None
 
     def start_trial(self, number: int, params: Mapping[str, Any],
-                    retried_from: int | None = None) -> str | None:
-        """The trial's child run: found by its tags if it exists (never a duplicate)."""
+                    retried_from: int | None = None,
+                    tags: Mapping[str, str] | None = None) -> str | None:
+        """The trial's child run: found by its tags if it exists (never a duplicate);
+        ``tags`` are added to a new run's."""
         if self.parent_run_id is None or self._finished:
             return None
-        return self._call("start a trial run", self._start_trial, number, params, retried_from)
+        return self._call("start a trial run", self._start_trial, number, params, retried_from,
+                          tags or {})
 
     def _start_trial(self, number: int, params: Mapping[str, Any],
-                     retried_from: int | None) -> str:
+                     retried_from: int | None, extra_tags: Mapping[str, str]) -> str:
         if number in self._trial_runs:  # found by its tags when the sweep started
             return self._trial_runs[number]
-        tags = {"mlflow.parentRunId": self.parent_run_id, "trial_number": str(number),
-                "hposweep.study_name": self.study_name, "state": "RUNNING"}
+        tags = {**extra_tags, "mlflow.parentRunId": self.parent_run_id,
+                "trial_number": str(number), "hposweep.study_name": self.study_name,
+                "state": "RUNNING"}
         if retried_from is not None:
             tags["retried_from"] = str(retried_from)
         run = self._client.create_run(self._experiment_id, run_name=f"trial_{number}", tags=tags)
@@ -295,7 +330,7 @@ class SweepTracker:
                             if isinstance(v, (int, float)) and not isinstance(v, bool)})
             tags = {"best_trial_number": str(result.best_trial),
                     "best_trial_run_id": result.mlflow_best_run_id or ""}
-        self.log_plots(study)
+        self.log_plots(study, result.front)
         if front:
             self.log_front(result.front, objectives_of(self.cfg))
         if result.best_trial is None:
@@ -330,19 +365,19 @@ class SweepTracker:
                 self._call(f"log {ARTIFACT_PATH}/", self._log_checkpoint_once, run_id, checkpoint)
         self._call("end the parent run", self._client.set_terminated, run_id, "FINISHED")
 
-    def log_plots(self, study: Any) -> None:
+    def log_plots(self, study: Any, front: list[Any] | None = None) -> None:
         """The study's plots under ``plots/`` of the parent run (``mlflow.log_plots``)."""
         if self.parent_run_id is None or self._finished or not self.cfg.mlflow.log_plots:
             return
-        self._call("log the plots", self._log_plots, study)
+        self._call("log the plots", self._log_plots, study, front)
 
-    def _log_plots(self, study: Any) -> None:
+    def _log_plots(self, study: Any, front: list[Any] | None) -> None:
         import tempfile
 
         from hposweep.reports.plots import write_plots
 
         with tempfile.TemporaryDirectory() as tmp:
-            if write_plots(study, self.cfg, Path(tmp), self.warn):
+            if write_plots(study, self.cfg, Path(tmp), self.warn, front):
                 self._client.log_artifacts(self.parent_run_id, tmp, "plots")
 
     def log_front(self, front: list[Any], objectives: list[Any]) -> None:

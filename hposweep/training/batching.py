@@ -47,19 +47,33 @@ def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
     return 1 - sum(lengths[i] for batch in batches for i in batch) / padded
 
 
+def loader_workers(device: str) -> dict[str, Any]:
+    """On CUDA, 2 worker processes collate the next batches while the GPU trains, into
+    pinned memory (copied with ``non_blocking``); on CPU the collation runs in the training
+    process (workers would take the cores it trains on)."""
+    if device.startswith("cuda"):
+        return {"num_workers": 2, "pin_memory": True, "persistent_workers": True}
+    return {}
+
+
 def make_loader(dataset: list[dict[str, Any]], batch_size: int, generator: Any, collate: Any,
-                group_by_length: bool, device: str) -> Any:
-    """The fold's training DataLoader. On CUDA, 2 worker processes collate the next batches
-    while the GPU trains, into pinned memory (copied with ``non_blocking``); on CPU the
-    collation runs in the training process (workers would take the cores it trains on)."""
+                group_by_length: bool, device: str, worker_seed: int = 0) -> Any:
+    """The fold's training DataLoader.
+
+    The DataLoader draws a seed from its generator once per iterator: without worker
+    processes that is once per epoch, at its start, so ``generator`` serves (the draw is
+    part of the epoch's replayed state). Persistent workers make it once per fold: the
+    seed then comes from a generator of its own (``worker_seed``), else a resumed process
+    would draw it again and shift the resumed epoch's batch order."""
     import torch
 
-    cuda = device.startswith("cuda")
-    workers = {"num_workers": 2, "pin_memory": True, "persistent_workers": True} if cuda else {}
+    workers = loader_workers(device)
+    own = torch.Generator().manual_seed(worker_seed) if workers else generator
+    options = {"collate_fn": collate, "generator": own, **workers}
     if group_by_length:
         sampler = LengthGroupedBatches([len(row["input_ids"]) for row in dataset], batch_size,
                                        generator)
-        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, generator=generator,
-                                           collate_fn=collate, **workers)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                       generator=generator, collate_fn=collate, **workers)
+        return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, **options)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size,
+        sampler=torch.utils.data.RandomSampler(dataset, generator=generator), **options)

@@ -7,8 +7,11 @@ that a CPU run is reproducible.
 
 The loss is the mean over the labelled items (tokens, or sequences) of a whole
 accumulation window, so ``batch_size × gradient_accumulation_steps`` trains like one
-batch of that size. Nothing is read back from the device per step: the running loss
-stays on the device and is read once per epoch (a NaN or inf is found then).
+batch of that size. Each batch runs as forward/backward passes of a per-step batch that
+fits in memory (``training/micro_batch.py``: out of GPU memory, the fold starts again
+with a smaller one, the effective batch unchanged). Nothing is read back from the device
+per step: the running loss stays on the device and is read once per epoch (a NaN or inf
+is found then).
 """
 
 from __future__ import annotations
@@ -22,14 +25,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hposweep._testing.faults import kill_point
+from hposweep._testing.faults import kill_point, memory_point
 from hposweep.api import Example, FoldData, Pruned, TrialContext, TrialFailed
 from hposweep.config.schema import BUILTIN_HYPERPARAMETERS, SweepConfig
 from hposweep.training import state as training_state
 from hposweep.training.batching import make_loader
 from hposweep.training.cost_metrics import cost_metrics
 from hposweep.training.cost_metrics import requested as cost_metrics_requested
+from hposweep.training.device import (
+    is_out_of_memory,
+    optimizer_options,
+    out_of_memory_reason,
+    peak_memory_metrics,
+    prepare_device,
+    release_memory,
+    reset_peak_memory,
+    resolve_device,
+)
 from hposweep.training.epoch_selection import EpochSelector, cpu_copy, selector_for
+from hposweep.training.micro_batch import after_out_of_memory, first_micro_batch, split
 from hposweep.training.model import build_model, load_tokenizer
 from hposweep.training.precision import Precision, make_precision
 from hposweep.training.state import Progress
@@ -45,14 +59,6 @@ def hyperparameters(cfg: SweepConfig, params: Mapping[str, Any]) -> dict[str, An
     for name in ("batch_size", "epochs", "gradient_accumulation_steps"):
         resolved[name] = int(resolved[name])
     return resolved
-
-
-def resolve_device(requested: str) -> str:
-    if requested != "auto":
-        return requested  # no torch import: a custom trainer may not use torch at all
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def seed_everything(seed: int) -> None:
@@ -80,19 +86,25 @@ class Setup:
     validation_set: list[dict[str, Any]]
     token_task: bool
     eval_batch_size: int
+    micro: int  # sequences per forward/backward pass (a divisor of the batch size)
 
     def optimizer_steps(self, batches: int) -> int:
         """Optimizer steps taken after ``batches`` batches of an epoch."""
         return -(-batches // self.hp["gradient_accumulation_steps"])
 
 
-def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> Setup:
+def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext,
+            micro: int | None = None) -> Setup:
+    """The fold's model, data and optimizer; ``micro``: sequences per forward pass (None:
+    the whole batch)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
     cfg = ctx.config
     hp = hyperparameters(cfg, params)
+    micro = micro or hp["batch_size"]
     device = resolve_device(cfg.train.device)
+    prepare_device(device)
     seed_everything(ctx.seed)
     tokenizer = load_tokenizer(cfg, ctx.backbone, data.train + data.validation)
     model = build_model(cfg, ctx.backbone, data.labels, tokenizer, hp["dropout"],
@@ -104,10 +116,9 @@ def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> Setup:
     loader = make_loader(encode(tokenizer, data.train, label_ids, cfg.data.max_length),
                          hp["batch_size"], generator,
                          functools.partial(_pad, pad_id=tokenizer.pad_token_id, token_task=token_task),
-                         cfg.data.group_by_length, device)
-    # foreach: one fused op over all tensors; on CPU torch defaults to a per-tensor loop.
+                         cfg.data.group_by_length, device, worker_seed=ctx.seed)
     optimizer = torch.optim.AdamW(_parameter_groups(model, hp["weight_decay"]),
-                                  lr=hp["learning_rate"], foreach=True)
+                                  lr=hp["learning_rate"], **optimizer_options(device))
     steps_per_epoch = -(-len(loader) // hp["gradient_accumulation_steps"])
     total_steps = hp["epochs"] * steps_per_epoch  # the scheduler counts optimizer steps
     scheduler = get_linear_schedule_with_warmup(
@@ -115,22 +126,60 @@ def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> Setup:
     return Setup(hp, device, tokenizer, model, loader, generator, optimizer, scheduler,
                  make_precision(cfg.train.precision, device),
                  encode(tokenizer, data.validation, label_ids, cfg.data.max_length), token_task,
-                 cfg.train.eval_batch_size or 2 * hp["batch_size"])
+                 # evaluated in passes as small as the training's, in the same proportion
+                 max(1, (cfg.train.eval_batch_size or 2 * hp["batch_size"]) * micro
+                     // hp["batch_size"]),
+                 micro)
 
 
 def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str, float]:
     """Train one fold; resume from ``ctx.resume_dir`` when a saved state is there.
 
     Returns the selected epoch's metrics (``train.select_epoch``) with ``best_epoch`` (that
-    epoch, from 0) and ``epochs_trained``.
+    epoch, from 0) and ``epochs_trained`` (and ``gpu_peak_mb`` on CUDA). Out of GPU memory,
+    the fold starts again with a smaller per-step batch (``training/micro_batch.py``); at a
+    per-step batch of 1 the trial fails. A reduced per-step batch is recorded
+    (``micro_batch_size``, ``oom_retries``).
     """
-    s = prepare(params, data, ctx)
+    batch_size = hyperparameters(ctx.config, params)["batch_size"]
+    device = resolve_device(ctx.config.train.device)
+    micro = first_micro_batch(batch_size, device, ctx.backbone)
+    while True:
+        try:
+            metrics = _train_fold(params, data, ctx, micro)
+            break
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+        # Out of the except block: the error and its frames (the model, the optimizer) are gone.
+        release_memory()
+        ctx.record("oom_retries", ctx.recorded.get("oom_retries", 0) + 1)  # every fold's
+        smaller = after_out_of_memory(batch_size, micro, device, ctx.backbone)
+        if smaller is None:
+            raise TrialFailed(out_of_memory_reason(micro, device))
+        ctx.warn(f"trial {ctx.trial_number}: {out_of_memory_reason(micro, device)}; this fold "
+                 f"starts again with {batch_size // smaller} passes of {smaller} per batch of "
+                 f"{batch_size} (the effective batch is unchanged)")
+        micro = smaller
+    if micro < batch_size:
+        ctx.record("micro_batch_size", micro)
+    return metrics
+
+
+def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro: int
+                ) -> dict[str, float]:
+    s = prepare(params, data, ctx, micro)
+    reset_peak_memory(s.device)
     cfg = ctx.config
     keep_best = cfg.train.select_epoch == "best"
     selector = selector_for(cfg)
     # Weights are copied only when this fold's model may be kept: else only values count.
     keep_weights = keep_best and ctx.checkpoint_dir is not None
-    progress, epoch_start_rng = _resume(s, ctx, selector, keep_weights)
+    resumed = _resume(s, ctx, selector, keep_weights)
+    if resumed is None:  # refused, maybe half-restored: the fold starts over from a fresh setup
+        s = prepare(params, data, ctx, micro)
+        resumed = Progress(), s.generator.get_state()
+    progress, epoch_start_rng = resumed
     for epoch, value in progress.history:  # the retried trial reports what its predecessor did
         ctx.report(value, epoch)
     for epoch in range(progress.epoch, s.hp["epochs"]):
@@ -166,6 +215,7 @@ def train(params: dict[str, Any], data: FoldData, ctx: TrialContext) -> dict[str
     last_epoch = progress.history[-1][0]
     result["best_epoch"] = float(chosen.epoch if chosen is not None else last_epoch)
     result["epochs_trained"] = float(last_epoch + 1)
+    result.update(peak_memory_metrics(s.device))
     costs = cost_metrics_requested(ctx.config)
     if not costs:
         return result
@@ -190,23 +240,32 @@ def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,
         window.append(batch)
         if len(window) < accumulate and step + 1 < len(s.loader):
             continue
-        running += _optimizer_step(s, ctx, window,
-                                   f"trial{ctx.trial_number}:epoch{epoch}:batch{step + 1 - len(window)}")
+        window_loss = _optimizer_step(
+            s, ctx, window, f"trial{ctx.trial_number}:epoch{epoch}:batch{step + 1 - len(window)}")
+        if window_loss is None:
+            progress.skipped += 1
+        else:
+            running += window_loss
         window = []
         progress.step = step + 1
         done = s.optimizer_steps(progress.step)
         if every_steps and done % every_steps == 0 and progress.step < len(s.loader):
             progress.train_loss = float(running)
             _save_state(s, ctx, epoch_start_rng, progress, selector)
-    loss = float(running) / max(1, s.optimizer_steps(len(s.loader)))  # the one read per epoch
-    if s.precision.scaler is None and not math.isfinite(loss):
+    stepped = s.optimizer_steps(len(s.loader)) - progress.skipped
+    if stepped == 0:
+        raise TrialFailed(f"every optimizer step of epoch {epoch + 1} was skipped: the fp16 "
+                          "gradients were never finite (try bf16 or fp32, or a lower learning rate)")
+    loss = float(running) / stepped  # the one read per epoch
+    if not math.isfinite(loss):
         raise TrialFailed(f"training loss is {loss} in epoch {epoch + 1}")
     return loss
 
 
 def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], where: str) -> Any:
     """Backward over each batch of ``window``, then one optimizer and scheduler step.
-    Returns the window's mean loss as a device tensor (a skipped fp16 step's as 0).
+    Returns the window's mean loss as a device tensor, or None when the fp16 scaler skipped
+    the step (its gradients overflowed: the schedule does not advance either).
     ``where`` names the window's first batch; kill point ``accumulate:<where>+<i>`` follows
     the backward of its ``i``-th batch."""
     import torch
@@ -214,15 +273,16 @@ def _optimizer_step(s: Setup, ctx: TrialContext, window: list[dict[str, Any]], w
     items = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in window)  # CPU tensors: no sync
     window_loss = torch.zeros((), device=s.device)
     for index, batch in enumerate(window):
-        loss = _summed_loss(s.model, batch, s.device, s.precision, s.token_task) / max(1, items)
-        s.precision.backward(loss)
-        window_loss += loss.detach()
+        for part in split(batch, s.micro):
+            loss = _summed_loss(s.model, part, s.device, s.precision, s.token_task) / max(1, items)
+            s.precision.backward(loss)
+            window_loss += loss.detach()
         kill_point(f"accumulate:{where}+{index}")
-    s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
-    s.scheduler.step()
+    stepped = s.precision.step(s.optimizer, s.model.parameters(), ctx.config.train.max_grad_norm)
     s.optimizer.zero_grad(set_to_none=True)
-    if s.precision.scaler is not None:  # an overflow is the scaler's to skip, not a failure
-        window_loss = torch.where(torch.isfinite(window_loss), window_loss, 0.0)
+    if not stepped:
+        return None
+    s.scheduler.step()
     return window_loss
 
 
@@ -233,6 +293,7 @@ def _summed_loss(model: Any, batch: dict[str, Any], device: str, precision: Prec
 
     inputs = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k in MODEL_INPUTS}
     labels = batch["labels"].to(device, non_blocking=True)
+    memory_point(len(labels))
     with precision.autocast():
         logits = model(**inputs).logits
     return torch.nn.functional.cross_entropy(
@@ -241,19 +302,20 @@ def _summed_loss(model: Any, batch: dict[str, Any], device: str, precision: Prec
 
 
 def _resume(s: Setup, ctx: TrialContext, selector: EpochSelector, keep_weights: bool
-            ) -> tuple[Progress, Any]:
-    """The saved progress and epoch-start RNG state, or a fresh start."""
+            ) -> tuple[Progress, Any] | None:
+    """The saved progress and epoch-start RNG state, or a fresh start; None when the saved
+    state was refused (removed, and ``s`` may hold part of it)."""
     fresh = Progress(), s.generator.get_state()
     if ctx.resume_dir is None:
         return fresh
     try:
         restored = training_state.load(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
-                                       s.generator)
+                                       s.generator, s.device)
     except training_state.StateRefused as exc:
         ctx.warn(f"trial {ctx.trial_number}: resume state in {ctx.resume_dir} refused ({exc}); "
                  "training this fold from the start")
         shutil.rmtree(ctx.resume_dir, ignore_errors=True)
-        return fresh
+        return None
     if restored is None:
         return fresh
     s.precision.load_state_dict(restored.scaler)
@@ -281,7 +343,7 @@ def _save_state(s: Setup, ctx: TrialContext, epoch_start_rng: Any, progress: Pro
     try:
         training_state.save(ctx.resume_dir, s.model, s.optimizer, s.scheduler,
                             s.generator, epoch_start_rng, progress, s.precision.state_dict(),
-                            best_weights)
+                            best_weights, s.device)
     except training_state.StateNotSaved as exc:
         _warn_once_per_trial(ctx, f"trial {ctx.trial_number}: resume state not saved ({exc}); "
                                   "training goes on without it")
@@ -340,6 +402,7 @@ def evaluate(model: Any, dataset: list[dict[str, Any]], labels: list[str], pad_i
         for start in range(0, len(dataset), batch_size):
             batch = _pad(dataset[start : start + batch_size], pad_id, token_task)
             inputs = {k: v.to(device) for k, v in batch.items() if k in MODEL_INPUTS}
+            memory_point(len(batch["labels"]))
             with precision.autocast():
                 logits = model(**inputs).logits
             loss_sum += torch.nn.functional.cross_entropy(

@@ -94,6 +94,7 @@ def build_model(
     warn: Callable[[str], None] = print,
 ) -> Any:
     """A fresh model for one fold; call after seeding so its initial weights are reproducible.
+    Its weights are float32 (``model.torch_dtype`` is the dtype they are read in).
 
     A pretrained head of another size than the data's labels (a checkpoint fine-tuned on
     other labels) is re-initialised, and ``warn`` says so once per backbone and process.
@@ -123,6 +124,9 @@ def build_model(
     model, info = auto_model.from_pretrained(
         backbone, config=model_config, ignore_mismatched_sizes=True, output_loading_info=True,
         dtype=getattr(torch, cfg.model.torch_dtype or "float32"), **hub_options(cfg))
+    # float32 master weights whatever the dtype they were read in: AdamW's updates at
+    # fine-tuning learning rates are below bfloat16's precision and would vanish.
+    model = model.float()
     mismatched = sorted(info.get("mismatched_keys") or ())
     if mismatched and backbone not in _WARNED_HEADS:
         _WARNED_HEADS.add(backbone)
@@ -135,7 +139,7 @@ def build_model(
 def check_backbone(cfg: SweepConfig, backbone: str) -> None:
     """Fail before any trial when the device is missing, cannot train in the configured
     precision, or the model cannot be built."""
-    from hposweep.training.builtin import resolve_device
+    from hposweep.training.device import resolve_device
     from hposweep.training.precision import resolve_precision
 
     _check_device(cfg.train.device)
@@ -201,6 +205,7 @@ def _check_from_config(cfg: SweepConfig, backbone: str) -> None:
         problem = first_line(exc) if isinstance(exc, ValueError) else (
             f"{type(exc).__name__}: {first_line(exc)}")
         raise ConfigError(f"model.from_config: {problem}") from None
+    _check_max_length(cfg, model_config, "model.from_config")
 
 
 def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
@@ -214,7 +219,7 @@ def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
 
     logging.getLogger("huggingface_hub").setLevel(logging.ERROR)  # no retry chatter
     try:
-        AutoConfig.from_pretrained(backbone, **hub_options(cfg))
+        model_config = AutoConfig.from_pretrained(backbone, **hub_options(cfg))
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         advice = ("" if offline else "; set HF_HUB_OFFLINE=1 to fail fast offline")
@@ -223,3 +228,24 @@ def _check_pretrained(cfg: SweepConfig, backbone: str) -> None:
             f"provide it ({str(exc).splitlines()[0][:160]}){advice}; model.from_config builds "
             "a model without downloading"
         ) from None
+    _check_max_length(cfg, model_config, f"backbone {backbone!r}")
+
+
+# Models whose position ids start after the padding id (RoBERTa's family): their
+# ``max_position_embeddings`` counts ``pad_token_id + 1`` positions no token can take.
+OFFSET_POSITIONS = ("roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text",
+                    "xlm-roberta-xl", "roberta-prelayernorm")
+
+
+def _check_max_length(cfg: SweepConfig, model_config: Any, model: str) -> None:
+    """A sequence longer than the model's position embeddings is a CUDA device-side assert
+    (on CPU an IndexError) in the first forward pass: refused here, before any trial."""
+    positions = getattr(model_config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return  # relative positions (DeBERTa-v2 without absolute ones, T5...): no limit here
+    if getattr(model_config, "model_type", None) in OFFSET_POSITIONS:
+        positions -= (getattr(model_config, "pad_token_id", None) or 0) + 1
+    if cfg.data.max_length > positions:
+        raise ConfigError(f"data.max_length: {cfg.data.max_length} is more than the {positions} "
+                          f"positions of {model}'s position embeddings (max_position_embeddings);"
+                          f" use data.max_length={positions} or less")

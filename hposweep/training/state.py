@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from hposweep.checkpoints.files import write_json_atomic
 from hposweep.errors import first_line
+from hposweep.training.device import device_index, device_kind
 from hposweep.training.epoch_selection import BestEpoch
 
 POINTER = "latest.json"
@@ -50,6 +51,7 @@ class Progress:
     metrics: dict[str, float] = field(default_factory=dict)
     best: BestEpoch | None = None  # the best epoch so far
     since_best: int = 0  # epochs evaluated since the best one (early stopping)
+    skipped: int = 0  # optimizer steps of ``epoch`` the fp16 scaler skipped (not in train_loss)
 
 
 class Restored(NamedTuple):
@@ -71,7 +73,7 @@ class StateNotSaved(Exception):
 
 def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any,
          epoch_generator_state: Any, progress: Progress, scaler: dict[str, Any] | None = None,
-         best_weights: dict[str, Any] | None = None) -> None:
+         best_weights: dict[str, Any] | None = None, device: str = "cpu") -> None:
     """Write a new state beside the current one, then point ``latest.json`` at it.
 
     Raises :class:`StateNotSaved` when a write fails, after removing what it wrote.
@@ -88,7 +90,7 @@ def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
         if best_weights is not None:
             save_file(best_weights, str(tmp / BEST_WEIGHTS))
         _torch_save(_trainer_state(optimizer, scheduler, generator, epoch_generator_state,
-                                   progress, scaler or {}), tmp / "trainer.pt")
+                                   progress, scaler or {}, device), tmp / "trainer.pt")
         tmp.rename(directory / name)
         write_json_atomic(directory / POINTER, {"state": name})
     except (OSError, SafetensorError) as exc:
@@ -101,8 +103,9 @@ def save(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
 
 
 def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generator_state: Any,
-                   progress: Progress, scaler: dict[str, Any]) -> dict[str, Any]:
-    """Everything but the weights, as tensors and plain values (``weights_only`` loads it)."""
+                   progress: Progress, scaler: dict[str, Any], device: str) -> dict[str, Any]:
+    """Everything but the weights, as tensors and plain values (``weights_only`` loads it).
+    Of the GPUs' RNGs only the training device's is saved: a resume may see other GPUs."""
     import random
 
     import torch
@@ -111,7 +114,8 @@ def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generat
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "device_rng": (torch.cuda.get_rng_state(device_index(device))
+                       if device_kind(device) == "cuda" else torch.zeros(0, dtype=torch.uint8)),
         "python_rng": random.getstate(),
         "generator": generator.get_state(),
         "epoch_generator": epoch_generator_state,
@@ -123,7 +127,7 @@ def _trainer_state(optimizer: Any, scheduler: Any, generator: Any, epoch_generat
                      "best": None if progress.best is None else {
                          "epoch": progress.best.epoch, "value": progress.best.value,
                          "metrics": dict(progress.best.metrics)},
-                     "since_best": progress.since_best},
+                     "since_best": progress.since_best, "skipped": progress.skipped},
     }
 
 
@@ -138,13 +142,16 @@ def _torch_save(obj: Any, path: Path) -> None:
         raise OSError(f"writing {path.name} failed ({first_line(exc)})") from exc
 
 
-def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any
-         ) -> Restored | None:
+def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator: Any,
+         device: str = "cpu") -> Restored | None:
     """Restore everything saved in ``directory``; None when there is nothing to resume.
 
     Returns the progress, the generator state at the start of the saved epoch, the
-    scaler's state and the best epoch's weights.
-    Raises :class:`StateRefused` when the state is corrupt or not plain data.
+    scaler's state and the best epoch's weights. Tensors are read onto the CPU (a state
+    saved on ``cuda:1`` loads on a one-GPU host); the optimizer's move to the model's
+    device as they are loaded.
+    Raises :class:`StateRefused` when the state is corrupt, not plain data, or does not
+    fit the model, optimizer or RNGs (nothing is half-restored then: the fold starts over).
     """
     import random
 
@@ -156,25 +163,25 @@ def load(directory: Path, model: Any, optimizer: Any, scheduler: Any, generator:
         return None
     try:
         state_dir = directory / json.loads(pointer.read_text())["state"]
-        saved = torch.load(state_dir / "trainer.pt", weights_only=True)
+        saved = torch.load(state_dir / "trainer.pt", weights_only=True, map_location="cpu")
         load_model(model, str(state_dir / "model.safetensors"))
         best_weights = (load_file(str(state_dir / BEST_WEIGHTS))
                         if (state_dir / BEST_WEIGHTS).is_file() else None)
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["torch_rng"])
+        if device_kind(device) == "cuda" and len(saved["device_rng"]):
+            torch.cuda.set_rng_state(saved["device_rng"], device_index(device))
+        version, internal, gauss = saved["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+        generator.set_state(saved["generator"])
     except Exception as exc:  # UnpicklingError for a planted pickle, OSError, KeyError...
         raise StateRefused(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["torch_rng"])
-    if saved["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    version, internal, gauss = saved["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
-    generator.set_state(saved["generator"])
     p = saved["progress"]
     best = p.get("best")
     progress = Progress(p["epoch"], p["step"], p["train_loss"],
                         [(int(e), float(v)) for e, v in p["history"]], dict(p["metrics"]),
                         None if best is None else BestEpoch(int(best["epoch"]), float(best["value"]),
                                                             dict(best["metrics"])),
-                        int(p.get("since_best", 0)))
+                        int(p.get("since_best", 0)), int(p.get("skipped", 0)))
     return Restored(progress, saved["epoch_generator"], saved.get("scaler", {}), best_weights)

@@ -17,21 +17,23 @@ from typing import IO, Any
 
 from rich.text import Text
 
-from hposweep.console.output import SweepConsole, internal_error_message
+from hposweep.console.live import LiveConsole, internal_error_message
 from hposweep.results import BackboneResult, TrialRow
 
 WORKER_ENV = "HPOSWEEP_WORKER"  # "1" in the environment of a --workers worker
 
 
-def console_for_run(json_output: bool, verbose: bool) -> SweepConsole:
+def console_for_run(json_output: bool, verbose: bool) -> LiveConsole:
     """``hposweep run``'s console: events for the parent in a worker, else the terminal's."""
     if os.environ.get(WORKER_ENV) == "1":
         return EventConsole(verbose)
+    from hposweep.console.reports import SweepConsole
+
     return SweepConsole("json" if json_output else None, verbose=verbose)
 
 
-class EventConsole(SweepConsole):
-    """Each sweep event as a JSON line ``{"event": <SweepConsole method>, ...its arguments}``
+class EventConsole(LiveConsole):
+    """Each sweep event as a JSON line ``{"event": <LiveConsole method>, ...its arguments}``
     on the stdout the parent reads; this process's stdout itself goes to its stderr (the
     log), so nothing the trainer prints can be taken for an event."""
 
@@ -69,9 +71,9 @@ class EventConsole(SweepConsole):
             self._send("traceback", text="".join(traceback.format_exception(exc)))
 
     def sweep_started(self, backbone: str, study_name: str, resumed: bool, done: int,
-                      total: int, maximize: bool = True) -> None:
+                      total: int, maximize: bool = True, front: bool = False) -> None:
         self._send("sweep_started", backbone=backbone, study_name=study_name, resumed=resumed,
-                   done=done, total=total, maximize=maximize)
+                   done=done, total=total, maximize=maximize, front=front)
 
     def trial_started(self, number: int, params: dict[str, Any],
                       retried_from: int | None = None) -> None:
@@ -89,6 +91,9 @@ class EventConsole(SweepConsole):
 
     def sweep_finished(self, result: BackboneResult) -> None:
         self._send("sweep_finished", result=result.to_json())
+
+    def output_dir(self, output_dir: str) -> None:
+        """Nothing: the parent says it once for all workers."""
 
     def interrupted(self, resume_command: str) -> None:
         """Nothing: the parent, which the user signalled, says it once for all workers."""

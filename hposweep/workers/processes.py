@@ -1,8 +1,10 @@
 """``hposweep run --workers K``: K trials at once on one machine, as K processes (not
 threads: the GIL and torch's thread pools) sharing the study through its storage.
 
-Each worker gets ``cores // K`` threads (``OMP_NUM_THREADS``, which torch reads at start)
-and, when GPUs are visible, one of them round-robin (``CUDA_VISIBLE_DEVICES``). The
+Each worker gets ``cores // K`` threads (``OMP_NUM_THREADS``, which torch reads at start;
+the cores this process may use, a Slurm or taskset allocation) and, when GPUs are visible,
+one of them: worker ``i`` sees only GPU ``i mod G`` (``CUDA_VISIBLE_DEVICES``), as its
+``cuda:0``; with more workers than GPUs they share. The
 default SQLite storage is shared safely: writers wait on its lock (60 s busy timeout)
 instead of failing. This process only starts, watches and reports: each worker sends
 its events on its stdout (:mod:`hposweep.workers.events`), the parent renders them
@@ -25,8 +27,8 @@ from pathlib import Path
 
 from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import LoadedConfig
-from hposweep.console.output import SweepConsole
-from hposweep.errors import UserError, reported_os_errors
+from hposweep.console.live import LiveConsole
+from hposweep.errors import ConfigError, UserError, reported_os_errors
 from hposweep.results import BackboneResult
 from hposweep.workers.events import WORKER_ENV
 from hposweep.workers.view import WorkersView
@@ -45,8 +47,16 @@ def visible_gpus(device: str) -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
+def available_cores() -> int:
+    """The cores this process may run on: its affinity (a Slurm or taskset allocation),
+    not the machine's count."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def worker_environments(k: int, device: str) -> list[dict[str, str]]:
-    threads = str(max(1, (os.cpu_count() or 1) // k))
+    threads = str(max(1, available_cores() // k))
     gpus = visible_gpus(device)
     envs = []
     for i in range(k):
@@ -55,6 +65,16 @@ def worker_environments(k: int, device: str) -> list[dict[str, str]]:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         envs.append(env)
     return envs
+
+
+def gpu_sharing(k: int, gpus: list[str]) -> str | None:
+    """What to tell the user when workers share GPUs (more workers than GPUs)."""
+    if not gpus or k <= len(gpus):
+        return None
+    shared = ", ".join(f"GPU {gpu}: workers {', '.join(str(i + 1) for i in range(k) if i % len(gpus) == g)}"
+                       for g, gpu in enumerate(gpus))
+    return (f"--workers {k} on {len(gpus)} GPU{'s' if len(gpus) > 1 else ''}: workers share "
+            f"them ({shared}); each trial's memory must fit beside the others'")
 
 
 @dataclass
@@ -70,7 +90,7 @@ class WorkersOutcome:
     failed: bool = False
 
 
-def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: SweepConsole,
+def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: LiveConsole,
                 verbose: bool = False) -> WorkersOutcome:
     """Start K ``hposweep run`` workers and show what they do, until every one has ended.
 
@@ -84,6 +104,14 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
     if not cfg.study.persist and not cfg.study.storage:
         raise UserError("--workers needs a shared study: set study.persist=true or "
                         "study.storage")
+    if cfg.train.device.startswith("cuda:"):
+        raise ConfigError(f"train.device: {cfg.train.device} with --workers {k}: each worker "
+                          "trains on a GPU of its own (worker i gets GPU i mod the GPUs "
+                          "visible); use train.device=cuda or auto")
+    envs = worker_environments(k, cfg.train.device)
+    sharing = gpu_sharing(k, visible_gpus(cfg.train.device))
+    if sharing:
+        console.warn(sharing)
     command = [sys.executable, "-m", "hposweep", "run", str(loaded.path), *overrides,
                "study.n_workers=1", *(["--verbose"] if verbose else [])]
     logs = OutputLayout.of(cfg.output_dir).worker_logs
@@ -91,17 +119,18 @@ def run_workers(loaded: LoadedConfig, overrides: list[str], k: int, console: Swe
         logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen[bytes]] = []
     received: list[int] = []
+    view = WorkersView(console, k)
 
     def forward(signum: int, frame: object) -> None:
         received.append(signum)
+        view.stopping()
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    view = WorkersView(console, k)
     try:
-        for i, env in enumerate(worker_environments(k, cfg.train.device)):
+        for i, env in enumerate(envs):
             if received:
                 break
             procs.append(_start(command, env, logs / f"worker-{i + 1}.log"))

@@ -22,9 +22,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from hposweep.console.output import (
+from hposweep.console.live import (
     ECHO_ROOM,
-    SweepConsole,
+    LiveConsole,
     finished_line,
     improves,
     progress_line,
@@ -41,15 +41,18 @@ class _Study:
     done: int
     total: int
     maximize: bool
+    front: bool  # several objectives: no one best value
     best: float | None = None
 
 
 class WorkersView:
     """Renders the events of ``k`` workers on ``console`` (rich, plain or json mode)."""
 
-    def __init__(self, console: SweepConsole, k: int) -> None:
+    def __init__(self, console: LiveConsole, k: int) -> None:
         self.console = console
         self.doing = ["starting"] * k  # what each worker is doing
+        self.ended = [False] * k
+        self.signalled = False  # a signal was forwarded: the workers are stopping
         self.backbone_of = [""] * k
         self.studies: dict[str, _Study] = {}
         self.results: dict[str, BackboneResult] = {}
@@ -98,11 +101,11 @@ class WorkersView:
         self.console.err.print(f"worker {worker + 1}: {text}", markup=False, end="")
 
     def _on_sweep_started(self, worker: int, backbone: str, study_name: str, resumed: bool,
-                          done: int, total: int, maximize: bool) -> None:
+                          done: int, total: int, maximize: bool, front: bool) -> None:
         self.backbone_of[worker] = backbone
         self.doing[worker] = f"{backbone}: waiting for a trial"
         if backbone not in self.studies:  # the first worker to set the study up says it
-            self.studies[backbone] = _Study(done, total, maximize)
+            self.studies[backbone] = _Study(done, total, maximize, front)
             self.console.info(sweep_line(backbone, study_name, resumed, done, total))
 
     def _on_trial_started(self, worker: int, number: int, params: dict[str, Any],
@@ -121,10 +124,12 @@ class WorkersView:
         study = self.studies.get(self.backbone_of[worker])
         if study is not None:
             study.done += state in ("COMPLETE", "PRUNED")
-            if state == "COMPLETE" and improves(value, study.best, study.maximize):
+            if state == "COMPLETE" and not study.front and improves(value, study.best,
+                                                                    study.maximize):
                 study.best = value
         self.doing[worker] = f"{self.backbone_of[worker]}: waiting for a trial"
-        self._say(worker, finished_line(number, state, value, reason, kept))
+        self._say(worker, finished_line(number, state, value, reason, kept,
+                                        study is not None and study.front))
 
     def _on_sweep_finished(self, worker: int, result: dict[str, Any]) -> None:
         finished = result_from_json(result)
@@ -134,7 +139,23 @@ class WorkersView:
         self.doing[worker] = f"{finished.backbone}: done"
 
     def worker_ended(self, worker: int, code: int) -> None:
+        self.ended[worker] = True
         self.doing[worker] = "ended" if code == 0 else f"ended (exit code {code})"
+
+    def stopping(self) -> None:
+        """Ctrl-C or SIGTERM reached the workers: each still running is shown stopping
+        (its trial marked failed, the study left resumable) until it has ended; the
+        display says so at once, not at its next refresh."""
+        self.signalled = True
+        self.console.refresh_live()
+
+    def _shown(self, worker: int) -> str:
+        doing = self.doing[worker]
+        if not self.signalled or self.ended[worker] or doing.endswith(": done"):
+            return doing
+        if doing == "starting" or doing.endswith(": waiting for a trial"):
+            return "stopping"
+        return f"stopping: {doing}"
 
     # ------------------------------------------------------------ the live display
 
@@ -145,7 +166,7 @@ class WorkersView:
             bars.add_row(Text(backbone, style="bold"),
                          ProgressBar(total=study.total, completed=min(study.done, study.total),
                                      width=30), Text(f"{study.done}/{study.total}"), Text(best))
-        lines = [Text(f"  worker {i + 1}: {doing}", no_wrap=True, overflow="ellipsis")
-                 for i, doing in enumerate(self.doing)]
+        lines = [Text(f"  worker {i + 1}: {self._shown(i)}", no_wrap=True, overflow="ellipsis")
+                 for i in range(len(self.doing))]
         shown = [bars, *lines] if self.studies else lines
         return Constrain(Group(*shown), self.console.out.width - ECHO_ROOM)

@@ -200,3 +200,12 @@ def test_mlflow_store_on_a_full_disk_is_one_warning_and_the_sweep_finishes(
     (warning,) = [line for line in result.stderr.splitlines() if "MLflow" in line]
     assert warning.startswith("warning: MLflow failed") and "disk is full" in warning
     assert "Traceback" not in result.stderr and "sqlalchemy" not in result.stderr.lower()
+
+
+def test_each_trial_records_the_device_it_trained_on(sweep: dict[str, Any]) -> None:
+    from hposweep.results import device_of
+
+    trials = sweep["study"].trials
+    assert [device_of(t) for t in trials] == [{"device": "cpu"}] * len(trials)
+    assert all(r.data.tags["device"] == "cpu" for r in sweep["runs"]["trial"])
+    assert all("gpu_peak_mb" not in r.data.metrics for r in sweep["runs"]["trial"]), "CUDA only"

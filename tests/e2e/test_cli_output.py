@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import SMOKE
-from tests.helpers import hposweep, process_env
+from tests.helpers import fake_config, hposweep, process_env
 
 BIN = Path(sys.executable).parent
 
@@ -48,3 +48,28 @@ def test_a_reader_that_leaves_early_is_no_error(workdir: Path, command: list[str
     done = subprocess.run(["bash", "-c", shell], cwd=workdir, env=process_env(),
                           capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(("command", "first"), [
+    (["status"], True), (["run"], True), (["run", "--dry-run"], False)])
+def test_each_command_says_which_output_dir_it_uses(workdir: Path, command: list[str],
+                                                    first: bool) -> None:
+    """A config in another directory: its relative output_dir is the working directory's,
+    and status (no study there), the dry run (after its plan) and the run (before it
+    starts the study) say so."""
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    result = hposweep(command[0], fake_config(elsewhere), "study.max_trials=1",
+                      "k_fold.enabled=false", *command[1:])
+    assert result.exit_code == 0, result.stderr
+    said = result.stdout.splitlines()
+    line = (f"output_dir: {workdir / 'outputs'} ('outputs' is relative to the working "
+            "directory)")
+    assert line in said
+    study = next(i for i, text in enumerate(said) if "'fake_fake'" in text)
+    assert (said.index(line) < study) == first
+
+
+def test_an_absolute_output_dir_is_named_as_it_is(workdir: Path) -> None:
+    result = hposweep("status", fake_config(workdir), f"output_dir={workdir / 'mine'}")
+    assert result.stdout.splitlines()[0] == f"output_dir: {workdir / 'mine'}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hposweep.config.loading import load
-from hposweep.data.readers import build_folds, load_training_examples, synthetic_ner
+from hposweep.data.readers import build_folds, load_data, synthetic_ner
 from tests.conftest import FAST, SMOKE
 from tests.helpers import hposweep, load_study
 
@@ -23,14 +23,17 @@ datasets = pytest.importorskip("datasets")
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]
 
 
-def ner_dataset(sentences: int, seed: int):
+def ner_dataset(sentences: int, seed: int, names: list[str] = TAGS):
+    """Generated sentences with ``ner_tags`` a ``ClassLabel(names)``; a tag not in ``names``
+    becomes ``O``."""
     examples = synthetic_ner(sentences, seed)
     features = datasets.Features({
         "words": datasets.List(datasets.Value("string")),
-        "ner_tags": datasets.List(datasets.ClassLabel(names=TAGS))})
+        "ner_tags": datasets.List(datasets.ClassLabel(names=names))})
     return datasets.Dataset.from_dict(
         {"words": [list(e.tokens) for e in examples],
-         "ner_tags": [[TAGS.index(t) for t in e.tags] for e in examples]}, features=features)
+         "ner_tags": [[names.index(t if t in names else "O") for t in e.tags] for e in examples]},
+        features=features)
 
 
 @pytest.fixture
@@ -54,14 +57,64 @@ def test_a_save_to_disk_dataset_runs_a_sweep_with_its_validation_split(workdir: 
                                                                         saved_ner: Path) -> None:
     overrides = [*NER_COLUMNS, f"data.dataset.path={saved_ner}", "k_fold.enabled=false"]
     cfg = load(SMOKE, overrides).config
-    (fold,) = build_folds(cfg, load_training_examples(cfg))
+    (fold,) = build_folds(cfg, load_data(cfg))
     assert (len(fold.train), len(fold.validation)) == (60, 20), "the validation split is used"
-    assert fold.labels == TAGS[:1] + sorted(TAGS[1:]), "label names from the ClassLabel"
+    assert fold.labels == TAGS, "the ClassLabel's names, in its order"
     assert fold.train[0].tags[0] in TAGS
     sweep(*overrides)
     (checkpoint,) = Path("outputs/hpo/tiny-bert").glob("trial_*/checkpoint")
+    assert_ids_are_the_datasets(checkpoint, TAGS)
+
+
+def assert_ids_are_the_datasets(checkpoint: Path, names: list[str]) -> None:
+    """A user's own pipeline maps the model's argmax ids through their ClassLabel: the
+    model's ids must be the ClassLabel's, both ways."""
     config = json.loads((checkpoint / "config.json").read_text())
-    assert set(config["id2label"].values()) == set(TAGS)
+    assert [config["id2label"].get(str(i)) for i in range(len(names))] == names
+    assert config["label2id"] == {name: i for i, name in enumerate(names)}
+
+
+# Not sorted (PER before LOC): a sorted label list would renumber every entity id.
+PER_LOC = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_a_class_label_order_is_the_models_in_every_fold_resume_and_export(
+        workdir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "per_loc"
+    ner_dataset(60, 0, PER_LOC).save_to_disk(str(path))
+    overrides = [*NER_COLUMNS, f"data.dataset.path={path}", "checkpoint.save_only_best=false"]
+    cfg = load(SMOKE, overrides).config
+    assert [fold.labels for fold in build_folds(cfg, load_data(cfg))] == [PER_LOC, PER_LOC]
+    sweep(*overrides)
+    sweep(*overrides, "study.max_trials=3")  # resumed: one more trial
+    checkpoints = sorted(Path("outputs/hpo/tiny-bert").glob("trial_*_fold*/checkpoint"))
+    assert len(checkpoints) == 6, "every fold of the 3 trials kept its model"
+    for checkpoint in checkpoints:
+        assert_ids_are_the_datasets(checkpoint, PER_LOC)
+    result = hposweep("export", SMOKE, *FAST, *overrides, "study.max_trials=3", "--to", "prod")
+    assert result.exit_code == 0, result.stderr
+    assert_ids_are_the_datasets(Path("prod"), PER_LOC)
+    assert "- labels: O, B-PER, I-PER, B-LOC, I-LOC" in Path("prod/README.md").read_text()
+
+
+def test_a_class_label_order_is_the_sequence_classifiers_with_an_unseen_class(
+        workdir: Path, tmp_path: Path) -> None:
+    names = ["positive", "unused", "negative"]  # 'unused' never occurs in the data
+    path = tmp_path / "reviews"
+    datasets.Dataset.from_dict(
+        {"review": [f"filler{i % 7} {'great' if i % 2 else 'awful'} words" for i in range(40)],
+         "stars": [0 if i % 2 else 2 for i in range(40)]},
+        features=datasets.Features({"review": datasets.Value("string"),
+                                    "stars": datasets.ClassLabel(names=names)}),
+    ).save_to_disk(str(path))
+    overrides = ["data.synthetic=null", f"data.dataset.path={path}",
+                 "data.task=sequence-classification", "data.columns.text=review",
+                 "data.columns.label=stars", "study.objective_metric=accuracy"]
+    cfg = load(SMOKE, overrides).config
+    assert [fold.labels for fold in build_folds(cfg, load_data(cfg))] == [names, names]
+    sweep(*overrides)
+    (checkpoint,) = Path("outputs/hpo/tiny-bert").glob("trial_*/checkpoint")
+    assert_ids_are_the_datasets(checkpoint, names)
 
 
 def test_without_a_validation_split_the_hold_out_fraction_is_used(workdir: Path,
@@ -70,7 +123,7 @@ def test_without_a_validation_split_the_hold_out_fraction_is_used(workdir: Path,
     ner_dataset(50, 0).save_to_disk(str(path))  # a lone Dataset: the train split
     cfg = load(SMOKE, [*NER_COLUMNS, f"data.dataset.path={path}", "k_fold.enabled=false",
                        "data.validation_split=0.2"]).config
-    (fold,) = build_folds(cfg, load_training_examples(cfg))
+    (fold,) = build_folds(cfg, load_data(cfg))
     assert (len(fold.train), len(fold.validation)) == (40, 10)
 
 
@@ -84,7 +137,7 @@ def test_a_parquet_file_runs_a_k_fold_sweep(workdir: Path, tmp_path: Path) -> No
                  "data.task=sequence-classification", "data.columns.text=review",
                  "data.columns.label=stars", "study.objective_metric=accuracy"]
     cfg = load(SMOKE, overrides).config
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     assert len(folds) == 2 and folds[0].labels == ["bad", "good"]
     sweep(*overrides)
     assert len(load_study("outputs", "smoke_tiny-bert").trials) == 2
@@ -100,7 +153,7 @@ def test_a_csv_of_sentence_pairs_runs_a_sweep(workdir: Path, tmp_path: Path) -> 
                  "data.columns.text_pair=hypothesis", "study.objective_metric=accuracy",
                  "k_fold.enabled=false"]
     cfg = load(SMOKE, overrides).config
-    (fold,) = build_folds(cfg, load_training_examples(cfg))
+    (fold,) = build_folds(cfg, load_data(cfg))
     assert fold.train[0].text_pair is not None and fold.labels == ["contradiction", "entailment"]
     from hposweep.training.builtin import _encode_sequences
     from hposweep.training.model import load_tokenizer

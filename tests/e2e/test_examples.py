@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hposweep.config.loading import load
 from hposweep.config.schema import model_spec
-from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.data.readers import build_folds, load_data
 from hposweep.study.identity import objective_settings
 from tests.conftest import SMOKE
 from tests.helpers import hposweep
@@ -23,7 +23,7 @@ def test_smoke_validation_folds_hold_names_the_training_folds_never_saw() -> Non
     """Memorising names cannot reach 1.0: part of every validation fold's entities are
     words its training fold does not have (only the context tells their type)."""
     cfg = load(SMOKE).config
-    for fold in build_folds(cfg, load_training_examples(cfg)):
+    for fold in build_folds(cfg, load_data(cfg)):
         seen = {token for e in fold.train for token in e.tokens}
         entities = [token for e in fold.validation
                     for token, tag in zip(e.tokens, e.tags, strict=True) if tag != "O"]

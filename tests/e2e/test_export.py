@@ -32,6 +32,8 @@ def assert_loadable_export(directory: Path, best_trial: int) -> None:
     AutoTokenizer.from_pretrained(directory)
     card = (directory / "README.md").read_text()
     assert f"best trial {best_trial}" in card and "macro-f1-span per fold" in card
+    assert ("- model: fold 2/2's model, trained on 50% of the training data "
+            "(30 of 60 examples)") in card, "FAST: 60 sentences in 2 folds"
     assert "learning_rate" in card and "B-PER" in card and "transformers" in card
     assert hposweep("export", "--verify", directory).exit_code == 0
 

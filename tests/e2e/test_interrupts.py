@@ -109,6 +109,18 @@ def test_ctrl_c_in_a_terminal_gives_one_message(workdir: Path) -> None:
     check_one_message_and_a_resumable_study(workdir, text.replace("^C", ""), config)
 
 
+def test_after_ctrl_c_the_live_view_shows_the_workers_stopping(workdir: Path) -> None:
+    """From the Ctrl-C until they have ended, no worker reads as if it waited for a trial."""
+    code, output = in_a_terminal(workdir, ["run", str(fake_config(workdir)), *TYPED], 100,
+                                 n_running=2)
+    text = CSI.sub(b"", output).decode("utf-8", "replace").replace("\r", "\n")
+    assert code == 130, text
+    after = text[text.index("^C"):]
+    for worker in (1, 2):
+        assert f"worker {worker}: stopping: fake trial " in after, after
+    assert "waiting for a trial" not in after, after
+
+
 def test_ctrl_c_never_glues_the_error_onto_a_progress_line(workdir: Path) -> None:
     """A narrow terminal, one process: the live line leaves room for the ``^C`` the
     terminal echoes after it (else the echo wraps onto a line the display does not know,

@@ -248,23 +248,31 @@ def test_best_export_mlflow_and_the_plot_agree_with_optunas_best_trials(
     assert logged == {f"pareto/trial_{n}" for n in kept}
 
     plot = hposweep("plot", config, *overrides, "--out", workdir / "plots")
-    assert plot.exit_code == 0 and "warning" not in plot.stderr.lower(), plot.stderr
+    assert plot.exit_code == 0, plot.stderr
+    assert plot.stderr.count("warning") == 1, plot.stderr
+    assert "no optimization history plot (several objectives" in plot.stderr, "said, not silent"
     page = workdir / "plots" / "mo_fake.html"
-    assert plotted_front(page) == set(front)
+    plotted = pareto_traces(page)
+    assert not any("colorbar" in t.get("marker", {}) for t in plotted), "no colour bar"
+    traces = {t["name"]: set(t["customdata"]) for t in plotted}
+    assert traces["Pareto front"] == set(front)
+    assert traces["knee (the best trial)"] == {the_knee} and traces["kept a checkpoint"] == kept
+    infeasible = {t.number for t in study.trials if t.state.name == "COMPLETE"
+                  and any(c > 0 for c in t.constraints.values())}
+    assert infeasible and traces["infeasible"] == infeasible
     sections = {s.split("</h2>")[0]: s for s in page.read_text().split("<h2>")[1:]}
-    assert '"name":"score"' in sections["param importances"], "the first objective's importances"
+    (importances,) = (v for k, v in sections.items() if k.startswith("param importances (from "))
+    assert '"name":"score"' in importances, "the first objective's importances"
     assert '"text":"score"' in sections["parallel coordinate"] and '"text":"score"' in sections["slice"]
 
 
-def plotted_front(page: Path) -> set[int]:
-    """The trial numbers of the Pareto-front plot's "Best Trial" points."""
+def pareto_traces(page: Path) -> list[dict]:
+    """The traces of the Pareto-front plot."""
     html = page.read_text()
     start = html.index("Plotly.newPlot(", html.index("<h2>pareto front</h2>"))
     start = html.index("[", start)
     traces, _ = json.JSONDecoder().raw_decode(html[start:])
-    best = [t for t in traces if "Best Trial" in t.get("hovertemplate", "")]
-    assert best, "the plot marks the front"
-    return {json.loads(text.replace("<br>", ""))["number"] for t in best for text in t["text"]}
+    return traces
 
 
 def test_one_objective_with_a_constraint_never_keeps_an_infeasible_best(
@@ -336,8 +344,32 @@ def test_the_built_in_trainer_trades_span_f1_against_its_latency(workdir: Path) 
     assert all(t.intermediate_values == {} for t in trials)
     client = mlflow_client(workdir / "outputs")
     metrics = runs_by_kind(client, "hposweep-smoke")["trial"][0].data.metrics
-    assert {"latency_ms", "n_parameters", "checkpoint_mb", "fold0/latency_ms"} <= set(metrics)
+    assert {"latency_ms", "latency_ms_iqr", "n_parameters", "checkpoint_mb",
+            "fold0/latency_ms"} <= set(metrics)
     assert metrics["latency_ms"] == pytest.approx(
         (metrics["fold0/latency_ms"] + metrics["fold1/latency_ms"]) / 2)
     front = result.json()["backbones"][0]["front"]
     assert {m["number"] for m in front} == {t.number for t in study.best_trials}
+
+
+def test_the_log_and_the_boxes_speak_of_the_front_and_its_knee(workdir: Path,
+                                                               config: Path) -> None:
+    """Two objectives have no one best trial: a kept trial joins the front, the summary
+    and `best` name the knee with its value in each objective; an infeasible or an
+    enqueued trial says so in the table."""
+    enqueued = ["study.enqueue=[{x: 0.9, y: 0.1}]"]  # cost 0.91: infeasible
+    result = hposweep("run", config, NO_MLFLOW, "study.max_trials=6", *enqueued)
+    assert result.exit_code == 0, result.stderr
+    study = load_study(workdir / "outputs", "mo_fake")
+    the_knee = knee({t.number: tuple(t.values) for t in study.best_trials}, UP_DOWN)
+    score, cost = study.trials[the_knee].values
+    assert "new best" not in result.stdout
+    assert "(joins the front, checkpoint kept: " in result.stdout
+    line = f"knee of the Pareto front: trial {the_knee}  score = {score:.4f}, cost = {cost:.4f}"
+    assert line in result.stdout
+    shown = hposweep("best", config, NO_MLFLOW, *enqueued).stdout
+    assert line in shown and "best trial:" not in shown
+    table = hposweep("status", config, NO_MLFLOW, *enqueued).stdout
+    assert "queued from study.enqueue[0]; infeasible: cost <= 0.6 not met" in table
+    infeasible = [t.number for t in study.trials if t.constraints["cost <= 0.6"] > 0]
+    assert table.count("infeasible: cost <= 0.6 not met") == len(infeasible)

@@ -76,3 +76,69 @@ def test_the_page_never_scrolls_sideways_at_1400_px(plotted: Path, tmp_path: Pat
         capture_output=True, text=True, timeout=120).stdout
     scroll, client = map(int, re.search(r"<title>width (\d+) of (\d+)</title>", dom).groups())
     assert scroll <= client, f"the page is {scroll} px wide in a {client} px window"
+
+
+DARKEST = "rgb(8,48,107)"  # the end of plotly's "Blues"
+
+
+def section(page: Path, title: str) -> list[dict]:
+    """The traces of the plot under ``<h2>title...``."""
+    import json
+
+    html = page.read_text()
+    start = html.index("Plotly.newPlot(", html.index(f"<h2>{title}"))
+    traces, _ = json.JSONDecoder().raw_decode(html[html.index("[", start):])
+    return traces
+
+
+def test_colour_scales_are_darker_for_better_and_lines_beyond_ten_by_value(
+        plotted: Path, workdir: Path) -> None:
+    parallel = section(plotted, "parallel coordinate")
+    (scale,) = (t["marker"] for t in parallel if "colorbar" in t.get("marker", {}))
+    assert scale["reversescale"] is False, "score is maximized: high is dark"
+    best = max((t for t in parallel if t["mode"] == "lines"), key=lambda t: t["y"][0])
+    assert best["line"]["color"].replace(" ", "") == DARKEST, "the best trial's line is darkest"
+    for trace in section(plotted, "slice"):
+        assert trace["marker"]["color"] == trace["y"], "coloured by value, not trial number"
+        assert trace["marker"]["reversescale"] is False
+    lines = section(plotted, "intermediate values")
+    assert len(lines) > 10, "the sweep has more trials than a palette has colours"
+    last = {t["name"]: t["y"][-1] for t in lines}
+    colour = {t["name"]: t["line"]["color"] for t in lines}
+    darkest = max(last, key=last.get)
+    assert colour[darkest].replace(" ", "") == DARKEST and len(set(colour.values())) > 5
+
+
+def test_fold_scores_show_every_trial_against_the_best(plotted: Path, workdir: Path) -> None:
+    study = load_study(workdir / "outputs", "fake_fake")
+    traces = {t["name"]: t for t in section(plotted, "fold scores")}
+    best = study.best_trial
+    shown = traces[f"trial {best.number} (complete), the best"]
+    assert shown["y"] == best.user_attrs["fold_values"] and shown["line"]["width"] == 4
+    assert len(traces) == sum(1 for t in study.trials if "fold_values" in t.user_attrs)
+
+
+def test_few_trials_get_no_importances_but_a_warning_saying_why(workdir: Path) -> None:
+    config = fake_config(workdir)
+    assert hposweep("run", config, "study.max_trials=4", "mlflow.enabled=false").exit_code == 0
+    result = hposweep("plot", config, "study.max_trials=4", "--out", workdir / "plots")
+    assert result.exit_code == 0
+    assert ("no param importances plot (4 completed trials; importances need 10 to mean "
+            "something)") in result.stderr
+    assert "<h2>param importances" not in (workdir / "plots" / "fake_fake.html").read_text()
+
+
+def test_a_latency_outlier_puts_the_pareto_axis_on_a_log_scale() -> None:
+    import optuna
+
+    from hposweep.objectives.spec import Objective
+    from hposweep.reports.plots import pareto_figure
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for score, latency in ((0.8, 1.0), (0.9, 1.3), (0.7, 0.9), (0.5, 450.0)):
+        study.add_trial(optuna.trial.create_trial(values=[score, latency]))
+    figure = pareto_figure(study, [Objective("f1", "maximize"), Objective("latency_ms", "minimize")],
+                           [])
+    assert figure.layout.yaxis.type == "log"
+    assert figure.layout.yaxis.title.text == "latency_ms (minimize), log scale"
+    assert figure.layout.xaxis.type == "linear"

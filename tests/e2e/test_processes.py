@@ -63,6 +63,8 @@ def test_interrupt_marks_the_trial_failed_and_the_study_resumes(
     (parent,) = runs["parent"]
     assert parent.info.status == "KILLED", stderr
     assert [r.info.status for r in runs["trial"]] == ["KILLED"]
+    assert [(r.data.tags["state"], r.data.tags["fail_reason"]) for r in runs["trial"]] == [
+        ("KILLED", "interrupted")], "as the README says"
 
     assert study.trials[0].user_attrs["fail_reason"] == "interrupted"
 

@@ -42,7 +42,7 @@ def test_failing_trials_do_not_stop_the_sweep(workdir: Path) -> None:
 
 @pytest.mark.parametrize(("trainer", "reason"), [
     ("returns_nan", "score is nan"),
-    ("out_of_memory", "OutOfMemoryError"),
+    ("out_of_memory", "out of GPU memory at batch_size=16 on cpu"),
 ])
 def test_nan_and_oom_fail_the_trial_with_a_reason(workdir: Path, trainer: str, reason: str) -> None:
     result = run_fake(workdir, f"train.trainer=fake_trainers:{trainer}", "study.max_trials=2")
@@ -151,11 +151,65 @@ def test_mlflow_disabled(workdir: Path) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "grid", "cmaes", "gp", "nsga2"])
-def test_every_sampler_runs(workdir: Path, sampler: str) -> None:
+def test_every_sampler_with_max_trials_above_what_it_can_draw(workdir: Path, sampler: str) -> None:
+    """x has 5 values on its grid and max_trials is 7: the grid ends the study at its 5
+    points (each once, exit 0, the final logging done); the other samplers may draw a
+    value again and run all 7. (Which class each name gives: tests/unit/test_study.py.)"""
+    tracked = [] if sampler == "grid" else ["mlflow.enabled=false"]
     result = run_fake(workdir, f"study.sampler.name={sampler}", "search_space.x.step=0.25",
-                      "study.max_trials=4", "mlflow.enabled=false")
+                      "study.max_trials=7", *tracked)
     assert result.exit_code == 0, result.stderr
-    assert result.json()["backbones"][0]["n_complete"] == 4  # which class: tests/unit/test_study.py
+    summary = result.json()["backbones"][0]
+    xs = sorted(t["params"]["x"] for t in summary["trials"])
+    if sampler != "grid":
+        assert (summary["n_complete"], summary["stopped"]) == (7, "max_trials")
+        return
+    assert xs == [0.0, 0.25, 0.5, 0.75, 1.0], "each point once, no surplus trial"
+    assert (summary["stopped"], summary["stop_message"]) == (
+        "grid_exhausted", "the grid is exhausted (5 points)")
+    client = mlflow_client()
+    (parent,) = runs_by_kind(client, "fake")["parent"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_completed_trials"] == 5
+    assert parent.data.tags["best_trial_number"] == str(summary["best_trial"])
+    assert client.list_artifacts(parent.info.run_id, "best_trial_checkpoint")
+    again = run_fake(workdir, "study.sampler.name=grid", "search_space.x.step=0.25",
+                     "study.max_trials=9")
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["backbones"][0]["n_trials"] == 5, "a resume adds no trial"
+
+
+def test_a_grid_runs_each_point_once_in_one_order_per_study_across_resumes(
+        workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    grid = ["study.sampler.name=grid", "search_space.x.step=0.2", "mlflow.enabled=false"]
+    first = run_fake(workdir, *grid, "study.max_trials=4")
+    resumed = run_fake(workdir, *grid, "study.max_trials=10")
+    assert first.exit_code == resumed.exit_code == 0, first.stderr + resumed.stderr
+    xs = [t["params"]["x"] for t in resumed.json()["backbones"][0]["trials"]]
+    assert sorted(xs) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], xs
+    other = tmp_path_factory.mktemp("again")
+    at_once = hposweep("run", fake_config(other), *grid, "study.max_trials=10",
+                       f"output_dir={other / 'outputs'}", "--json")
+    assert [t["params"]["x"] for t in at_once.json()["backbones"][0]["trials"]] == xs
+
+
+def test_two_studies_with_one_seed_draw_different_parameters(workdir: Path) -> None:
+    result = run_fake(workdir, "backbones=[fake, other]", "mlflow.enabled=false",
+                      "study.sampler.name=random")
+    assert result.exit_code == 0, result.stderr
+    fake, other = ({t["params"]["x"] for t in b["trials"]} for b in result.json()["backbones"])
+    assert len(fake) == len(other) == 6 and not fake & other
+
+
+def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(
+        workdir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A study's stream is the same on every resume: the seed does not depend on the process."""
+    assert run_fake(workdir, "study.max_trials=2", "mlflow.enabled=false").exit_code == 0
+    resumed = run_fake(workdir, "mlflow.enabled=false")
+    other = tmp_path_factory.mktemp("again")
+    at_once = hposweep("run", fake_config(other), "mlflow.enabled=false",
+                       f"output_dir={other / 'outputs'}", "--json")
+    xs = [[t["params"]["x"] for t in r.json()["backbones"][0]["trials"]] for r in (resumed, at_once)]
+    assert xs[0] == xs[1] and len(set(xs[0])) == 6
 
 
 @pytest.mark.parametrize(("pruner", "settings", "steps"), [
@@ -326,11 +380,11 @@ def test_trust_remote_code_is_never_a_search_parameter(workdir: Path) -> None:
 def test_a_new_best_after_resume_replaces_the_whole_logged_checkpoint(workdir: Path) -> None:
     """The first sweep logs trial A; resumed with more trials, trial B wins: every file of
     best_trial_checkpoint/ must then be B's (the weights have the same size as A's)."""
-    assert run_fake(workdir, "study.max_trials=1").exit_code == 0
+    assert run_fake(workdir, "study.max_trials=1", "study.enqueue=[{x: 0.95}]").exit_code == 0
     again = run_fake(workdir, "study.max_trials=12")
     assert again.exit_code == 0
     summary = again.json()["backbones"][0]
-    assert summary["best_trial"] != 0, "the seeded sampler finds a better trial than the first"
+    assert summary["best_trial"] != 0, "the sampler finds a better trial than x=0.95"
     client = mlflow_client()
     (parent,) = runs_by_kind(client, "fake")["parent"]
     downloaded = Path(client.download_artifacts(parent.info.run_id, "best_trial_checkpoint",
@@ -456,3 +510,23 @@ def test_reading_commands_do_not_need_the_training_data(workdir: Path) -> None:
         result = hposweep(command, workdir / "fake.yaml", *overrides, "--json")
         assert result.exit_code == 0, f"{command}: {result.stderr}"
         assert result.json()[0]["finished"] == 2, command
+
+
+def test_a_pruned_trials_reason_names_its_fold_and_epoch(workdir: Path) -> None:
+    """A custom trainer prunes with its own words; the reason the study keeps (and the
+    tables, the log and MLflow show) adds where, as the live view says it."""
+    result = hposweep("run", fake_config(workdir), "train.trainer=fake_trainers:learning_curve",
+                      "train.epochs=3", "study.pruner.name=median",
+                      "study.pruner.n_startup_trials=1", "study.pruner.n_warmup_steps=0",
+                      "study.max_trials=8", "mlflow.enabled=false")
+    assert result.exit_code == 0, result.stderr
+    pruned = [t for t in load_study("outputs", "fake_fake").trials if t.state.name == "PRUNED"]
+    assert pruned, "the test needs a pruned trial"
+    for trial in pruned:
+        step = max(trial.intermediate_values)  # fold index * epochs + epoch
+        where = f"fold {step // 3 + 1}/2 epoch {step % 3 + 1}"
+        reason = trial.user_attrs["prune_reason"]
+        assert reason.startswith(f"pruned at epoch {step % 3}: score=") and \
+            reason.endswith(f" ({where})"), reason
+        assert f"trial {trial.number} PRUNED {trial.intermediate_values[step]:.4f}: {reason}" \
+            in result.stdout

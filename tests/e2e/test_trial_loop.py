@@ -123,6 +123,29 @@ def test_a_workers_killed_trial_is_retried_and_every_run_ends_with_its_trial_num
     assert_every_run_ended(workdir)
 
 
+def test_workers_run_each_grid_point_once_a_killed_ones_included_then_end_the_study(
+        workdir: Path) -> None:
+    """A grid of 6 points, max_trials 10, 2 workers, one killed in trial 1: its point is
+    retried (by the other worker or by the next run), no point runs twice, and the sweep
+    ends with exit 0, saying the grid is used up, its MLflow runs all ended."""
+    sweep = ["study.max_trials=10", "k_fold.enabled=false", "train.trainer=fake_trainers:sleepy",
+             "study.sampler.name=grid", "search_space.x.step=0.2"]
+    result = run(workdir, "--workers", "2", *sweep, HPOSWEEP_KILL_AT="trial1:fold0:epoch0")
+    assert result.returncode == 0, result.stderr
+    if states(workdir).count("COMPLETE") < 6:
+        result = run(workdir, *sweep)
+        assert result.returncode == 0, result.stderr
+    assert "stopped early: the grid is exhausted (6 points)" in result.stdout
+
+    trials = load_study(workdir / "outputs", STUDY).trials
+    assert sorted(t.state.name for t in trials) == ["COMPLETE"] * 6 + ["FAIL"]
+    xs = [t.params["x"] for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(xs) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0], xs
+    assert_every_run_ended(workdir)
+    again = run(workdir, *sweep)
+    assert again.returncode == 0 and len(load_study(workdir / "outputs", STUDY).trials) == 7
+
+
 def barrier(tmp: Path, parties: int) -> dict[str, str]:
     directory = tmp / "barrier"
     directory.mkdir()

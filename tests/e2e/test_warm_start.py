@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import (
     FAKE_CONFIG,
     fake_config,
@@ -106,3 +108,47 @@ def test_a_warm_start_source_that_does_not_exist_is_bad_input(workdir: Path) -> 
                       "study.max_trials=1", "mlflow.enabled=false")
     assert by_url.exit_code == 0, by_url.stderr
     assert load_study("outputs", "other").trials[0].params == load_study("outputs", "fake_fake").best_params
+
+
+def test_a_dropped_parameter_reads_as_written_and_the_warning_names_what_is_sampled(
+        workdir: Path) -> None:
+    """Float arithmetic in the source study (a stepped 0.05 * 3) prints as 0.15; the
+    warning names the parameters sampled instead and those taken as given."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    source = optuna.create_study(study_name="src", storage=f"sqlite:///{workdir / 'src.db'}",
+                                 direction="maximize")
+    source.add_trial(optuna.trial.create_trial(
+        params={"x": 0.05 * 3, "y": 0.05 * 7}, value=0.9,
+        distributions={"x": FloatDistribution(0.0, 1.0), "y": FloatDistribution(0.0, 1.0)}))
+    assert 0.05 * 3 == 0.15000000000000002
+    config = fake_config(workdir, FAKE_CONFIG.replace(
+        "x: {type: float, low: 0.0, high: 1.0}",
+        "x: {type: float, low: 0.2, high: 1.0}\n  y: {type: float, low: 0.0, high: 1.0}"))
+    result = hposweep("run", config, "study.max_trials=1", "mlflow.enabled=false",
+                      f"study.warm_start={{from: 'sqlite:///{workdir / 'src.db'}#src'}}")
+    assert result.exit_code == 0, result.stderr
+    assert ("warning: warm start from trial 0 of 'src': dropped x=0.15 (outside [0.2, 1]); "
+            "the others are sampled (x), with y=0.35 as given\n") in result.stderr
+    (trial,) = load_study("outputs", "fake_fake").trials
+    assert trial.params["y"] == 0.05 * 7 and 0.2 <= trial.params["x"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["fake_{backbone}", "warm_{backbone}"], ids=["namesake", "other-name"])
+def test_a_warm_started_study_never_draws_its_sources_parameter_sets(workdir: Path, name: str) -> None:
+    """The same seed, a source of this name or another (the same config elsewhere, or a
+    --fresh rerun warm-started from its archived self): the warm study's own draws are
+    never the source's."""
+    source = hposweep("run", fake_config(workdir), "output_dir=source", "mlflow.enabled=false")
+    assert source.exit_code == 0, source.stderr
+    drawn = {t.params["x"] for t in load_study("source", "fake_fake").trials}
+    url = f"sqlite:///{(workdir / 'source' / 'hpo' / 'fake_fake' / 'study.db').resolve()}"
+    warm = hposweep("run", fake_config(workdir), f"study.name={name}", "mlflow.enabled=false",
+                    f"study.warm_start={{from: '{url}#fake_fake', top_k: 2}}")
+    assert warm.exit_code == 0, warm.stderr
+    study = load_study("outputs", name.format(backbone="fake"))
+    queued = [t for t in study.trials if TAG in t.user_attrs]
+    assert len(queued) == 2 and {t.params["x"] for t in queued} <= drawn
+    own = [t.params["x"] for t in study.trials if TAG not in t.user_attrs]
+    assert len(own) == 4 and not set(own) & drawn, "a draw of the source's own"

@@ -3,6 +3,7 @@ the same for the same seed (and replayed from a saved generator state)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hposweep.training.batching import LengthGroupedBatches, padding_fraction
@@ -59,3 +60,31 @@ def test_training_grouped_by_length_is_reproducible() -> None:
     assert first == train(params, fold, context(cfg))
     plain_cfg, _ = setup("data.synthetic.sentences=200")
     assert first != train(params, fold, context(plain_cfg)), "grouping changed no batch"
+
+
+@pytest.mark.slow  # starts processes (the loader's workers)
+def test_a_resumed_epoch_with_persistent_loader_workers_replays_the_same_batches() -> None:
+    """On CUDA the loader has persistent worker processes: their seed is drawn once per
+    fold, not per epoch. An epoch's batch order must still be a function of the generator
+    state at its start only, as a resumed process (a new loader) replays it."""
+    import warnings
+
+    from hposweep.training.batching import make_loader
+
+    dataset = list(range(40))
+
+    def loader(generator: torch.Generator):  # pinning warns without a GPU, and is skipped
+        return make_loader(dataset, 4, generator, torch.tensor, False, "cuda")
+
+    running = torch.Generator().manual_seed(0)
+    with warnings.catch_warnings():
+        first = loader(running)
+        warnings.simplefilter("ignore")
+        [b.tolist() for b in first]  # epoch 0
+        epoch_1_start = running.get_state()
+        epoch_1 = [b.tolist() for b in first]
+        resumed = torch.Generator()
+        resumed.set_state(epoch_1_start)
+        replayed = [b.tolist() for b in loader(resumed)]
+    assert first.num_workers == 2 and first.persistent_workers
+    assert replayed == epoch_1

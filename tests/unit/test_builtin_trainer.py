@@ -18,7 +18,7 @@ import torch
 
 from hposweep.api import Pruned, TrialContext, TrialFailed
 from hposweep.config.loading import load
-from hposweep.data.readers import build_folds, load_training_examples
+from hposweep.data.readers import build_folds, load_data
 from hposweep.training.builtin import prepare, train
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
@@ -38,7 +38,7 @@ def context(cfg: Any, checkpoint_dir: Path | None = None, prune: bool = False,
 
 def setup(*overrides: str) -> tuple[Any, Any]:
     cfg = load(SMOKE, [*SMALL, *overrides]).config
-    return cfg, build_folds(cfg, load_training_examples(cfg))[0]
+    return cfg, build_folds(cfg, load_data(cfg))[0]
 
 
 PAGE = 4096  # tmpfs allocates whole pages

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hposweep.console.output import SweepConsole
+from hposweep.console.reports import SweepConsole
 from hposweep.reports.status import StudyStatus
 from hposweep.results import BackboneResult, TrialRow
 from tests.helpers import hposweep

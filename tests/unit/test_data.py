@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from hposweep.api import Example
 from hposweep.config.loading import load
 from hposweep.data.readers import (
     build_folds,
@@ -86,9 +87,32 @@ def test_build_folds_uses_validation_file_when_kfold_is_off(tmp_path: Path) -> N
     val.write_text("d\tB-Y\n")
     cfg = load(SMOKE, ["data.synthetic=null", f"data.train={train}", f"data.validation={val}",
                        "k_fold.enabled=false"]).config
-    from hposweep.data.readers import load_training_examples
+    from hposweep.data.readers import load_data
 
-    folds = build_folds(cfg, load_training_examples(cfg))
+    folds = build_folds(cfg, load_data(cfg))
     assert len(folds) == 1 and folds[0].fold is None
     assert [e.tokens for e in folds[0].validation] == [("d",)]
     assert "B-Y" in folds[0].labels, "labels seen only in validation are known to the model"
+
+
+def test_declared_labels_keep_their_order_and_unseen_ones_others_follow_sorted() -> None:
+    """A ClassLabel's names are the model's ids in their order, those the data never uses
+    included; a label the declaration lacks follows, in the sorted order."""
+    examples = [Example(("a", "b", "c"), ("O", "B-LOC", "B-ORG")), Example(("d",), ("B-PER",))]
+    assert label_list(examples) == ["O", "B-LOC", "B-ORG", "B-PER"]
+    assert label_list(examples, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]) == [
+        "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG"]
+    texts = [Example(("good",), label="pos"), Example(("bad",), label="neg")]
+    assert label_list(texts, ["pos", "meh", "neg"]) == ["pos", "meh", "neg"]
+
+
+def test_whole_number_labels_keep_their_ids(tmp_path: Path) -> None:
+    """A JSONL whose labels are the user's class ids 0..11: id 10 is label 10, not the
+    third in a text sort ('0', '1', '10', ...)."""
+    path = tmp_path / "classes.jsonl"
+    path.write_text("".join(f'{{"text": "word{i}", "label": {i % 12}}}\n' for i in range(24)))
+    cfg = load(SMOKE, ["data.synthetic=null", f"data.train={path}",
+                       "data.task=sequence-classification"]).config
+    from hposweep.data.readers import load_data
+
+    assert build_folds(cfg, load_data(cfg))[0].labels == [str(i) for i in range(12)]

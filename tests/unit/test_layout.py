@@ -8,7 +8,7 @@ import re
 import pytest
 from rich.console import Console
 
-from hposweep.console.output import SweepConsole, trial_table
+from hposweep.console.reports import SweepConsole, trial_table
 from hposweep.reports.status import StudyStatus
 from hposweep.results import TrialRow
 

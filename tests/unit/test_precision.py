@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hposweep.api import TrialFailed
 from hposweep.errors import ConfigError
 from hposweep.training.builtin import train
 from hposweep.training.model import check_backbone
@@ -100,3 +101,36 @@ def test_mixed_precision_on_cuda_trains_like_fp32(name: str) -> None:
     fp32 = train(PARAMS, fold, context(cfg32))
     mixed = train(PARAMS, fold, context(cfg16))
     assert mixed["loss"] == pytest.approx(fp32["loss"], rel=0.05)
+
+
+def fp16_on_cpu_with_nan_weights():
+    """A fold set up in fp32, then given torch's real fp16 scaler (it runs on CPU tensors)
+    and a classifier whose weights are NaN: every step's gradients are non-finite."""
+    from hposweep.training.builtin import prepare
+
+    cfg, fold = setup()
+    s = prepare(PARAMS, fold, context(cfg))
+    s.precision = Precision("fp16", "cpu", torch.amp.GradScaler("cpu"))
+    with torch.no_grad():
+        s.model.classifier.weight.fill_(float("nan"))
+    return s, cfg
+
+
+def test_a_step_the_scaler_skips_does_not_advance_the_schedule() -> None:
+    from hposweep.training.builtin import _optimizer_step
+
+    s, cfg = fp16_on_cpu_with_nan_weights()
+    window = [next(iter(s.loader))]
+    loss = _optimizer_step(s, context(cfg), window, "test")
+    assert s.scheduler.last_epoch == 0, "the warm-up would be shortened by a skipped step"
+    assert loss is None, "a skipped step's loss does not count in train_loss"
+
+
+def test_an_fp16_epoch_whose_every_step_is_skipped_fails_the_trial() -> None:
+    from hposweep.training.builtin import _train_epoch
+    from hposweep.training.epoch_selection import selector_for
+    from hposweep.training.state import Progress
+
+    s, cfg = fp16_on_cpu_with_nan_weights()
+    with pytest.raises(TrialFailed, match="every optimizer step of epoch 1 was skipped"):
+        _train_epoch(s, context(cfg), 0, Progress(), s.generator.get_state(), selector_for(cfg))

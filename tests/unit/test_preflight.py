@@ -98,3 +98,25 @@ def test_mps_without_an_mps_device_is_refused() -> None:
                                                     reason="this torch has no CUDA device"))])
 def test_a_device_this_torch_has_passes(device: str) -> None:
     check_backbone(smoke(f"train.device={device}"), "tiny-bert")
+
+
+def test_max_length_beyond_the_position_embeddings_is_exit_2_before_any_study(
+        workdir: Path) -> None:
+    """Longer sequences index past the position embeddings: on a GPU a device-side assert
+    that poisons the process, on CPU an IndexError in every trial."""
+    result = hposweep("run", SMOKE, "data.max_length=65")  # the smoke model has 64 positions
+    assert (result.exit_code, result.stderr) == (2, (
+        "error: data.max_length: 65 is more than the 64 positions of model.from_config's "
+        "position embeddings (max_position_embeddings); use data.max_length=64 or less\n"))
+    assert not (workdir / "outputs" / "hpo").exists()
+
+
+def test_max_length_counts_the_positions_roberta_reserves() -> None:
+    from transformers import AutoConfig
+
+    from hposweep.training.model import _check_max_length
+
+    roberta = AutoConfig.for_model("roberta", max_position_embeddings=514, pad_token_id=1)
+    _check_max_length(smoke("data.max_length=512"), roberta, "roberta")
+    with pytest.raises(ConfigError, match="513 is more than the 512 positions"):
+        _check_max_length(smoke("data.max_length=513"), roberta, "roberta")

@@ -8,7 +8,9 @@ import optuna
 import pytest
 
 from hposweep.config.loading import load
+from hposweep.results import WARM_START_ATTR
 from hposweep.study.samplers import make_pruner, make_sampler
+from hposweep.study.seeds import study_stream
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
@@ -16,26 +18,38 @@ SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 @pytest.mark.parametrize(("name", "cls"), [
     ("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler),
     ("cmaes", optuna.samplers.CmaEsSampler), ("gp", optuna.samplers.GPSampler),
-    ("nsga2", optuna.samplers.NSGAIISampler), ("grid", optuna.samplers.GridSampler),
+    ("nsga2", optuna.samplers.NSGAIISampler),
 ])
 def test_each_sampler_name_gives_its_sampler(name: str, cls: type) -> None:
-    overrides = [f"study.sampler.name={name}"]
-    if name == "grid":
-        overrides += ["search_space.dropout.step=0.1", "search_space.weight_decay.step=0.05",
-                      "search_space.learning_rate.log=false", "search_space.learning_rate.step=0.001"]
-    assert type(make_sampler(load(SMOKE, overrides).config)) is cls
+    """(``grid`` is hposweep's own: tests/unit/test_grid.py.)"""
+    sampler = make_sampler(load(SMOKE, [f"study.sampler.name={name}"]).config, "study", 0)
+    assert type(sampler) is cls
 
 
-def test_each_trial_number_has_its_own_reproducible_seed_stream() -> None:
+def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    return [t.params["x"] for t in study.trials]
+
+
+def test_each_study_and_trial_number_has_its_own_reproducible_seed_stream() -> None:
     cfg = load(SMOKE, ["study.sampler.name=random"]).config
+    assert draws(make_sampler(cfg, "a", 4)) == draws(make_sampler(cfg, "a", 4))
+    assert draws(make_sampler(cfg, "a", 5)) != draws(make_sampler(cfg, "a", 4))
+    assert draws(make_sampler(cfg, "b", 4)) != draws(make_sampler(cfg, "a", 4))
+    unseeded = load(SMOKE, ["study.sampler.name=random", "study.sampler.seed=null"]).config
+    assert draws(make_sampler(unseeded, "a", 4)) != draws(make_sampler(unseeded, "a", 4))
 
-    def draws(sampler: optuna.samplers.BaseSampler) -> list[float]:
-        study = optuna.create_study(sampler=sampler)
-        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-        return [t.params["x"] for t in study.trials]
 
-    assert draws(make_sampler(cfg, 4)) == draws(make_sampler(cfg, 4))
-    assert draws(make_sampler(cfg, 5)) != draws(make_sampler(cfg, 4))
+def test_a_studys_stream_is_its_name_and_the_studies_it_was_warm_started_from() -> None:
+    def queued(key: str) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.WAITING,
+                                         user_attrs={WARM_START_ATTR: {"key": key}})
+
+    assert study_stream("s", []) == study_stream("s", [queued('enqueue:{"x": 1}')])
+    warm = study_stream("s", [queued("warm_start:sqlite:///a.db#s")] * 2)
+    assert warm not in (study_stream("s", []), study_stream("t", []))
+    assert warm == study_stream("s", [queued("warm_start:sqlite:///a.db#s")])
 
 
 @pytest.mark.parametrize(("overrides", "cls", "settings"), [

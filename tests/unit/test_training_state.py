@@ -173,3 +173,69 @@ def test_a_full_disk_while_recording_a_finished_fold_is_a_warning(tmp_path: Path
     assert len(warnings) == 1 and "No space left on device" in warnings[0], warnings
     assert "fold 0" in warnings[0]
     assert left == [], "neither a half-written folds.json nor the fold's useless state is left"
+
+
+def saved_state(tmp_path: Path, cfg, fold) -> Path:
+    """A real resume state: the fold stopped after its first epoch."""
+
+    def stop(value: float, step: int) -> None:
+        raise Stop
+
+    ctx = context(cfg, resume_dir=tmp_path / "resume")
+    ctx._report = stop
+    with pytest.raises(Stop):
+        train(PARAMS, fold, ctx)
+    return tmp_path / "resume"
+
+
+def trainer_file(resume: Path) -> Path:
+    return resume / json_pointer(resume) / "trainer.pt"
+
+
+def json_pointer(resume: Path) -> str:
+    import json
+
+    return json.loads((resume / state.POINTER).read_text())["state"]
+
+
+def test_a_state_saved_on_another_gpu_loads_on_this_host(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``trainer.pt`` as a run on ``cuda:1`` writes it (torch records each tensor's device
+    in the file): read onto the CPU, it resumes here instead of being refused."""
+    import torch
+
+    cfg, fold = setup("train.epochs=2")
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.serialization, "location_tag", lambda storage: "cuda:1")
+        resume = saved_state(tmp_path, cfg, fold)
+    with pytest.raises(RuntimeError, match="CUDA"):  # what a plain torch.load does here
+        torch.load(trainer_file(resume), weights_only=True)
+    s = prepare(PARAMS, fold, context(cfg))
+    restored = state.load(resume, s.model, s.optimizer, s.scheduler, s.generator)
+    assert restored is not None and restored.progress.epoch == 1
+
+
+def test_rng_state_that_cannot_be_restored_refuses_the_state_and_the_fold_starts_over(
+        tmp_path: Path) -> None:
+    """An RNG state this host cannot take (as every visible GPU's, resumed with fewer GPUs
+    visible) is refused with the rest of the state: the fold trains from the start and ends
+    as a run that never had a state, instead of the trial failing."""
+    import torch
+
+    cfg, fold = setup("train.epochs=2")
+    expected = train(PARAMS, fold, context(cfg))
+    resume = saved_state(tmp_path, cfg, fold)
+    saved = torch.load(trainer_file(resume), weights_only=True)
+    saved["torch_rng"] = torch.zeros(3, dtype=torch.uint8)
+    torch.save(saved, trainer_file(resume))
+    warnings: list[str] = []
+    assert train(PARAMS, fold, context(cfg, resume_dir=resume, warnings=warnings)) == expected
+    assert len(warnings) == 1 and "refused" in warnings[0]
+
+
+def test_only_the_training_devices_rng_is_saved(tmp_path: Path) -> None:
+    import torch
+
+    cfg, fold = setup("train.epochs=2")
+    saved = torch.load(trainer_file(saved_state(tmp_path, cfg, fold)), weights_only=True)
+    assert "cuda_rng" not in saved and saved["device_rng"].numel() == 0  # trained on the CPU
