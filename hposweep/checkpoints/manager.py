@@ -90,6 +90,8 @@ class CheckpointManager(BestRecord):
                        study_values: Callable[[], list[float]]) -> Path | None:
         """After the study recorded the trial as COMPLETE: keep its checkpoint if it is the
         new best (strictly better than every other finished trial). Returns the kept path."""
+        if self.save_only_best and number not in self._staged:
+            return None  # nothing staged (the trainer saved nothing): nothing to decide
         if not self._is_new_best(number, value, study_values):  # most trials: no lock needed
             self.discard(number)
             return None

@@ -71,6 +71,7 @@ class TrialLoop:
         self.after_trial = after_trial
         self.on_recovered = on_recovered
         self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
+        self._stale_checked: float | None = None  # time.monotonic() of the last stale-trial check
         self._grid: StudyGrid | None = None
 
     def run(self) -> Stop:
@@ -108,19 +109,19 @@ class TrialLoop:
         with contextlib.suppress(UpdateFinishedTrialError):  # another worker failed it
             self.opened.storage.set_trial_state_values(self.opened.trial_id(trial.number),
                                                        outcome.state, [outcome.value])
-        return self.opened.frozen_trial(trial.number)
+        # Recorded already: this returns it, and ends the trial for the study object as
+        # ``tell`` does (the trial list samplers cache while a trial runs is dropped).
+        return self.opened.study.tell(trial, state=outcome.state, skip_if_finished=True)
 
     def _admit(self) -> Any:
         """The next trial, or a :class:`Stop` when finished and running trials make
         ``max_trials``, a budget of the study is spent (:mod:`hposweep.study.budget`) or
         every point of the grid has a trial."""
-        import optuna
         from optuna.trial import TrialState
 
-        study, storage = self.opened.study, self.opened.storage
+        study = self.opened.study
         with self.lock:
-            if heartbeat_interval(storage):
-                optuna.storages.fail_stale_trials(study)  # other hosts' dead trials
+            self._fail_stale_trials()
             # Through the study's cached storage: it reads only the trials that changed
             # (the storage's own get_n_trials loads every trial, twice per trial here).
             trials = study.get_trials(deepcopy=False)
@@ -139,12 +140,44 @@ class TrialLoop:
             if isinstance(sampler, Stop):
                 return sampler
             study.sampler = sampler
-            trial = study.ask()
-            kill_point("trial:asked")
-            trial.set_user_attr(TRIAL_ATTR, {"owner": recovery.owner_identity()})
+            attrs: dict[str, Any] = {TRIAL_ATTR: {"owner": recovery.owner_identity()}}
             if isinstance(sampler, PointSampler):
-                trial.set_user_attr(GRID_POINT_ATTR, sampler.point)
+                attrs[GRID_POINT_ATTR] = sampler.point
+            return self._start(attrs, any(t.state == TrialState.WAITING for t in trials))
+
+    def _start(self, attrs: dict[str, Any], queued: bool) -> Any:
+        """The trial to run, with its user attrs (its owner, its grid point) recorded. A
+        queued trial (a retry, an enqueued or warm-started one) is taken as ``study.ask``
+        takes it, then its attrs written; a new trial is created with them in one write
+        (``study.ask``, then the attrs, would be two or three)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        if queued:
+            trial = self.opened.study.ask()
+            kill_point("trial:asked")
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
             return trial
+        template = optuna.trial.create_trial(state=TrialState.RUNNING, user_attrs=attrs)
+        trial_id = self.opened.storage.create_new_trial(self.opened.study_id, template)
+        kill_point("trial:created")
+        self.opened.study.get_trials(deepcopy=False)  # the study's cache learns the new trial
+        return optuna.trial.Trial(self.opened.study, trial_id)
+
+    def _fail_stale_trials(self) -> None:
+        """Fail (and retry) other hosts' trials whose heartbeat stopped: at most once per
+        heartbeat interval. A trial turns stale ``grace_period`` after its last beat, and
+        beats come once an interval: checking more often finds none sooner than that."""
+        import optuna
+
+        interval = heartbeat_interval(self.opened.storage)
+        now = time.monotonic()
+        if not interval or (self._stale_checked is not None
+                            and now - self._stale_checked < interval):
+            return
+        optuna.storages.fail_stale_trials(self.opened.study)
+        self._stale_checked = now
 
     def _sampler(self, trials: list[Any]) -> Any:
         """The sampler of the next trial, or a :class:`Stop` when the grid is used up."""
@@ -163,15 +196,15 @@ class TrialLoop:
         the trial in the study before it propagates."""
         from optuna.trial import TrialState
 
-        with _heartbeat(self.opened, trial.number):
-            try:
+        try:
+            with _heartbeat(self.opened, trial.number):
                 return self.run_trial(trial)
-            except BaseException as exc:
-                if not isinstance(exc, (KeyboardInterrupt, DeviceFailed)):  # reason set
-                    trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
-                                        f"{type(exc).__name__}: {first_line(exc)}")
-                self.opened.study.tell(trial, state=TrialState.FAIL)
-                raise
+        except BaseException as exc:
+            if not isinstance(exc, (KeyboardInterrupt, DeviceFailed)):  # reason set
+                trial.set_user_attr(FAIL_REASON_ATTR, "internal error: "
+                                    f"{type(exc).__name__}: {first_line(exc)}")
+            self.opened.study.tell(trial, state=TrialState.FAIL)
+            raise
 
 
 def heartbeat_interval(storage: Any) -> int | None:
@@ -185,8 +218,10 @@ def heartbeat_interval(storage: Any) -> int | None:
 
 @contextlib.contextmanager
 def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
-    """Record the trial's heartbeat every interval while it runs (what ``study.optimize``
-    does): another host's worker fails the trial when the beats stop."""
+    """Record the trial's heartbeat as it starts and every interval while it runs (what
+    ``study.optimize`` does): another host's worker fails the trial when the beats stop.
+    The first beat is written here, before the trial's own writes: from a thread it would
+    contend with them for SQLite's write lock at every trial."""
     interval = heartbeat_interval(opened.storage)
     if not interval:
         yield
@@ -194,13 +229,15 @@ def _heartbeat(opened: OpenStudy, number: int) -> Iterator[None]:
     trial_id = opened.trial_id(number)
     stop = threading.Event()
 
-    def beat() -> None:
-        while True:
-            with contextlib.suppress(Exception):  # a missed beat is retried next interval
-                opened.storage.record_heartbeat(trial_id)
-            if stop.wait(interval):
-                return
+    def record() -> None:
+        with contextlib.suppress(Exception):  # a missed beat is retried next interval
+            opened.storage.record_heartbeat(trial_id)
 
+    def beat() -> None:
+        while not stop.wait(interval):
+            record()
+
+    record()
     thread = threading.Thread(target=beat, name=f"heartbeat-trial-{number}", daemon=True)
     thread.start()
     try:

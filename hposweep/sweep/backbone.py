@@ -41,7 +41,7 @@ from hposweep.study.storage import finished_states, storage_kind, storage_url
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
-from hposweep.tracking.tracker import SweepTracker
+from hposweep.tracking.tracker import SweepTracker, preload_mlflow
 from hposweep.training.device import describe_device, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
 
@@ -97,6 +97,7 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], t
     study_name = study_name_for(cfg, backbone)
     if fresh:
         archive_studies(cfg, console, [backbone])
+    preload_mlflow(cfg)
     barrier_point("setup")
     with reported_os_errors("cannot set the sweep up"):
         lock = study_lock(cfg, study_name)

@@ -118,11 +118,7 @@ class TrialRun:
         device = env.device()
         self.run_id = env.tracker.start_trial(self.number, self.params, retried_from,
                                               tags={k: str(v) for k, v in device.items()})
-        if self.run_id is not None or device:
-            link = env.tracker.run_link(self.run_id)
-            self.trial.set_user_attr(TRIAL_ATTR, {
-                "owner": recovery.owner_identity(), "mlflow_run_id": self.run_id, **device,
-                **({"mlflow_run_url": link} if link != self.run_id else {})})
+        self._record_trial(device)
         warm_start = self.trial.user_attrs.get(WARM_START_ATTR)
         if warm_start is not None:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
@@ -146,6 +142,17 @@ class TrialRun:
         self.resume.remove()
         objectives = objectives_of(cfg)
         return [mean[o.metric] for o in objectives] if len(objectives) > 1 else mean[metric]
+
+    def _record_trial(self, device: dict[str, Any]) -> None:
+        """Complete the trial's record in the study (``TRIAL_ATTR``, one dict: one write):
+        admission wrote its owner; its MLflow run, link and device join it here. What else
+        a trial records as it starts belongs in this dict: it costs no further write."""
+        if self.run_id is None and not device:
+            return
+        link = self.env.tracker.run_link(self.run_id)
+        self.trial.set_user_attr(TRIAL_ATTR, {
+            **self.trial.user_attrs.get(TRIAL_ATTR, {}), "mlflow_run_id": self.run_id, **device,
+            **({"mlflow_run_url": link} if link != self.run_id else {})})
 
     # ------------------------------------------------------------ one fold
 

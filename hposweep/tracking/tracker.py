@@ -7,6 +7,7 @@ user set them) so that an unreachable server costs seconds, not minutes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -60,6 +61,25 @@ def default_artifact_location(cfg: SweepConfig, uri: str) -> str | None:
     if cfg.mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
         return None
     return OutputLayout.of(cfg.output_dir).mlflow_artifacts.resolve().as_uri()
+
+
+SQL_STORES = ("sqlite", "postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy tracking store
+
+
+def preload_mlflow(cfg: SweepConfig) -> None:
+    """Import MLflow's client and, for a database URI, its SQL store: seconds of imports,
+    done before the study lock, where the store is opened (``SweepTracker.start_sweep``):
+    workers starting together would otherwise import one after another, and the first
+    worker's trials would wait for them. A failing import is reported when connecting."""
+    if not cfg.mlflow.enabled:
+        return
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    with contextlib.suppress(Exception):
+        import mlflow.tracking  # noqa: F401
+
+        if tracking_uri(cfg).split(":", 1)[0].split("+", 1)[0] in SQL_STORES:
+            import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
 def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:

@@ -45,14 +45,17 @@ def assert_every_run_ended(workdir: Path) -> None:
         assert run.data.params["trial_number"] == run.data.tags["trial_number"]
 
 
-def test_a_kill_between_creating_a_trial_and_recording_its_owner_is_recovered(
+def test_a_kill_between_taking_a_queued_trial_and_recording_its_owner_is_recovered(
         workdir: Path) -> None:
-    killed = run(workdir, "study.max_trials=3", HPOSWEEP_KILL_AT="trial:asked")
+    """A queued trial (here enqueued) is taken as ``study.ask`` takes it, then its owner is
+    written: a kill in between leaves it RUNNING with no owner, under the study lock."""
+    queued = "study.enqueue=[{x: 0.5}]"
+    killed = run(workdir, "study.max_trials=3", queued, HPOSWEEP_KILL_AT="trial:asked")
     assert killed.returncode == -9
     (orphan,) = load_study(workdir / "outputs", STUDY).trials
     assert orphan.state.name == "RUNNING" and "hposweep.trial" not in orphan.user_attrs
 
-    again = run(workdir, "study.max_trials=3", "--json")
+    again = run(workdir, "study.max_trials=3", queued, "--json")
 
     assert again.returncode == 0, again.stderr
     assert "other workers are still running" not in again.stdout
@@ -63,6 +66,26 @@ def test_a_kill_between_creating_a_trial_and_recording_its_owner_is_recovered(
     assert trials[1].user_attrs["retried_from"] == 0
     (parent,) = runs_by_kind(mlflow_client(workdir / "outputs"), "fake")["parent"]
     assert parent.info.status == "FINISHED"
+
+
+def test_a_new_trial_is_created_with_its_owner_so_a_kill_right_after_is_recovered(
+        workdir: Path) -> None:
+    """A new trial and its owner are one write: no instant leaves it ownerless."""
+    killed = run(workdir, "study.max_trials=2", HPOSWEEP_KILL_AT="trial:created")
+    assert killed.returncode == -9
+    (orphan,) = load_study(workdir / "outputs", STUDY).trials
+    assert orphan.state.name == "RUNNING"
+    owner = orphan.user_attrs["hposweep.trial"]["owner"]
+
+    again = run(workdir, "study.max_trials=2")
+
+    assert again.returncode == 0, again.stderr
+    trials = load_study(workdir / "outputs", STUDY).trials
+    assert trials[0].state.name == "FAIL"
+    assert trials[0].user_attrs["fail_reason"] == (
+        f"its process ({owner['pid']} on {owner['host']}) died")
+    assert [t.state.name for t in trials[1:]] == ["COMPLETE"] * 2
+    assert trials[1].user_attrs["retried_from"] == 0
 
 
 def test_a_kill_before_the_parent_run_id_is_stored_reuses_that_parent(workdir: Path) -> None:
