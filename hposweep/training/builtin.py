@@ -204,7 +204,8 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
         ctx.log_metrics(metrics, epoch)
         ctx.report(value, epoch)
         if ctx.should_prune():
-            raise Pruned(f"pruned after epoch {epoch + 1}: {ctx.objective_metric}={value:.4f}")
+            # The sweep adds where, in the live view's words: "(fold 1/2 epoch 2)".
+            raise Pruned(f"pruned: {ctx.objective_metric}={value:.4f}")
     assert selector.best is not None
     chosen = selector.best if keep_best else None
     if ctx.checkpoint_dir is not None:

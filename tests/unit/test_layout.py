@@ -14,7 +14,7 @@ from hposweep.results import TrialRow
 
 PARAMS = {"learning_rate": 0.00123, "batch_size": 16, "dropout": 0.123, "weight_decay": 0.0456,
           "warmup_ratio": 0.15}
-PRUNED = "pruned after epoch 2: macro-f1-span=0.0000"
+PRUNED = "pruned: macro-f1-span=0.0000 (fold 1/2 epoch 2)"
 TRIALS = [TrialRow(0, "COMPLETE", 0.81234, PARAMS, 12.3),
           TrialRow(1, "PRUNED", 0.1, PARAMS, 4.5, reason=PRUNED),
           TrialRow(2, "FAIL", None, PARAMS, 1.0, reason="interrupted"),
