@@ -75,9 +75,12 @@ def test_plot_writes_one_self_contained_page_per_study(finished: Path, workdir: 
     assert result.exit_code == 0, result.stderr
     for study in ("fake_alpha", "fake_beta"):
         page = (workdir / "plots" / f"{study}.html").read_text()
-        for title in ("optimization history", "param importances", "parallel coordinate",
-                      "slice", "intermediate values"):
+        for title in ("optimization history", "parallel coordinate", "slice",
+                      "intermediate values"):
             assert f"<h2>{title}</h2>" in page
+        # Fewer than 10 completed trials: no importances, and a warning says why.
+        assert "<h2>param importances</h2>" not in page
+        assert f"{study}: no param importances plot" in result.stderr
         assert '<script src="http' not in page, "no download: the page works offline"
         assert "plotly.js" in page and len(page) > 1_000_000, "plotly.js is embedded"
     again = hposweep("plot", finished, *TWO, "--out", workdir / "plots")
