@@ -14,7 +14,16 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 SamplerName = Literal["tpe", "random", "grid", "cmaes", "gp", "nsga2"]
@@ -58,6 +67,16 @@ def rule(problem: str, key: str = "", involves: tuple[str, ...] = ()) -> Pydanti
     ``involves``: the other keys (full paths) the rule read."""
     return PydanticCustomError("rule", "{problem}",
                                {"problem": problem, "key": key, "involves": involves})
+
+
+def non_blank(problem: str) -> AfterValidator:
+    """A string field that must say something: blank is ``problem``."""
+    def check(text: str) -> str:
+        if not text.strip():
+            raise rule(problem)
+        return text
+
+    return AfterValidator(check)
 
 
 def quoted(text: str, limit: int = 60) -> str:
@@ -146,15 +165,8 @@ class StopWhenConfig(Section):
 
 
 class ObjectiveConfig(Section):
-    metric: str = ""
+    metric: Annotated[str, non_blank("names no metric")] = ""
     goal: Goal = "maximize"
-
-    @field_validator("metric")
-    @classmethod
-    def _names_a_metric(cls, metric: str) -> str:
-        if not metric.strip():
-            raise rule("names no metric")
-        return metric
 
 
 class WarmStartConfig(Section):
@@ -506,16 +518,9 @@ class CheckpointConfig(Section):
 class MlflowConfig(Section):
     enabled: bool = True
     tracking_uri: str | None = None
-    experiment: str = "hposweep"
+    experiment: Annotated[str, non_blank("must not be empty: name the MLflow experiment")] = "hposweep"
     log_best_checkpoint: bool | Literal["front"] = True
     log_plots: bool = False  # the study's plots under plots/ of the parent run, at the end
-
-    @field_validator("experiment")
-    @classmethod
-    def _experiment_named(cls, experiment: str) -> str:
-        if not experiment.strip():
-            raise rule("must not be empty: name the MLflow experiment")
-        return experiment
 
     @field_validator("log_best_checkpoint", mode="before")
     @classmethod

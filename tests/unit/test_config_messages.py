@@ -133,3 +133,13 @@ def test_the_command_line_prints_the_deprecation_once_on_stderr() -> None:
     assert done.stderr == ("warning: override 'checkpoint.auto_resume=false': "
                            "checkpoint.auto_resume is deprecated: write study.resume\n")
     assert "  resume: false\n" in done.stdout
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ('mlflow.experiment="  "', "mlflow.experiment: must not be empty: name the MLflow experiment"),
+    ('study.objectives=[{metric: " ", goal: maximize}]', "study.objectives[0].metric: names no metric"),
+])
+def test_a_blank_name_is_refused_naming_its_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        load(SMOKE, [override])
+    assert str(refused.value) == f"override '{override}': {message}"
