@@ -33,9 +33,10 @@ from hposweep.results import FAIL_REASON_ATTR, GRID_POINT_ATTR, TRIAL_ATTR
 from hposweep.study import budget, recovery
 from hposweep.study.grid import PointSampler, StudyGrid
 from hposweep.study.open import OpenStudy
-from hposweep.study.samplers import make_sampler
+from hposweep.study.samplers import PRIOR_SAMPLERS, make_sampler
 from hposweep.study.seeds import study_stream
 from hposweep.study.storage import finished_states
+from hposweep.study.warm_start import sampler_prior
 
 
 @dataclass(frozen=True)
@@ -182,8 +183,11 @@ class TrialLoop:
     def _sampler(self, trials: list[Any]) -> Any:
         """The sampler of the next trial, or a :class:`Stop` when the grid is used up."""
         stream = study_stream(self.opened.study.study_name, trials)
-        if self.cfg.study.sampler.name != "grid":
-            return make_sampler(self.cfg, stream, len(trials))
+        name = self.cfg.study.sampler.name
+        if name != "grid":
+            prior = (sampler_prior(self.cfg, self.opened.study, trials)
+                     if name in PRIOR_SAMPLERS else [])
+            return make_sampler(self.cfg, stream, len(trials), prior)
         if self._grid is None or self._grid.stream != stream:
             self._grid = StudyGrid(self.cfg, stream)
         point = self._grid.next_point(trials)
