@@ -1,7 +1,7 @@
 """Warm start (``study.warm_start``) vs a cold start, on the simulated sweep of
 ``pruning.py`` (hposweep's own trial loop, 5 folds, TPE, no pruning): a source study of
 40 trials on a neighbouring objective (``_sim_trainer.neighbour``: the optimum moved a
-little, as for another backbone), then 60 trials on the objective, 10 sampler seeds, in
+little, as for another backbone), then 60 trials on the objective, 20 sampler seeds, in
 three arms:
 
 - ``cold``: no warm start;
@@ -61,7 +61,7 @@ def run_arm(arm: str, overrides: list[str], journal: str) -> Any:
 
 def main() -> None:
     quick = quick_mode(__doc__)
-    seeds, trials = (range(2), 15) if quick else (range(10), 60)
+    seeds, trials = (range(2), 15) if quick else (range(20), 60)
     never = trials + 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

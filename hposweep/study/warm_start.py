@@ -8,6 +8,11 @@ that the queueing was done, created in the same locked step, so a resume, or a w
 that joins, never queues them again (an ``enqueue`` entry by its parameters, a warm start
 by its ``from``). Only parameters of this search space whose values it can sample are
 kept; the others are dropped, with a warning, and sampled as usual.
+
+A warm start also records, in the same step, the other study's finished trials with their
+values (the study user attr ``hposweep.warm_start_prior``): the TPE and GP samplers model
+them with the study's own (:func:`sampler_prior`, :mod:`hposweep.study.prior_sampler`), so
+they count as the sampler's start-up. They are never trials of this study.
 """
 
 from __future__ import annotations
@@ -73,10 +78,17 @@ def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str]
     return queued
 
 
-def sampler_prior(cfg: SweepConfig, study: Any, trials: Sequence[Any]) -> list[Any]:
-    """The finished trials of the studies this one was warm-started from, as Optuna
-    COMPLETE trials of this search space for the sampler to model (numbered below 0, so
-    older than any trial of this study), never trials of this study.
+def recorded_prior(study: Any) -> dict[str, Any]:
+    """The warm starts' finished trials this study recorded (WARM_START_PRIOR_ATTR)."""
+    return study.user_attrs.get(WARM_START_PRIOR_ATTR) or {}
+
+
+def sampler_prior(cfg: SweepConfig, records: dict[str, Any], trials: Sequence[Any]) -> list[Any]:
+    """The finished trials of the studies this one was warm-started from (``records``:
+    :func:`recorded_prior`), as Optuna COMPLETE trials of this search space for the sampler
+    to model (numbered below 0, so older than any trial of this study), never trials of
+    this study; those that no longer fit the search space (it may change between runs) are
+    left out.
 
     A source trial's value is shifted by the median difference between the warm-started
     trials' values here and their values in the source (0 until one of them completes):
@@ -85,14 +97,14 @@ def sampler_prior(cfg: SweepConfig, study: Any, trials: Sequence[Any]) -> list[A
 
     from hposweep.study.space import suggest
 
-    records = study.user_attrs.get(WARM_START_PRIOR_ATTR) or {}
-    if not records:
-        return []
     prior: list[Any] = []
     for key in sorted(records):
         shift = _shift(key, records[key]["trials"], trials)
         for record in records[key]["trials"]:
-            fixed = optuna.trial.FixedTrial(record["params"])
+            params = _taken_whole(record["params"], cfg.search_space)
+            if params is None:  # the search space changed since: it no longer fits
+                continue
+            fixed = optuna.trial.FixedTrial(params)
             suggest(fixed, cfg.search_space)
             prior.append(optuna.trial.create_trial(params=fixed.params, value=record["value"] + shift,
                                                    distributions=fixed.distributions))
