@@ -21,6 +21,7 @@ after 60 trials.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from pathlib import Path
@@ -65,7 +66,10 @@ def main() -> None:
     never = trials + 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        journal = f"journal:{tmp}/source.log"
+        # Relative: the warm start's ``from`` is part of the study's seed stream, and a
+        # temporary directory's name would make each run draw other trials.
+        os.chdir(tmp)
+        journal = "journal:source.log"
         source = run_sweep([*sweep_overrides(Path(tmp) / "source", 99, 12 if quick else SOURCE_TRIALS,
                                              FOLDS, "_sim_trainer:neighbour"),
                             f"study.storage={journal}", "study.name=source",
