@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hposweep import interrupts
@@ -202,9 +203,23 @@ class BackboneSweep:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)
+                if result.best_trial is not None:
+                    self._register_model(*self._shipped_model(result))
                 self._write_study_note()
         self.console.sweep_finished(result)
         return result
+
+    def _shipped_model(self, result: BackboneResult) -> tuple[Path | None, dict[str, float] | None]:
+        """The model the sweep hands over, and its test metrics: the best trial's checkpoint
+        (no test set scored it)."""
+        return (Path(result.checkpoint) if result.checkpoint else None), None
+
+    def _register_model(self, checkpoint: Path | None,
+                        test_metrics: Mapping[str, float] | None) -> None:
+        registered = self.tracker.register_model(checkpoint, test_metrics)
+        if registered is not None and registered.new:
+            self.console.info(f"{self.backbone}: {checkpoint} registered in MLflow as version "
+                              f"{registered.version} of {registered.name!r}")
 
     def _run_trial(self, trial: Any) -> Any:
         outcome = TrialRun(self.env, trial).run()

@@ -1,0 +1,183 @@
+"""``mlflow.register_model``: the sweep's model as a version in MLflow's Model Registry, on a
+real ``mlflow server`` whose store is a PostgreSQL database. One sweep for the module."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.config.loading import load
+from tests.conftest import FAST, POSTGRES, SMOKE, postgres_admin, reach
+from tests.e2e.test_processes import BIN, MlflowServer
+from tests.helpers import load_study, process_env
+
+NER_LABELS = {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"}
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``mlflow server`` on a PostgreSQL database of its own (dropped afterwards)."""
+    database = f"hposweep_registry_{uuid.uuid4().hex[:8]}"
+    reach(POSTGRES, lambda: postgres_admin(f"CREATE DATABASE {database}"))
+    server = MlflowServer(tmp_path_factory.mktemp("registry-server"),
+                          backend=f"postgresql+psycopg://postgres@127.0.0.1:5432/{database}")
+    try:
+        server.start()
+        yield server.url
+    finally:
+        if server.proc is not None:
+            server.stop()
+        postgres_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+@dataclass
+class Sweep:
+    workdir: Path
+    server: str
+    model: str  # the registered model's name
+    args: list[str]
+
+    def run(self) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BIN / "hposweep", "run", SMOKE, *self.args], cwd=self.workdir,
+                              env=process_env(MLFLOW_TRACKING_URI=self.server),
+                              capture_output=True, text=True, timeout=300)
+
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.server)
+
+    def versions(self) -> list[Any]:
+        found = self.client().search_model_versions(f"name = '{self.model}'")
+        return sorted(found, key=lambda v: int(v.version))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Sweep:
+    """A finished sweep of the tiny NER model with ``mlflow.register_model`` set."""
+    workdir = tmp_path_factory.mktemp("registry-sweep")
+    model = f"ner-{uuid.uuid4().hex[:6]}"
+    done = Sweep(workdir, mlflow_server, model,
+                 [*FAST, "study.max_trials=2", f"mlflow.register_model={model}",
+                  "mlflow.experiment=registry"])
+    proc = done.run()
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr.lower(), proc.stderr
+    assert f"registered in MLflow as version 1 of '{model}'" in proc.stdout
+    return done
+
+
+def best_checkpoint(sweep: Sweep) -> Path:
+    (checkpoint,) = (sweep.workdir / "outputs" / "hpo" / "tiny-bert").glob("trial_*/checkpoint")
+    return checkpoint
+
+
+def test_the_best_checkpoint_is_one_version_tagged_with_its_study_and_trial(sweep: Sweep) -> None:
+    (version,) = sweep.versions()
+    study = load_study(sweep.workdir / "outputs", "smoke_tiny-bert")
+    metadata = json.loads((best_checkpoint(sweep) / METADATA_FILE).read_text())
+    assert version.tags["hposweep.study_name"] == "smoke_tiny-bert"
+    assert version.tags["hposweep.backbone"] == "tiny-bert"
+    assert version.tags["hposweep.trial_number"] == str(study.best_trial.number)
+    assert version.tags["hposweep.source"] == "best"
+    assert float(version.tags["cv_macro-f1-span"]) == pytest.approx(study.best_value)
+    assert metadata["trial_number"] == study.best_trial.number
+    assert not any(key.startswith("test_") for key in version.tags), "no test set scored it"
+    client = sweep.client()
+    parent = client.get_run(version.run_id)
+    assert parent.data.tags["hposweep.runType"] == "sweep", "logged under the sweep's parent run"
+    assert [o.model_id for o in parent.outputs.model_outputs] == [version.source.split("/")[-1]]
+    assert parent.info.status == "FINISHED"
+
+
+def test_the_registered_token_classifier_predicts_through_pyfunc(sweep: Sweep) -> None:
+    """A label per word, from the model's labels (a sentence without an entity included:
+    MLflow 3.17's pipeline raised IndexError on one unless every label is kept)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(sweep.server)
+    model = mlflow.pyfunc.load_model(f"models:/{sweep.model}/1")
+    sentences = ["John Smith lives in Paris", "the weather is fine today", "nothing"]
+    predicted = model.predict(sentences)
+    assert [len(labels.split(",")) for labels in predicted] == [5, 5, 1], predicted
+    assert {label for labels in predicted for label in labels.split(",")} <= NER_LABELS
+
+
+def test_a_rerun_that_changes_nothing_adds_no_version_and_logs_no_model(sweep: Sweep) -> None:
+    client = sweep.client()
+    experiment = client.get_experiment_by_name("registry").experiment_id
+    models_before = client.search_logged_models([experiment])
+    proc = sweep.run()
+    assert proc.returncode == 0, proc.stderr
+    assert "registered" not in proc.stdout + proc.stderr, proc.stdout
+    assert [v.version for v in sweep.versions()] == ["1"]
+    assert len(client.search_logged_models([experiment])) == len(models_before)
+
+
+def test_a_new_checkpoint_is_a_new_version_with_its_test_metrics_and_only_once(
+        sweep: Sweep, tmp_path: Path) -> None:
+    """A checkpoint with another ``hposweep.json`` (as a refit writes) is a new version,
+    tagged final with its test metrics; registering it again adds nothing."""
+    from hposweep.tracking.registry import register_checkpoint
+
+    refit = tmp_path / "checkpoint"
+    shutil.copytree(best_checkpoint(sweep), refit)
+    metadata = json.loads((refit / METADATA_FILE).read_text())
+    (refit / METADATA_FILE).write_text(json.dumps({**metadata, "refit": True,
+                                                   "created_at": "2026-01-01T00:00:00"}))
+    cfg = load(SMOKE, [f"mlflow.register_model={sweep.model}"]).config
+    client = sweep.client()
+    parent = sweep.versions()[0].run_id
+
+    def register() -> Any:
+        return register_checkpoint(client, sweep.server, cfg, refit, study_name="smoke_tiny-bert",
+                                   parent_run_id=parent, test_metrics={"macro-f1-span": 0.25})
+
+    first = register()
+    assert (first.version, first.new) == ("2", True)
+    again = register()
+    assert (again.version, again.new) == ("2", False)
+    versions = sweep.versions()
+    assert [v.version for v in versions] == ["1", "2"]
+    assert versions[1].tags["hposweep.source"] == "final"
+    assert versions[1].tags["test_macro-f1-span"] == "0.25"
+
+
+def test_a_sequence_classifier_is_registered_as_a_text_classification_pipeline(
+        sweep: Sweep, tmp_path: Path) -> None:
+    import mlflow
+
+    from hposweep.checkpoints.metadata import CheckpointMetadata
+    from hposweep.data.readers import build_folds, load_data
+    from hposweep.tracking.registry import register_checkpoint
+    from hposweep.training.builtin import train
+    from tests.unit.test_builtin_trainer import context
+
+    data = tmp_path / "reviews.jsonl"
+    data.write_text("".join(json.dumps({"text": text, "label": label}) + "\n"
+                            for text, label in [("great fun", "pos"), ("awful and dull", "neg")] * 8))
+    model = f"reviews-{uuid.uuid4().hex[:6]}"
+    cfg = load(SMOKE, ["data.synthetic=null", f"data.train={data}", "train.epochs=1",
+                       "data.task=sequence-classification", "study.objective_metric=accuracy",
+                       f"mlflow.register_model={model}"]).config
+    checkpoint = tmp_path / "checkpoint"
+    train({"learning_rate": 1e-2, "batch_size": 8}, build_folds(cfg, load_data(cfg))[0],
+          context(cfg, checkpoint_dir=checkpoint))
+    CheckpointMetadata(0, {}, {}, None, 0.5, "tiny", "reviews", "accuracy", "cpu",
+                       "2026-01-01T00:00:00").write(checkpoint)
+    parent = sweep.versions()[0].run_id
+    registered = register_checkpoint(sweep.client(), sweep.server, cfg, checkpoint,
+                                     study_name="reviews", parent_run_id=parent)
+    mlflow.set_tracking_uri(sweep.server)
+    predicted = mlflow.pyfunc.load_model(f"models:/{model}/{registered.version}").predict(
+        ["great fun", "dull"])
+    assert set(predicted["label"]) <= {"neg", "pos"} and len(predicted) == 2, predicted
