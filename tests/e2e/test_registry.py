@@ -99,17 +99,43 @@ def test_the_best_checkpoint_is_one_version_tagged_with_its_study_and_trial(swee
     assert parent.info.status == "FINISHED"
 
 
-def test_the_registered_token_classifier_predicts_through_pyfunc(sweep: Sweep) -> None:
-    """A label per word, from the model's labels (a sentence without an entity included:
-    MLflow 3.17's pipeline raised IndexError on one unless every label is kept)."""
+def test_the_registered_token_classifier_predicts_a_label_per_word_through_pyfunc(
+        sweep: Sweep) -> None:
     import mlflow
 
     mlflow.set_tracking_uri(sweep.server)
     model = mlflow.pyfunc.load_model(f"models:/{sweep.model}/1")
-    sentences = ["John Smith lives in Paris", "the weather is fine today", "nothing"]
-    predicted = model.predict(sentences)
-    assert [len(labels.split(",")) for labels in predicted] == [5, 5, 1], predicted
+    predicted = model.predict(["John Smith lives in Paris", "nothing"])
+    assert [len(labels.split(",")) for labels in predicted] == [5, 1], predicted
     assert {label for labels in predicted for label in labels.split(",")} <= NER_LABELS
+
+
+def test_a_token_classifier_that_finds_no_entity_still_predicts(sweep: Sweep,
+                                                                tmp_path: Path) -> None:
+    """MLflow 3.17's token-classification pyfunc raises IndexError on a sentence without an
+    entity unless every label is kept: a model made to say "O" for every token predicts
+    "O" for every word."""
+    import mlflow
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from hposweep.tracking.registry import register_checkpoint
+
+    silent = tmp_path / "checkpoint"
+    shutil.copytree(best_checkpoint(sweep), silent)
+    weights = load_file(silent / "model.safetensors")
+    bias = torch.zeros_like(weights["classifier.bias"])
+    bias[0] = 100.0  # label 0 is "O"
+    save_file({**weights, "classifier.bias": bias}, silent / "model.safetensors",
+              metadata={"format": "pt"})
+    name = f"silent-{uuid.uuid4().hex[:6]}"
+    cfg = load(SMOKE, [f"mlflow.register_model={name}"]).config
+    registered = register_checkpoint(sweep.client(), sweep.server, cfg, silent,
+                                     study_name="smoke_tiny-bert",
+                                     parent_run_id=sweep.versions()[0].run_id)
+    mlflow.set_tracking_uri(sweep.server)
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{registered.version}")
+    assert list(model.predict(["John Smith lives in Paris"])) == ["O,O,O,O,O"]
 
 
 def test_a_rerun_that_changes_nothing_adds_no_version_and_logs_no_model(sweep: Sweep) -> None:
