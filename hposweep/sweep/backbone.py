@@ -204,19 +204,18 @@ class BackboneSweep:
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)
                 if result.best_trial is not None:
-                    self._register_model(*self._shipped_model(result))
+                    self._register_model(self._shipped_model(result))
                 self._write_study_note()
         self.console.sweep_finished(result)
         return result
 
-    def _shipped_model(self, result: BackboneResult) -> tuple[Path | None, dict[str, float] | None]:
-        """The model the sweep hands over, and its test metrics: the best trial's checkpoint
-        (no test set scored it)."""
-        return (Path(result.checkpoint) if result.checkpoint else None), None
+    def _shipped_model(self, result: BackboneResult) -> Path | None:
+        """The model the sweep hands over: the best trial's checkpoint."""
+        return Path(result.checkpoint) if result.checkpoint else None
 
-    def _register_model(self, checkpoint: Path | None,
-                        test_metrics: Mapping[str, float] | None) -> None:
-        registered = self.tracker.register_model(checkpoint, test_metrics)
+    def _register_model(self, checkpoint: Path | None) -> None:
+        """``mlflow.register_model``: ``checkpoint`` as a version, once (say when it is new)."""
+        registered = self.tracker.register_model(checkpoint)
         if registered is not None and registered.new:
             self.console.info(f"{self.backbone}: {checkpoint} registered in MLflow as version "
                               f"{registered.version} of {registered.name!r}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,10 +46,10 @@ def checkpoint_identity(checkpoint: Path) -> str:
     return hashlib.sha256((checkpoint / METADATA_FILE).read_bytes()).hexdigest()
 
 
-def version_tags(cfg: SweepConfig, checkpoint: Path, study_name: str,
-                 test_metrics: Mapping[str, float] | None) -> dict[str, str]:
-    """What the version says about itself: the study, the trial, the CV estimate and (for
-    a model scored on a test set) ``test_<metric>``."""
+def version_tags(cfg: SweepConfig, checkpoint: Path, study_name: str) -> dict[str, str]:
+    """What the version says about itself, from the checkpoint's ``hposweep.json``: the
+    study, the trial, the CV estimate and (a final model scored on a test set)
+    ``test_<metric>``."""
     meta = json.loads((checkpoint / METADATA_FILE).read_text(encoding="utf-8"))
     tags = {"hposweep.study_name": study_name, "hposweep.backbone": str(meta["backbone"]),
             "hposweep.trial_number": str(meta["trial_number"]),
@@ -58,7 +57,7 @@ def version_tags(cfg: SweepConfig, checkpoint: Path, study_name: str,
             IDENTITY_TAG: checkpoint_identity(checkpoint)}
     if meta.get("objective_value") is not None:
         tags[f"cv_{cfg.study.objective_metric}"] = str(meta["objective_value"])
-    tags.update({f"test_{k}": str(v) for k, v in (test_metrics or {}).items()})
+    tags.update({f"test_{k}": str(v) for k, v in (meta.get("test_metrics") or {}).items()})
     return tags
 
 
@@ -70,8 +69,7 @@ def find_version(client: Any, name: str, identity: str) -> Any:
 
 
 def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Path, *,
-                        study_name: str, parent_run_id: str,
-                        test_metrics: Mapping[str, float] | None = None) -> Registered:
+                        study_name: str, parent_run_id: str) -> Registered:
     """Log ``checkpoint`` (``save_pretrained`` + tokenizer + ``hposweep.json``) as a
     ``transformers`` model of the parent run and register it as a new version of
     ``mlflow.register_model``, unless a version of it exists."""
@@ -81,7 +79,7 @@ def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Pat
         raise ValueError(f"{checkpoint} is not a transformers model (no config.json): a custom "
                          "trainer registers only what it saves with save_pretrained, with its "
                          "tokenizer")
-    tags = version_tags(cfg, checkpoint, study_name, test_metrics)
+    tags = version_tags(cfg, checkpoint, study_name)
     existing = find_version(client, name, tags[IDENTITY_TAG])
     if existing is not None:
         return Registered(name, str(existing.version), new=False)

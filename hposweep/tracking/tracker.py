@@ -366,8 +366,7 @@ class SweepTracker:
                 self._call(f"log {ARTIFACT_PATH}/", self._log_checkpoint_once, run_id, checkpoint)
         self._call("end the parent run", self._client.set_terminated, run_id, "FINISHED")
 
-    def register_model(self, checkpoint: Path | None,
-                       test_metrics: Mapping[str, float] | None = None) -> Registered | None:
+    def register_model(self, checkpoint: Path | None) -> Registered | None:
         """``mlflow.register_model``: ``checkpoint`` (the model the sweep ships) as a new
         version of the registered model, unless a version of it exists; None when off, or
         when MLflow failed (one warning)."""
@@ -380,8 +379,7 @@ class SweepTracker:
             return None
         return self._call(f"register a version of {name!r}", register_checkpoint, self._client,
                           tracking_uri(self.cfg), self.cfg, checkpoint,
-                          study_name=self.study_name, parent_run_id=self.parent_run_id,
-                          test_metrics=test_metrics)
+                          study_name=self.study_name, parent_run_id=self.parent_run_id)
 
     def log_plots(self, study: Any, front: list[Any] | None = None) -> None:
         """The study's plots under ``plots/`` of the parent run (``mlflow.log_plots``)."""

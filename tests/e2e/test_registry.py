@@ -67,7 +67,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Sweep
     workdir = tmp_path_factory.mktemp("registry-sweep")
     model = f"ner-{uuid.uuid4().hex[:6]}"
     done = Sweep(workdir, mlflow_server, model,
-                 [*FAST, "study.max_trials=2", f"mlflow.register_model={model}",
+                 [*FAST, "study.max_trials=1", "k_fold.enabled=false", f"mlflow.register_model={model}",
                   "mlflow.experiment=registry"])
     proc = done.run()
     assert proc.returncode == 0, proc.stderr
@@ -158,15 +158,16 @@ def test_a_new_checkpoint_is_a_new_version_with_its_test_metrics_and_only_once(
     refit = tmp_path / "checkpoint"
     shutil.copytree(best_checkpoint(sweep), refit)
     metadata = json.loads((refit / METADATA_FILE).read_text())
-    (refit / METADATA_FILE).write_text(json.dumps({**metadata, "refit": True,
-                                                   "created_at": "2026-01-01T00:00:00"}))
+    (refit / METADATA_FILE).write_text(json.dumps({
+        **metadata, "refit": True, "created_at": "2026-01-01T00:00:00",
+        "test_metrics": {"macro-f1-span": 0.25}}))
     cfg = load(SMOKE, [f"mlflow.register_model={sweep.model}"]).config
     client = sweep.client()
     parent = sweep.versions()[0].run_id
 
     def register() -> Any:
         return register_checkpoint(client, sweep.server, cfg, refit, study_name="smoke_tiny-bert",
-                                   parent_run_id=parent, test_metrics={"macro-f1-span": 0.25})
+                                   parent_run_id=parent)
 
     first = register()
     assert (first.version, first.new) == ("2", True)

@@ -26,12 +26,12 @@ def sealed(directory: Path, **metadata: object) -> Path:
 def test_a_version_is_tagged_with_its_study_trial_scores_and_identity(tmp_path: Path) -> None:
     cfg = load(SMOKE, ["mlflow.register_model=ner"]).config
     best = sealed(tmp_path / "best")
-    assert version_tags(cfg, best, "smoke_tiny-bert", None) == {
+    assert version_tags(cfg, best, "smoke_tiny-bert") == {
         "hposweep.study_name": "smoke_tiny-bert", "hposweep.backbone": "tiny-bert",
         "hposweep.trial_number": "3", "hposweep.source": "best", "cv_macro-f1-span": "0.75",
         IDENTITY_TAG: checkpoint_identity(best)}
-    refit = sealed(tmp_path / "final", refit=True)
-    tags = version_tags(cfg, refit, "smoke_tiny-bert", {"macro-f1-span": 0.5, "loss": 1.25})
+    refit = sealed(tmp_path / "final", refit=True, test_metrics={"macro-f1-span": 0.5, "loss": 1.25})
+    tags = version_tags(cfg, refit, "smoke_tiny-bert")
     assert tags["hposweep.source"] == "final"
     assert (tags["test_macro-f1-span"], tags["test_loss"]) == ("0.5", "1.25")
     assert tags[IDENTITY_TAG] != checkpoint_identity(best), "another hposweep.json, another model"
