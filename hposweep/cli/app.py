@@ -108,7 +108,7 @@ def run(
     except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
-    stopped = any(r.stopped == "max_failures" for r in results)
+    stopped = any(r.stopped == "max_failures" or r.final_error for r in results)
     code = (EXIT_OK if all(r.best_trial is not None for r in results) and not stopped
             and not failed else EXIT_NO_TRIAL)
     console.run_finished(results, code)
@@ -116,6 +116,42 @@ def run(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command(cls=PlainHelpCommand)
+def refit(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Refit even where a final model of the chosen trial exists (e.g. with "
+        "other final.epochs); it is replaced once the new one is complete.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """Run the final stage of each backbone's study: the best trial's hyperparameters
+    trained once on all the training data, then scored on the test set (data.test).
+
+    Exits 1 when a backbone's final stage failed, 2 when a study does not exist.
+    """
+    import json
+
+    from hposweep.console.reports import SweepConsole
+
+    console = SweepConsole("json" if json_output else None)
+    try:
+        loaded = _load(console, config, overrides)
+        from hposweep.sweep.backbone import refit as refit_studies
+
+        with interrupts.interruptible():
+            outcomes = refit_studies(loaded, console, force)
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt as exc:
+        interrupts.received()
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, interrupts.Terminated)
+                         else EXIT_SIGINT) from None
+    if json_output:
+        console.out.print_json(json.dumps({b: o.to_json() for b, o in outcomes.items()}))
+    raise typer.Exit(EXIT_NO_TRIAL if any(o.error for o in outcomes.values()) else EXIT_OK)
 
 
 @app.command(cls=PlainHelpCommand)
