@@ -201,11 +201,17 @@ def export(
         "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
     choice: Annotated[str | None, typer.Option(
         "--select", metavar="CHOICE", help="With a Pareto front: knee (the default), 'trial N' or "
-        "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
+        "'METRIC <= X' (the kept member that satisfies it, best in the first objective); "
+        "exports that trial's checkpoint.")
     ] = None,
+    source: Annotated[str, typer.Option(
+        "--from", metavar="final|best", help="final: the final model (final.refit) where there "
+        "is one, else the best trial's checkpoint; best: the best trial's checkpoint "
+        "(with k-fold, one fold's model).")] = "final",
 ) -> None:
-    """Export the best trial as a production checkpoint (weights, config, tokenizer, model
-    card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
+    """Export the final model (final.refit) or else the best trial's checkpoint as a
+    production checkpoint (weights, config, tokenizer, model card, SHA-256 manifest), from
+    the local checkpoint or else from MLflow."""
     from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
@@ -222,6 +228,8 @@ def export(
             return
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
+        if source not in ("final", "best"):
+            raise UserError(f"--from {source!r}: use final or best")
         from hposweep.config.schema import backbone_slug
         from hposweep.reports.export import export_best, select
 
@@ -229,9 +237,13 @@ def export(
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
+            if choice is not None or source == "best":
+                status.final = None  # the chosen trial's own checkpoint
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
             done = export_best(cfg, status, target, console.warn)
-            console.info(f"{status.backbone}: trial {status.best_trial} exported to {done}")
+            what = (f"the final model (trial {status.final['trial']})" if status.final
+                    else f"trial {status.best_trial}")
+            console.info(f"{status.backbone}: {what} exported to {done}")
     except UserError as exc:
         _fail(console, exc)
 

@@ -139,7 +139,8 @@ def final_lines(study: Any) -> list[str]:
     scores = (f"test {metric} = {fmt(test[metric])}, CV estimate {fmt(final['cv'].get(metric))}"
               if metric in test else "no test set: not scored")
     return [f"final model: trial {final['trial']} refit on {final['train_examples']} examples, "
-            f"{final['epochs']} epoch{'s' * (final['epochs'] != 1)}; {scores}", f"final checkpoint: {final['checkpoint']}"]
+            f"{final['epochs']} epoch{'s' * (final['epochs'] != 1)}; {scores}",
+            f"final checkpoint: {final['checkpoint']}"]
 
 
 def best_line(study: Any) -> str:
