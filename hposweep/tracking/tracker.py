@@ -464,13 +464,12 @@ class SweepTracker:
             filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
                           f"tags.`hposweep.runType` = '{FINAL_RUN_NAME}' and "
                           "attributes.status = 'RUNNING'")
-        if found:
-            return str(found[0].info.run_id)
-        run = self._client.create_run(self._experiment_id, run_name=FINAL_RUN_NAME, tags={
-            "mlflow.parentRunId": self.parent_run_id, "hposweep.runType": FINAL_RUN_NAME,
-            "hposweep.study_name": self.study_name, "state": "RUNNING"})
-        self._params[run.info.run_id] = dict(params)
-        return str(run.info.run_id)
+        run_id = str(found[0].info.run_id) if found else str(self._client.create_run(
+            self._experiment_id, run_name=FINAL_RUN_NAME, tags={
+                "mlflow.parentRunId": self.parent_run_id, "hposweep.runType": FINAL_RUN_NAME,
+                "hposweep.study_name": self.study_name, "state": "RUNNING"}).info.run_id)
+        self._params[run_id] = dict(params)  # logged as it ends (a killed run logged none)
+        return run_id
 
     def log_final_model(self, checkpoint: Path) -> None:
         """``final_model/`` on the parent run: one whole checkpoint, as the best's."""
