@@ -236,6 +236,7 @@ class BackboneSweep:
             interrupts.received()
             self.tracker.abort_sweep()
             raise
+        barrier_point("finish")  # a test makes workers end together here
         with reported_os_errors("cannot finish the sweep"), self.lock:
             result = self._result(stop)
             if self._others_running():
