@@ -10,9 +10,9 @@ import sys
 import traceback
 from pathlib import Path
 
+import fake_trainers
 import pytest
 
-import fake_trainers
 from tests.helpers import FAKE_CONFIG, fake_config, hposweep, load_study, mlflow_client, process_env
 
 BIN = Path(sys.executable).parent
