@@ -57,6 +57,12 @@ def no_test_data(params, data, ctx):
     return quadratic(params, data, ctx)
 
 
+def fails_in_final_stage(params, data, ctx):
+    if ctx.final:
+        raise RuntimeError("no final model today")
+    return quadratic(params, data, ctx)
+
+
 def fails_when_x_high(params, data, ctx):
     if params["x"] > 0.5:
         raise RuntimeError(f"simulated crash at x={params['x']:.2f}")

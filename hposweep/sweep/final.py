@@ -130,7 +130,7 @@ class FinalStage:
         except KeyboardInterrupt:
             interrupts.received()
             raise
-        except (TrialFailed, Pruned, DeviceFailed, InternalError, OSError) as exc:
+        except (TrialFailed, Pruned, DeviceFailed, InternalError, UserError, OSError) as exc:
             return self._failed(number, f"{type(exc).__name__}: {first_line(exc)}"
                                 if isinstance(exc, OSError) else str(exc))
 

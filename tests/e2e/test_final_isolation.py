@@ -5,6 +5,7 @@ and with ``--workers 2`` the final stage runs once. Instant trainers (``fake_tra
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 import traceback
@@ -36,7 +37,12 @@ def final_runs(workdir: Path) -> list:
 def test_no_trial_reads_the_test_file_and_adding_one_resumes_the_study(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = fake_config(workdir, CONFIG)
-    assert hposweep("run", config, "study.max_trials=3").exit_code == 0
+    first = hposweep("run", config, "study.max_trials=3")
+    assert first.exit_code == 0
+    # k-fold without final.refit: the summary says what the checkpoint is, and what refits it
+    shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", first.stdout).split())  # the panel unwrapped
+    assert ("the checkpoint is one fold's model (trained on 1/2 of the data); to refit it on "
+            f"all of it: hposweep refit {config} study.max_trials=3") in shown
     test_file = (workdir / "test.conll").resolve()
     write_test_file(test_file)
     opened_by: list[str] = []
@@ -85,3 +91,20 @@ def test_workers_ending_together_run_the_final_stage_once(workdir: Path, tmp_pat
     assert proc.stdout.count("final stage: trial") == 1
     (final_dir,) = (workdir / "outputs" / "hpo" / "fake").glob("final_*")
     assert (final_dir / "checkpoint" / "weights.json").is_file()
+
+
+def test_a_failing_final_stage_is_a_warning_and_exit_1_and_the_study_is_intact(
+        workdir: Path) -> None:
+    config = fake_config(workdir, CONFIG.replace("no_test_data", "fails_in_final_stage"))
+    result = hposweep("run", config, "final.refit=true")
+    assert result.exit_code == 1
+    assert ("warning: fake: the final stage failed (RuntimeError: no final model today); the "
+            "study is intact") in " ".join(result.stderr.split())
+    study = load_study(workdir / "outputs", "fake_fake")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 6
+    root = workdir / "outputs" / "hpo" / "fake"
+    assert (root / "best.json").is_file() and not list(root.glob("final_*/checkpoint"))
+    assert not list(root.glob(".tmp-*"))
+    assert "hposweep.final" not in study.user_attrs
+    (run_,) = final_runs(workdir)
+    assert run_.info.status == "FAILED"
