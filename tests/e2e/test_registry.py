@@ -46,8 +46,9 @@ class Sweep:
     model: str  # the registered model's name
     args: list[str]
 
-    def run(self) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([BIN / "hposweep", "run", SMOKE, *self.args], cwd=self.workdir,
+    def run(self, *more: str, command: str = "run") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([BIN / "hposweep", command, SMOKE, *self.args, *more],
+                              cwd=self.workdir,
                               env=process_env(MLFLOW_TRACKING_URI=self.server),
                               capture_output=True, text=True, timeout=300)
 
@@ -149,34 +150,28 @@ def test_a_rerun_that_changes_nothing_adds_no_version_and_logs_no_model(sweep: S
     assert len(client.search_logged_models([experiment])) == len(models_before)
 
 
-def test_a_new_checkpoint_is_a_new_version_with_its_test_metrics_and_only_once(
-        sweep: Sweep, tmp_path: Path) -> None:
-    """A checkpoint with another ``hposweep.json`` (as a refit writes) is a new version,
-    tagged final with its test metrics; registering it again adds nothing."""
-    from hposweep.tracking.registry import register_checkpoint
+def test_the_final_model_is_the_next_version_with_its_test_metrics_once_per_refit(
+        sweep: Sweep) -> None:
+    """The finished study's final stage (``final.refit`` added, with a test set) ships the
+    final model: a new version tagged final with the test metrics of its ``hposweep.json``;
+    ``refit --force`` adds one more."""
+    from tests.e2e.test_final_stage import write_test_file
 
-    refit = tmp_path / "checkpoint"
-    shutil.copytree(best_checkpoint(sweep), refit)
-    metadata = json.loads((refit / METADATA_FILE).read_text())
-    (refit / METADATA_FILE).write_text(json.dumps({
-        **metadata, "refit": True, "created_at": "2026-01-01T00:00:00",
-        "test_metrics": {"macro-f1-span": 0.25}}))
-    cfg = load(SMOKE, [f"mlflow.register_model={sweep.model}"]).config
-    client = sweep.client()
-    parent = sweep.versions()[0].run_id
-
-    def register() -> Any:
-        return register_checkpoint(client, sweep.server, cfg, refit, study_name="smoke_tiny-bert",
-                                   parent_run_id=parent)
-
-    first = register()
-    assert (first.version, first.new) == ("2", True)
-    again = register()
-    assert (again.version, again.new) == ("2", False)
-    versions = sweep.versions()
-    assert [v.version for v in versions] == ["1", "2"]
-    assert versions[1].tags["hposweep.source"] == "final"
-    assert versions[1].tags["test_macro-f1-span"] == "0.25"
+    write_test_file(sweep.workdir / "test.conll")
+    final = ["final.refit=true", "data.test=test.conll"]
+    proc = sweep.run(*final)
+    assert proc.returncode == 0, proc.stderr
+    (checkpoint,) = (sweep.workdir / "outputs" / "hpo" / "tiny-bert").glob("final_*/checkpoint")
+    assert f"{checkpoint.relative_to(sweep.workdir)} registered in MLflow as version 2" in proc.stdout
+    metadata = json.loads((checkpoint / METADATA_FILE).read_text())
+    newest = sweep.versions()[-1]
+    assert (newest.version, newest.tags["hposweep.source"]) == ("2", "final")
+    assert {k.removeprefix("test_"): float(v) for k, v in newest.tags.items()
+            if k.startswith("test_")} == metadata["test_metrics"] != {}
+    refit = sweep.run(*final, "--force", command="refit")
+    assert refit.returncode == 0, refit.stderr
+    assert [v.version for v in sweep.versions()] == ["1", "2", "3"]
+    assert sweep.versions()[-1].tags["hposweep.source"] == "final"
 
 
 def test_a_sequence_classifier_is_registered_as_a_text_classification_pipeline(
