@@ -12,6 +12,7 @@ from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
 from hposweep.objectives.front import fill_best
 from hposweep.results import (
     PARENT_RUN_ATTR,
+    REPORT_STEPS_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
@@ -20,6 +21,7 @@ from hposweep.results import (
     owner_of,
 )
 from hposweep.study import budget, recovery
+from hposweep.study.samplers import STEP_KINDS
 from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
 
@@ -37,6 +39,8 @@ class StudyStatus(StudyReport):
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
+    # what the study's intermediate values are (a kind of study.samplers.STEP_KINDS, in words)
+    intermediate_values: str | None = None
 
     @property
     def remaining(self) -> int:
@@ -69,6 +73,8 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     kept = record.kept_checkpoints() if record else {}
     fill_best(status, cfg, study, kept)
     status.pending = _pending(trials)
+    kind = study.user_attrs.get(REPORT_STEPS_ATTR)
+    status.intermediate_values = STEP_KINDS.get(kind) if kind else None
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
     status.stopped = spent.message if spent else None

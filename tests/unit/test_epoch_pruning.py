@@ -74,6 +74,13 @@ def test_median_and_wilcoxon_stop_a_bad_trial_at_its_first_epoch_and_a_mediocre_
     assert sorted(mediocre.intermediate_values) == list(range(2 * EPOCHS)), \
         "no epoch of fold 3 trained"
     assert mediocre.value == pytest.approx(0.88), "the mean over the folds it ran"
+    status = hposweep("status", workdir / "fake.yaml", "--json").json()[0]
+    assert status["intermediate_values"].startswith("running estimates of the objective (the "
+                                                    "mean of the finished folds' scores")
+    rows = {row["number"]: row for row in status["trials"]}
+    assert rows[3]["value"] == pytest.approx(0.4 / EPOCHS), "its last running estimate"
+    assert rows[4]["reason"].startswith("pruned after fold 2/5")
+    assert "intermediate values: running estimates" in hposweep("status", workdir / "fake.yaml").stdout
 
 
 def test_a_trial_ahead_of_the_best_is_never_pruned_between_folds(workdir: Path) -> None:
