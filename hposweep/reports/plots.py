@@ -178,7 +178,7 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
 
 def estimates_figure(trials: list[Any], epochs: int, maximize: bool = True) -> Any:
     """One line per trial: its running estimate of the objective (the mean of its
-    finished folds' scores with the current fold's epoch score: what the pruner compared)
+    finished folds' scores with the current fold's predicted score: what the pruner compared)
     at each fold-epoch it trained, fold ``k``'s epoch ``e`` at x = ``k × epochs + e + 1``.
     A completed trial's line ends at its value."""
     import plotly.graph_objects as go
@@ -200,7 +200,7 @@ def estimates_figure(trials: list[Any], epochs: int, maximize: bool = True) -> A
     figure.update_layout(xaxis={"title": f"fold-epochs trained (fold k's epoch e: "
                                          f"k × {epochs} + e + 1)"},
                          yaxis_title="running estimate: mean of the finished folds and the "
-                                     "current fold's epoch")
+                                     "current fold's predicted score")
     if colours:
         figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
                              "last value (darker is better); dashed: pruned")

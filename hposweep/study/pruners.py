@@ -2,13 +2,14 @@
 runs between its folds (``study.pruner.folds``).
 
 With the epoch-level pruners a trial reports, at fold ``k``'s epoch ``e`` (step
-``k × epochs + e``), the running estimate of its final objective: the mean of its finished
-folds' scores with the current fold's epoch score. Every trial's value at one step is then
-the same kind of number, so any step of any fold can prune. Optuna's ``MedianPruner``
-compares the trial's *best* value over all its steps, though, and an estimate is lower at
-the start of a fold (its first epoch counts as much as a finished fold) than at the end
-of the previous one: :class:`FoldMedianPruner` gives it the steps of the current fold
-only. Successive halving and Hyperband compare the value at the step itself: Optuna's own.
+``k × epochs + e``), the running estimate of its final objective
+(:func:`hposweep.sweep.trial.running_estimate`: the mean of its finished folds' scores
+with the current fold's score predicted from its epoch). Every trial's value at one step
+is then the same kind of number, so any step of any fold can prune. Optuna's
+``MedianPruner`` compares the trial's *best* value over all its steps, though, and in fold
+0 the estimate is the epoch's score, lower at its start than the finished fold's score
+later: :class:`FoldMedianPruner` gives it the steps of the current fold only. Successive
+halving and Hyperband compare the value at the step itself: Optuna's own.
 
 The fold-level test (:class:`FoldTest`) is not the study's pruner: Optuna keeps one
 pruner and one sequence of intermediate values per trial, and those are the estimates.

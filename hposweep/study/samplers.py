@@ -68,7 +68,8 @@ def make_fold_test(cfg: SweepConfig) -> Any:
 # The kinds of intermediate values a study can hold (its REPORT_STEPS_ATTR), in words.
 STEP_KINDS = {
     "estimate": "running estimates of the objective (the mean of the finished folds' scores "
-                "with the current fold's epoch score) at step fold × epochs + epoch",
+                "with the current fold's score predicted from its epoch) at step fold × epochs "
+                "+ epoch",
     "fold": "fold scores at step = fold index",
     "epoch": "each fold's own epoch scores at step fold × epochs + epoch (hposweep before "
              "running estimates)",

@@ -79,6 +79,7 @@ class TrialRun:
         self.estimates = env.opened.report_steps == "estimate"
         self.fold_test = make_fold_test(env.cfg) if self.estimates else None
         self.finished: list[float] = []  # the objective on each finished fold, in order
+        self.curves: dict[int, dict[int, float]] = {}  # fold index -> epoch -> its own score
         self.estimate: float | None = None  # the last running estimate reported
         # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
         self.pruned_metrics: dict[str, float] | None = None
@@ -131,6 +132,7 @@ class TrialRun:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
         env.console.trial_started(self.number, self.params, retried_from)
         completed = self.resume.completed_folds()
+        self.curves = self.resume.completed_curves()
         fold_metrics: list[dict[str, float]] = []
         metric = cfg.study.objective_metric
         for index in range(len(env.folds)):
@@ -213,7 +215,7 @@ class TrialRun:
         env.checkpoints.fold_finished(self.number, lambda: env.metadata(
             self.number, self.params, metrics, fold.fold, metrics[cfg.study.objective_metric]))
         if not last:  # the last fold's state stays until the trial is recorded
-            self.resume.record_fold(index, metrics)
+            self.resume.record_fold(index, metrics, self.curves.get(index, {}))
         return metrics
 
     def _call_trainer(self, fold: FoldData, ctx: TrialContext) -> Any:
@@ -257,9 +259,10 @@ class TrialRun:
                        replayed: bool) -> None:
         """After fold ``index`` of a study of running estimates. A fold a retried trial
         took from its resume state reports its estimate at its last step (the mean of the
-        folds so far: what its predecessor reported there), so the retry's steps are
-        those of a trial that ran it, in order. Then, with ``study.pruner.folds``, the
-        fold-level test decides (never after the last fold: that trial is complete)."""
+        folds so far), so the retry's steps are those of a trial that ran it, in order
+        (its curve, recorded with it, predicts the later folds as its predecessor's did).
+        Then, with ``study.pruner.folds``, the fold-level test decides (never after the
+        last fold: that trial is complete)."""
         epochs = self._epochs()
         if replayed:
             self.trial.report(statistics.fmean(self.finished), index * epochs + epochs - 1)
@@ -291,18 +294,20 @@ class TrialRun:
         """Fold ``index``'s epoch ``epoch`` is reported at step ``index * epochs + epoch``:
         derived, never counted, so a retried trial whose first folds finished earlier
         reports its next fold at that fold's own steps. The value reported is the running
-        estimate of the objective, ``(sum of the finished folds' scores + value) / (finished
-        folds + 1)`` (the raw ``value`` in a study that reported raw epoch scores); the
-        progress display and MLflow get the fold's own ``value``. With a fold-level pruner
-        epochs are progress only (the study's steps are folds: :meth:`_fold_scored`)."""
+        estimate of the objective (:func:`running_estimate`; the raw ``value`` in a study
+        that reported raw epoch scores); the progress display and MLflow get the fold's own
+        ``value``. With a fold-level pruner epochs are progress only (the study's steps are
+        folds: :meth:`_fold_scored`)."""
         epochs = self._epochs()
         if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
             raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
+        self.curves.setdefault(index, {})[epoch] = value
         if self._reports_epochs():
             reported = value
             if self.estimates:
-                reported = self.estimate = (sum(self.finished) + value) / (len(self.finished) + 1)
+                reported = self.estimate = running_estimate(self.finished, self.curves, epoch,
+                                                            value)
             self.trial.report(reported, index * epochs + epoch)
         self.last_epoch[index] = epoch
         fold = self.env.folds[index].fold
@@ -338,6 +343,21 @@ class TrialRun:
                              self.env.cfg.study.max_retry)
         self._end("KILLED", reason, keep_resume=True)
         self.env.console.trial_finished(self.number, "FAIL", None, reason=reason)
+
+
+def running_estimate(finished: list[float], curves: dict[int, dict[int, float]], epoch: int,
+                     value: float) -> float:
+    """The trial's final objective as it looks at the current fold's epoch ``epoch``: the
+    mean of the finished folds' scores (``finished``) and the current fold's predicted
+    score. The prediction is ``value`` plus what the finished folds gained from that epoch
+    to their end (their score minus their own score at ``epoch``, from ``curves``,
+    averaged); in fold 0 (or with no curve known) it is ``value`` itself. So a trial whose
+    folds rise slowly is not judged again at every fold's first epochs: past fold 0, its
+    steps estimate the same final value all along."""
+    gaps = [score - curves[j][epoch] for j, score in enumerate(finished)
+            if epoch in curves.get(j, {})]
+    predicted = value + (statistics.fmean(gaps) if gaps else 0.0)
+    return (sum(finished) + predicted) / (len(finished) + 1)
 
 
 def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:

@@ -48,7 +48,8 @@ def test_intermediate_values_are_the_running_estimates_labelled_as_such(
         plotted: Path, workdir: Path) -> None:
     section = plotted.read_text().split(
         "<h2>intermediate values: running estimates of the objective</h2>")[1]
-    assert "running estimate: mean of the finished folds and the current fold" in section
+    assert "running estimate: mean of the finished folds and the current fold's predicted score" \
+        in section
     trials = load_study(workdir / "outputs", "fake_fake").trials
     complete = next(t for t in trials if t.state.name == "COMPLETE")
     steps = sorted(complete.intermediate_values)

@@ -17,6 +17,7 @@ from hposweep.errors import ConfigError, UserError
 from hposweep.results import REPORT_STEPS_ATTR
 from hposweep.study.pruners import FoldMedianPruner
 from hposweep.study.samplers import make_fold_test, make_pruner, settle_report_steps
+from hposweep.sweep.trial import running_estimate
 from tests.helpers import fake_config, hposweep, load_study
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
@@ -37,20 +38,21 @@ def sweep(workdir: Path, xs: list[float], *overrides: str) -> list[optuna.trial.
 def test_median_prunes_in_a_later_fold_a_trial_that_led_on_fold_0(workdir: Path) -> None:
     """Trial 2 is the best on fold 0 (0.95) and bad after (0.2). With raw epoch scores its
     best value so far (0.95) beat every later step's median: it ran to the end."""
-    trials = sweep(workdir, [0.1, 0.2, 0.8], "k_fold.n_splits=3", "study.pruner.name=median",
+    trials = sweep(workdir, [0.2, 0.1, 0.8], "k_fold.n_splits=3", "study.pruner.name=median",
                    "study.pruner.n_startup_trials=2")
     assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED"]
     pruned = trials[2]
+    # At fold 1's epoch 0 (step 3) fold 1 scores 0.2/3 and is predicted to gain what fold
+    # 0 gained from its epoch 0 (0.95 - 0.95/3): (0.95 + 0.2/3 + 0.95 * 2/3) / 2 = 0.825,
+    # against the median of the completed trials' estimates there (0.8 and 0.9).
     assert pruned.user_attrs["prune_reason"] == (
-        "pruned: score=0.0667 (fold 2/3 epoch 1; running estimate of score 0.5083)")
-    # (0.95 + 0.2/3) / 2 at fold 1's epoch 0 (step 3) against the median of the completed
-    # trials' estimates there, (0.9 + 0.3) / 2 and (0.8 + 0.8/3) / 2.
+        "pruned: score=0.0667 (fold 2/3 epoch 1; running estimate of score 0.8250)")
     assert pruned.intermediate_values == pytest.approx(
-        {0: 0.95 / 3, 1: 0.95 * 2 / 3, 2: 0.95, 3: (0.95 + 0.2 / 3) / 2})
-    assert pruned.value == pytest.approx((0.95 + 0.2 / 3) / 2), "the last estimate"
-    complete = trials[0]
+        {0: 0.95 / 3, 1: 0.95 * 2 / 3, 2: 0.95, 3: 0.825})
+    assert pruned.value == pytest.approx(0.825), "the last estimate"
+    complete = trials[1]  # its folds rise alike: past fold 0 every step predicts 0.9
     assert complete.intermediate_values == pytest.approx(
-        {k * EPOCHS + e: (0.9 * k + 0.9 * (e + 1) / EPOCHS) / (k + 1)
+        {k * EPOCHS + e: 0.9 * (e + 1) / EPOCHS if k == 0 else 0.9
          for k in range(3) for e in range(EPOCHS)})
     assert complete.value == pytest.approx(0.9)
     assert load_study(workdir / "outputs", "fake_fake").user_attrs[REPORT_STEPS_ATTR] == "estimate"
@@ -102,6 +104,15 @@ def test_the_fold_test_compares_fold_scores_with_the_best_trials() -> None:
                                          user_attrs={"fold_values": [0.5]})
     assert not test.prune(study, one_fold), "never before n_startup_steps (2) folds"
     assert make_fold_test(load(SMOKE, ["study.pruner.name=median"]).config) is None
+
+
+def test_a_running_estimate_predicts_the_current_fold_from_the_finished_folds_curves() -> None:
+    curves = {0: {0: 0.5, 1: 0.8}, 1: {0: 0.6, 1: 0.9}}
+    # fold 2 at epoch 0 scores 0.4; folds 0 and 1 gained 0.3 from their epoch 0
+    assert running_estimate([0.8, 0.9], curves, 0, 0.4) == pytest.approx((0.8 + 0.9 + 0.7) / 3)
+    assert running_estimate([], {}, 0, 0.4) == 0.4, "fold 0: the epoch's score"
+    assert running_estimate([0.8], {}, 1, 0.6) == pytest.approx(0.7), \
+        "no curve known (a fold recorded without): the epoch's score"
 
 
 def test_the_median_rule_reads_the_current_folds_steps_only() -> None:
