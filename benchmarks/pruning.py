@@ -12,6 +12,7 @@ Optuna's ``HyperbandPruner``, Optuna's ``SuccessiveHalvingPruner`` (asynchronous
 successive halving: ASHA) and, when ``ray[tune]`` can be imported (``RAY_SITE`` in the
 environment: a site-packages dir to append to ``sys.path``), Ray Tune's
 ``AsyncHyperBandScheduler`` (ASHA, its defaults but ``max_t``) driven by the same loop.
+``PRUNING_ARMS=word,word``: only ``none`` and the arms whose names contain a word.
 
 Figures: fold-epochs trained until the sweep's best (by its mean over folds, as the sweep
 picks it) is within one standard error of the unpruned sweep's final best (its true score,
@@ -74,6 +75,12 @@ HPOSWEEP_ARMS = {
     "median + wilcoxon": ["study.pruner={name: median, folds: wilcoxon}"],
     "hyperband (estimates)": ["study.pruner.name=hyperband"],
     "hyperband + wilcoxon": ["study.pruner={name: hyperband, folds: wilcoxon}"],
+    # No epoch-level decision in fold 0 (where curves cross): from fold 1 on, each step's
+    # estimate predicts the trial's final value from its own fold-0 curve.
+    f"median, from fold 1 (n_warmup_steps={EPOCHS})":
+        [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}}}"],
+    f"median + wilcoxon, from fold 1 (n_warmup_steps={EPOCHS})":
+        [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {EPOCHS}}}"],
 }
 
 
@@ -200,6 +207,9 @@ def main() -> None:
     seeds, trials, folds = (range(2), 12, 5) if quick else (range(SEEDS), 60, 5)
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainers for train.trainer
     arms = [*HPOSWEEP_ARMS, *_plain_pruners()]
+    if os.environ.get("PRUNING_ARMS"):  # "none" and the arms whose names contain a word
+        words = os.environ["PRUNING_ARMS"].split(",")
+        arms = [a for a in arms if a == "none" or any(w in a for w in words)]
     runs: dict[str, list[list[TrialCost]]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
