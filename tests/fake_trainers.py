@@ -41,6 +41,28 @@ def quadratic(params, data, ctx):
     return {"score": score, "n_train": float(len(data.train))}
 
 
+TEST_WORD = "TESTONLY"  # in every sentence of the test files of tests/e2e/test_final_isolation.py
+FINAL_CALLS: list[dict] = []  # what the final stage gave ``no_test_data`` (in-process runs)
+
+
+def no_test_data(params, data, ctx):
+    """``quadratic``, failing a trial whose data holds a test sentence; the final stage's
+    call is recorded in ``FINAL_CALLS``."""
+    tested = [e for e in data.train + data.validation if TEST_WORD in e.tokens]
+    if tested and not ctx.final:
+        raise RuntimeError(f"trial {ctx.trial_number} was given {len(tested)} test sentences")
+    if ctx.final:
+        FINAL_CALLS.append({"train": len(data.train), "test": len(tested), "fold": ctx.fold,
+                            "validation": len(data.validation), "epochs": params["epochs"]})
+    return quadratic(params, data, ctx)
+
+
+def fails_in_final_stage(params, data, ctx):
+    if ctx.final:
+        raise RuntimeError("no final model today")
+    return quadratic(params, data, ctx)
+
+
 def fails_when_x_high(params, data, ctx):
     if params["x"] > 0.5:
         raise RuntimeError(f"simulated crash at x={params['x']:.2f}")

@@ -93,6 +93,9 @@ def _objective_metrics(cfg: SweepConfig) -> None:
         fail("mlflow.log_best_checkpoint", f"{LOG_FRONT!r} needs several study.objectives or "
              "study.constraints (a study with a Pareto front)",
              ("study.objectives", "study.constraints"))
+    if cfg.final.select is not None and not uses_front(cfg):
+        fail("final.select", "picks a member of a Pareto front: it needs several "
+             "study.objectives or study.constraints", ("study.objectives", "study.constraints"))
 
 
 def _fold_pruner(cfg: SweepConfig) -> None:
@@ -180,7 +183,7 @@ def _data_files(cfg: SweepConfig) -> None:
     d = cfg.data
     if d.dataset is not None and not Path(d.dataset.path).exists() and not glob(d.dataset.path):
         fail("data.dataset.path", f"not found: {d.dataset.path}{_relative_to(d.dataset.path)}")
-    for key in ("train", "validation"):
+    for key in ("train", "validation", "test"):
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
             fail(f"data.{key}", f"file not found: {value}{_relative_to(value)}")

@@ -405,6 +405,7 @@ class DatasetConfig(Section):
     path: str = ""
     split: str = "train"
     validation_split: str | None = None  # null: a split named "validation" when there is one
+    test_split: str | None = None  # read by the final stage only (final.refit); never searched on
 
     @field_validator("path")
     @classmethod
@@ -429,6 +430,7 @@ class DataConfig(Section):
     task: Task = "token-classification"
     train: str | None = None
     validation: str | None = None
+    test: str | None = None  # read by the final stage only (final.refit); never searched on
     validation_split: Annotated[float, Field(gt=0, lt=1, description="between 0 and 1")] = 0.2
     synthetic: SyntheticConfig | None = None
     max_length: Annotated[int, Field(ge=8)] = 128
@@ -444,6 +446,9 @@ class DataConfig(Section):
         if self.dataset is not None and self.validation is not None:
             raise rule("does not apply to data.dataset: name a split of the dataset in "
                        "data.dataset.validation_split", "validation")
+        if self.dataset is not None and self.test is not None:
+            raise rule("does not apply to data.dataset: name a split of the dataset in "
+                       "data.dataset.test_split", "test")
         if self.synthetic is not None and self.task != "token-classification":
             raise rule("generated data exists for token-classification only", "synthetic",
                        ("data.task",))
@@ -520,6 +525,25 @@ class CheckpointConfig(Section):
     keep_best: Annotated[int, Field(ge=1)] = 1
 
 
+class FinalConfig(Section):
+    """The final stage: the chosen trial's hyperparameters trained once on all the
+    training data, then scored once on the test set (``data.test``)."""
+
+    refit: bool = False
+    # best: the trial's mean best epoch over its folds (select_epoch: best), else its epochs
+    epochs: Annotated[Literal["best"] | Annotated[int, Field(ge=1)], Field(
+        description="'best' or a whole number, at least 1")] = "best"
+    include_validation: bool = True  # k-fold off: train on the validation part too
+    select: str | None = None  # several objectives: knee (null), 'trial N' or 'METRIC <= X'
+
+    @field_validator("select")
+    @classmethod
+    def _a_choice(cls, select: str | None) -> str | None:
+        if select is not None and not select.strip():
+            raise rule("must not be empty: knee, 'trial N' or 'METRIC <= X' (or null)")
+        return select
+
+
 class MlflowConfig(Section):
     enabled: bool = True
     tracking_uri: str | None = None
@@ -546,6 +570,7 @@ class SweepConfig(Section):
     k_fold: KFoldConfig = Field(default_factory=KFoldConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    final: FinalConfig = Field(default_factory=FinalConfig)
     output_dir: str = "outputs"
 
     @model_validator(mode="before")

@@ -11,6 +11,7 @@ from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
 from hposweep.objectives.front import fill_best
 from hposweep.results import (
+    FINAL_ATTR,
     PARENT_RUN_ATTR,
     REPORT_STEPS_ATTR,
     RETRIED_FROM_ATTR,
@@ -74,6 +75,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     record = _best_record(cfg, backbone, study)
     kept = record.kept_checkpoints() if record else {}
     fill_best(status, cfg, study, kept)
+    status.final = study.user_attrs.get(FINAL_ATTR)
     status.pending = _pending(trials)
     kind = study.user_attrs.get(REPORT_STEPS_ATTR)
     status.intermediate_values = STEP_KINDS.get(kind) if kind else None

@@ -26,6 +26,7 @@ from hposweep.console.live import LiveConsole, place
 from hposweep.errors import DeviceFailed, InternalError, first_line
 from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
 from hposweep.results import (
+    BEST_EPOCH_ATTR,
     FAIL_REASON_ATTR,
     FOLD_VALUES_ATTR,
     PRUNE_REASON_ATTR,
@@ -147,6 +148,8 @@ class TrialRun:
             self.trial.set_constraint(constraint.key, constraint.violation(mean))
         if len(fold_metrics) > 1:
             self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        if "best_epoch" in mean:  # what final.epochs: best trains for
+            self.trial.set_user_attr(BEST_EPOCH_ATTR, mean["best_epoch"])
         env.checkpoints.trial_valued(self.number, lambda: env.metadata(
             self.number, self.params, mean, env.folds[-1].fold, mean[metric]))
         env.tracker.end_run(self.run_id, "COMPLETE",
@@ -187,9 +190,9 @@ class TrialRun:
             config=cfg, backbone=env.backbone, trial_number=self.number, fold=fold.fold,
             seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
-            _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
-            _should_prune=_ours(self._should_prune_in_fold), _log_metrics=_ours(log_metrics),
-            _warn=env.console.warn, _record=_ours(self._record), recorded=self.recorded,
+            _report=ours(lambda value, epoch: self._report(index, value, epoch)),
+            _should_prune=ours(self._should_prune_in_fold), _log_metrics=ours(log_metrics),
+            _warn=env.console.warn, _record=ours(self._record), recorded=self.recorded,
         )
         try:
             metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
@@ -219,26 +222,7 @@ class TrialRun:
         return metrics
 
     def _call_trainer(self, fold: FoldData, ctx: TrialContext) -> Any:
-        """The trainer's own exceptions fail the trial; ours (through ``ctx``) do not."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        try:
-            return self.env.trainer(self.params, fold, ctx)
-        except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
-            raise
-        except Exception as exc:
-            self.env.console.debug_exception(exc)
-            if is_fatal_device_error(exc):
-                raise DeviceFailed(f"trial {self.number}: {first_line(exc)}") from None
-            if is_out_of_memory(exc):
-                batch_size = self.params.get("batch_size", self.env.cfg.train.batch_size)
-                reason = out_of_memory_reason(int(batch_size),
-                                              resolve_device(self.env.cfg.train.device))
-            else:
-                reason = f"{type(exc).__name__}: {first_line(exc)}"
-        # Out of the except block: the trainer's frames (its model) are released, not
-        # kept alive by the error's traceback for as long as the trial's record takes.
-        raise TrialFailed(reason)
+        return call_trainer(self.env, self.params, fold, ctx, f"trial {self.number}")
 
     def _record(self, name: str, value: float) -> None:
         self.trial.set_user_attr(name, value)
@@ -360,7 +344,31 @@ def running_estimate(finished: list[float], curves: dict[int, dict[int, float]],
     return (sum(finished) + predicted) / (len(finished) + 1)
 
 
-def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:
+def call_trainer(env: TrialEnv, params: dict[str, Any], data: FoldData, ctx: TrialContext,
+                 who: str) -> Any:
+    """The trainer's own exceptions fail the trial (or the final stage, ``who``); ours
+    (through ``ctx``) do not."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        return env.trainer(params, data, ctx)
+    except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
+        raise
+    except Exception as exc:
+        env.console.debug_exception(exc)
+        if is_fatal_device_error(exc):
+            raise DeviceFailed(f"{who}: {first_line(exc)}") from None
+        if is_out_of_memory(exc):
+            batch_size = params.get("batch_size", env.cfg.train.batch_size)
+            reason = out_of_memory_reason(int(batch_size), resolve_device(env.cfg.train.device))
+        else:
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+    # Out of the except block: the trainer's frames (its model) are released, not
+    # kept alive by the error's traceback for as long as the trial's record takes.
+    raise TrialFailed(reason)
+
+
+def ours(callback: Callable[..., Any]) -> Callable[..., Any]:
     """A ``ctx`` callback: its errors are hposweep's, even when raised inside the trainer."""
 
     def call(*args: Any) -> Any:
