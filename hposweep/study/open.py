@@ -75,7 +75,7 @@ class OpenStudy:
     storage: Any
     study_id: int
     resumed: bool  # the study had trials that no live process is running
-    report_steps: str = "epoch"  # "fold" or "epoch": see report_steps()
+    report_steps: str = "estimate"  # "estimate", "fold" or "epoch": see report_steps()
 
     @property
     def run_id(self) -> str:
