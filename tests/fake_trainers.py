@@ -242,3 +242,20 @@ def device_assert_once(params, data, ctx):
         raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might "
                            "be asynchronously reported at some other API call")
     return quadratic(params, data, ctx)
+
+
+def plateau_by_x(params, data, ctx):
+    """Each fold's score rises linearly to a plateau of ``1 - x`` at its last epoch
+    (``train.epochs``), asking the pruner after each epoch; a trial with ``x >= 0.7`` is
+    the best on fold 0 (0.95) and bad on every later fold (0.2)."""
+    from hposweep.api import Pruned
+
+    x = params["x"]
+    plateau = (0.95 if not ctx.fold else 0.2) if x >= 0.7 else 1.0 - x
+    epochs = ctx.config.train.epochs
+    for epoch in range(epochs):
+        score = plateau * (epoch + 1) / epochs
+        ctx.report(score, epoch)
+        if ctx.should_prune():
+            raise Pruned(f"pruned: score={score:.4f}")
+    return {"score": score}

@@ -34,6 +34,9 @@ Precision = Literal["fp32", "bf16", "fp16", "auto"]
 TorchDtype = Literal["float32", "bfloat16"]  # float16 weights cannot be trained by AdamW/GradScaler
 # The pruner that compares trials fold by fold (its steps are fold indices, not epochs).
 FOLD_PRUNERS = ("wilcoxon",)
+# The pruners that decide within a fold, at epoch steps (``study.pruner.folds`` adds a
+# fold-level test to one of them).
+EPOCH_PRUNERS = ("median", "hyperband", "successive_halving")
 PARAM_TYPES = ("float", "int", "categorical")
 BUILTIN_TRAINER = "builtin"
 # Hyperparameters the built-in trainer understands; a search space may sample any of them.
@@ -144,6 +147,8 @@ class PrunerConfig(Section):
     # folds that prunes only after fold 4, with 3 or 4 never (benchmarks/pruning.py).
     p_threshold: Annotated[float, Field(gt=0, le=1, description="a number within (0, 1]")] = 0.3
     n_startup_steps: AtLeastZero = 2  # wilcoxon: folds compared before the first pruning decision
+    # A fold-level test between folds on top of the epoch-level pruner ``name``.
+    folds: Annotated[Literal["wilcoxon"] | None, Field(description="wilcoxon or null")] = None
 
 
 Hours = Annotated[float | None, Field(gt=0, allow_inf_nan=False,

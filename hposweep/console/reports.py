@@ -53,6 +53,8 @@ class SweepConsole(LiveConsole):
                  best_line(status) if status.best_trial is not None
                  else "best trial: none completed yet",
                  *_budget_lines(status),
+                 *([f"intermediate values: {status.intermediate_values}"]
+                   if status.intermediate_values else []),
                  *final_lines(status),
                  "resume pending:" if status.pending else "resume pending: nothing",
                  *[f"  {p}" for p in status.pending]]

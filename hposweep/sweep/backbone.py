@@ -105,7 +105,7 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, data: SweepData, folds: 
     preload_mlflow(cfg)
     barrier_point("setup")
     with reported_os_errors("cannot set the sweep up"):
-        lock = study_lock(cfg, study_name)
+        lock = study_lock(cfg, study_name, console.info)
         with lock:
             opened = open_study(cfg, study_name)
             sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console, lock)
@@ -130,7 +130,7 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
             raise UserError(f"{backbone}: no study {name!r} in "
                             f"{redact_url(storage_url(cfg, name))}: `hposweep run` makes it")
         with reported_os_errors("cannot refit"):
-            lock = study_lock(cfg, name)
+            lock = study_lock(cfg, name, console.info)
             with lock:
                 opened = open_study(cfg, name)
                 sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console,
