@@ -40,6 +40,46 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
                 front: list[FrontMember] | None = None) -> list[Path]:
     """Write ``{study}.html`` (and PNGs) into ``out``; returns the files written.
     ``front``: the sweep's Pareto front (its knee and kept members are marked)."""
+    shown = figures(study, cfg, warn, front)
+    if not shown:
+        return []
+    for _, figure in shown:  # the page's width, whatever Optuna sized it for
+        figure.update_layout(width=None, height=FIGURE_HEIGHT, autosize=True)
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / f"{study.study_name}.html"
+    sections = [f"<h2>{title}</h2><div class='plot'>"
+                + figure.to_html(full_html=False, include_plotlyjs=(i == 0),
+                                 default_width="100%", config={"responsive": True}) + "</div>"
+                for i, (title, figure) in enumerate(shown)]
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
+                    f"<meta name='viewport' content='width=device-width'><title>"
+                    f"{study.study_name}</title><style>{STYLE}</style></head><body>"
+                    f"<h1>{study.study_name}</h1>" + "".join(sections) + "</body></html>",
+                    encoding="utf-8")
+    return [page, *_pngs(study.study_name, shown, out, warn)]
+
+
+def dashboard_figures(study: Any, cfg: SweepConfig, front: list[FrontMember] | None = None
+                      ) -> dict[str, str]:
+    """hposweep's own figures for the study's optuna-dashboard page (``id -> plotly JSON``,
+    ids ``hposweep-<title>``), each titled: the Pareto front with its knee, the history
+    with pruned trials, the intermediate values per epoch, the fold scores. Optuna's
+    views (importances, parallel coordinate, slice) are left to the dashboard, which
+    draws them itself, live. Leaving a figure out says nothing here: ``hposweep plot``
+    and the sweep's MLflow plots say why."""
+    shown = figures(study, cfg, lambda _: None, front, optuna_views=False)
+    for title, figure in shown:
+        subtitle = figure.layout.title.text
+        figure.update_layout(title=f"{title} ({subtitle})" if subtitle else title)
+    return {f"hposweep-{title.replace(' ', '-')}": figure.to_json() for title, figure in shown}
+
+
+def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
+            front: list[FrontMember] | None = None, optuna_views: bool = True
+            ) -> list[tuple[str, Any]]:
+    """``(title, plotly figure)`` of each plot the study has data for; ``optuna_views``:
+    Optuna's own plots too (importances, parallel coordinate, slice, a Pareto front of
+    more than two objectives)."""
     import optuna.visualization as vis
 
     from hposweep.objectives.spec import objectives_of
@@ -50,17 +90,19 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
     objectives = objectives_of(cfg)
     maximize = objectives[0].goal == "maximize"
     name = study.study_name
-    figures = []
+    shown = []
     several = len(study.directions) > 1
     if several:
         warn(f"{name}: no optimization history plot (several objectives: the Pareto front "
              "shows every trial)")
-        figures.append(("pareto front", pareto_figure(study, objectives, front or [])
-                        if len(objectives) == 2 else vis.plot_pareto_front(study)))
+        if len(objectives) == 2:
+            shown.append(("pareto front", pareto_figure(study, objectives, front or [])))
+        elif optuna_views:
+            shown.append(("pareto front", vis.plot_pareto_front(study)))
     elif any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
-        figures.append(("optimization history", history_figure(trials, study.direction.name)))
+        shown.append(("optimization history", history_figure(trials, study.direction.name)))
     complete = sum(t.state.name == "COMPLETE" for t in trials)
-    for plot in OPTUNA_PLOTS:
+    for plot in OPTUNA_PLOTS if optuna_views else ():
         title = plot.replace("_", " ")
         if plot == "param_importances" and complete < MIN_IMPORTANCE_TRIALS:
             warn(f"{name}: no {title} plot ({complete} completed trials; importances need "
@@ -76,32 +118,17 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
         if plot == "param_importances":
             title = f"param importances (from {complete} completed trials)"
         _better_is_darker(figure, plot, maximize, objectives[0].metric)
-        figures.append((title, figure))
+        shown.append((title, figure))
     by_fold = study.user_attrs.get(REPORT_STEPS_ATTR) == "fold"
     if any(t.intermediate_values for t in trials) and not by_fold:
-        figures.append(("intermediate values",
-                        intermediate_figure(trials, epochs, n_folds, maximize)))
+        shown.append(("intermediate values",
+                      intermediate_figure(trials, epochs, n_folds, maximize)))
     elif several and n_folds == 1:
         warn(f"{name}: no intermediate values plot (trials of several objectives report none)")
     if not several and any(len(fold_scores(t, by_fold)) > 1 for t in trials):
         best = study.best_trial.number if complete else None
-        figures.append(("fold scores", fold_scores_figure(trials, best, by_fold)))
-    if not figures:
-        return []
-    for _, figure in figures:  # the page's width, whatever Optuna sized it for
-        figure.update_layout(width=None, height=FIGURE_HEIGHT, autosize=True)
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / f"{study.study_name}.html"
-    sections = [f"<h2>{title}</h2><div class='plot'>"
-                + figure.to_html(full_html=False, include_plotlyjs=(i == 0),
-                                 default_width="100%", config={"responsive": True}) + "</div>"
-                for i, (title, figure) in enumerate(figures)]
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
-                    f"<meta name='viewport' content='width=device-width'><title>"
-                    f"{study.study_name}</title><style>{STYLE}</style></head><body>"
-                    f"<h1>{study.study_name}</h1>" + "".join(sections) + "</body></html>",
-                    encoding="utf-8")
-    return [page, *_pngs(study.study_name, figures, out, warn)]
+        shown.append(("fold scores", fold_scores_figure(trials, best, by_fold)))
+    return shown
 
 
 def _first_objective(study: Any, cfg: SweepConfig, plot: str) -> dict[str, Any]:

@@ -1,0 +1,75 @@
+"""What the sweep writes for optuna-dashboard without importing it (notes, figures), read
+back by the real optuna-dashboard's own readers, on a real SQLite storage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
+from optuna_dashboard._note import get_note_from_system_attrs
+
+from hposweep.study.notes import CHUNK, write_figures, write_study_note, write_trial_note
+
+
+class CountingStorage:
+    """A real storage whose study-attribute writes are counted."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage, self.writes = storage, 0
+
+    def set_study_system_attr(self, *args: Any) -> None:
+        self.writes += 1
+        self.storage.set_study_system_attr(*args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> CountingStorage:
+    return CountingStorage(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}"))
+
+
+def figure_json(points: int) -> str:
+    return json.dumps({"data": [{"x": list(range(points)), "y": list(range(points))}],
+                       "layout": {"title": {"text": "fold scores"}}})
+
+
+def shown(storage: CountingStorage, study_id: int) -> dict[str, str]:
+    return get_plotly_graph_objects(storage.get_study_system_attrs(study_id))
+
+
+def test_figures_are_what_optuna_dashboard_reads_back(storage: CountingStorage) -> None:
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "s")
+    long, short = figure_json(2000), figure_json(3)
+    assert len(long) > 3 * CHUNK
+    write_figures(storage, study_id, {"hposweep-fold-scores": long, "hposweep-history": short})
+    assert shown(storage, study_id) == {"hposweep-fold-scores": long, "hposweep-history": short}
+
+
+def test_an_unchanged_figure_costs_no_write_and_a_shorter_one_replaces_it(
+        storage: CountingStorage) -> None:
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "s")
+    long, shorter = figure_json(2000), figure_json(10)
+    first = write_figures(storage, study_id, {"hposweep-fold-scores": long})
+    assert first == storage.writes > 3
+    assert write_figures(storage, study_id, {"hposweep-fold-scores": long}) == 0
+    assert storage.writes == first, "the same figure again: nothing written"
+    write_figures(storage, study_id, {"hposweep-fold-scores": shorter})
+    assert shown(storage, study_id) == {"hposweep-fold-scores": shorter}
+    assert json.loads(shown(storage, study_id)["hposweep-fold-scores"])
+
+
+def test_notes_are_what_optuna_dashboard_reads_back(storage: CountingStorage) -> None:
+    study_id = storage.create_new_study([optuna.study.StudyDirection.MAXIMIZE], "s")
+    trial_id = storage.create_new_trial(study_id)
+    write_trial_note(storage, study_id, trial_id, "**Trial 0**\n" + "x" * 3 * CHUNK)
+    write_study_note(storage, study_id, "long " * CHUNK)
+    write_study_note(storage, study_id, "## short")
+    attrs = storage.get_study_system_attrs(study_id)
+    assert get_note_from_system_attrs(attrs, trial_id)["body"] == "**Trial 0**\n" + "x" * 3 * CHUNK
+    assert get_note_from_system_attrs(attrs, None) == {"version": 2, "body": "## short"}
