@@ -9,7 +9,8 @@ show each trial's score per fold against the best trial's (what a fold-level pru
 decides on); the two-objective Pareto front marks its knee and the members that kept a
 checkpoint. Colour scales run from light (worse) to dark (better) whatever the goal.
 Every figure takes the page's width: nothing scrolls sideways. A plot left out is said
-(``warn``), with why.
+(``warn``), with why. The figures of our own also go on the study's optuna-dashboard page
+(:func:`dashboard_figures`, written by the sweep at its end).
 """
 
 from __future__ import annotations
