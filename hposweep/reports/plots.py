@@ -71,7 +71,7 @@ def dashboard_figures(study: Any, cfg: SweepConfig, front: list[FrontMember] | N
     shown = figures(study, cfg, lambda _: None, front, optuna_views=False)
     for title, figure in shown:
         subtitle = figure.layout.title.text
-        figure.update_layout(title=f"{title} ({subtitle})" if subtitle else title)
+        figure.update_layout(title=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title)
     return {f"hposweep-{title.replace(' ', '-')}": figure.to_json() for title, figure in shown}
 
 
