@@ -31,6 +31,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ def build_study(storage_url: str, n: int) -> None:
 
     study = optuna.create_study(study_name="bench", storage=make_storage(storage_url),
                                 direction="maximize")
-    study.set_metric_names(["score"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["score"])
     space = {"x": optuna.distributions.FloatDistribution(0, 1),
              "y": optuna.distributions.FloatDistribution(0, 1)}
     for number in range(n):
@@ -86,10 +89,11 @@ def improved(values: list[float]) -> list[bool]:
     return out
 
 
-def add_dashboard_attrs(storage_url: str, form: str, cfg: Any) -> tuple[float, float, int]:
-    """The form's notes, as the sweep writes them; after: the figures too. Returns the
-    figures' cost at the sweep's end: seconds to build and write them, seconds to write
-    them again unchanged, and their JSON's characters (0, 0, 0 before)."""
+def add_dashboard_attrs(storage_url: str, form: str, cfg: Any) -> dict[str, float]:
+    """The form's notes, as the sweep writes them; after: the figures too, and what they
+    cost the sweep's end: seconds to build them (the first time in this process), to
+    write them, to build and write them again unchanged; their JSON's characters and the
+    writes (chunks)."""
     import optuna
 
     from hposweep.reports.plots import dashboard_figures
@@ -108,14 +112,16 @@ def add_dashboard_attrs(storage_url: str, form: str, cfg: Any) -> tuple[float, f
                              note(trial.number, trial.user_attrs["hposweep.trial"]["mlflow_run_id"],
                                   x, y, kept))
     if form == "before":
-        return 0.0, 0.0, 0
+        return {}
     started = time.perf_counter()
     figures = dashboard_figures(study, cfg)
-    write_figures(storage, study_id, figures)
-    first = time.perf_counter() - started
-    started = time.perf_counter()
+    built = time.perf_counter()
+    writes = write_figures(storage, study_id, figures)
+    written = time.perf_counter()
     write_figures(storage, study_id, dashboard_figures(study, cfg))
-    return first, time.perf_counter() - started, sum(map(len, figures.values()))
+    return {"build": built - started, "write": written - built,
+            "again": time.perf_counter() - written,
+            "chars": sum(map(len, figures.values())), "writes": writes}
 
 
 def note(number: int, run_id: str, x: float, y: float, kept: bool) -> str:
@@ -292,11 +298,11 @@ def main() -> None:
                 cfg = load(config, [], check_files=False).config
                 for form, url in studies[kind].items():
                     build_study(url, n)
-                    first, again, chars = add_dashboard_attrs(url, form, cfg)
-                if kind == "sqlite":
-                    say(f"figures at the sweep's end ({n} trials, {kind}): built and written "
-                        f"{first:.2f} s, {chars / 1000:.0f} k characters in "
-                        f"{-(-chars // 2045)}+ chunks; again unchanged {again:.2f} s")
+                    cost = add_dashboard_attrs(url, form, cfg)
+                say(f"figures at the sweep's end ({n} trials, {kind}): built {cost['build']:.2f} s "
+                    f"(first in the process), {cost['chars'] / 1000:.0f} k characters written "
+                    f"in {cost['writes']:.0f} chunks {cost['write']:.2f} s; built again and "
+                    f"nothing written (unchanged) {cost['again']:.2f} s")
                 latency = api_latency(studies[kind])
                 say(f"GET /api/studies/1, {n} trials ({kind}): " + "; ".join(
                     f"{form}: first {latency[form][0]:.3f} s, later {latency[form][1]:.3f} s"

@@ -81,8 +81,6 @@ def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
     """``(title, plotly figure)`` of each plot the study has data for; ``optuna_views``:
     Optuna's own plots too (importances, parallel coordinate, slice, a Pareto front of
     more than two objectives)."""
-    import optuna.visualization as vis
-
     from hposweep.objectives.spec import objectives_of
 
     epochs = cfg.train.epochs
@@ -99,6 +97,8 @@ def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
         if len(objectives) == 2:
             shown.append(("pareto front", pareto_figure(study, objectives, front or [])))
         elif optuna_views:
+            import optuna.visualization as vis
+
             shown.append(("pareto front", vis.plot_pareto_front(study)))
     elif any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
         shown.append(("optimization history", history_figure(trials, study.direction.name)))
@@ -110,6 +110,8 @@ def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
                  f"{MIN_IMPORTANCE_TRIALS} to mean something)")
             continue
         try:
+            import optuna.visualization as vis  # ~2 s: only for Optuna's own views
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the sign of our own target
                 figure = getattr(vis, f"plot_{plot}")(study, **_first_objective(study, cfg, plot))
