@@ -24,6 +24,7 @@ import pytest
 
 from hposweep.config.loading import load
 from hposweep.reports import dashboard as board
+from hposweep.study.notes import write_trial_note
 from hposweep.tracking.tracker import ui_link
 from tests.helpers import fake_config, hposweep, load_study, mlflow_client, process_env, runs_by_kind
 
@@ -147,13 +148,18 @@ def test_a_study_made_before_gets_names_notes_and_figures_on_its_next_run(
     database = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
     with sqlite3.connect(database) as db:  # what a study made before this release holds
         db.execute("DELETE FROM study_system_attributes")
-    assert load_study(workdir / "outputs", "fake_fake").metric_names is None
+    old = load_study(workdir / "outputs", "fake_fake")
+    assert old.metric_names is None
+    old_note = "**Trial 0** (fail)\n\n- checkpoint: not kept\n"  # an earlier version's
+    write_trial_note(old._storage, old._study_id, old.trials[0]._trial_id, old_note)
     sweep(workdir, "study.max_trials=4")
     study = load_study(workdir / "outputs", "fake_fake")
     assert study.metric_names == ["score"]
     with serving(config, "study.max_trials=4") as (server,):
         detail = study_detail(server)
-    noted = {n for n, body in notes_by_trial(detail).items() if body}
+    notes = notes_by_trial(detail)
+    assert notes[0] == old_note, "an earlier version's note on a trial is left as it was"
+    noted = {n for n, body in notes.items() if body} - {0}
     kept_before = max((t for t in study.trials[:3] if t.state.name == "COMPLETE"),
                       key=lambda t: t.value).number
     assert kept_before in noted, "the trial that held the kept checkpoint has its note again"
