@@ -31,13 +31,6 @@ def mlflow_run_of(trial: Any) -> str | None:
     return trial.user_attrs.get(TRIAL_ATTR, {}).get("mlflow_run_id")
 
 
-def device_of(trial: Any) -> dict[str, str]:
-    """The device the trial trained on (``device``; on CUDA ``device_name`` and
-    ``device_index``, the GPU's among the machine's); {} when not recorded."""
-    record = trial.user_attrs.get(TRIAL_ATTR, {})
-    return {k: record[k] for k in ("device", "device_name", "device_index") if k in record}
-
-
 @dataclass
 class TrialRow:
     number: int

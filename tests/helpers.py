@@ -126,3 +126,12 @@ def checkpoint_metadata(number: int, fold: int | None = None, value: float | Non
     return CheckpointMetadata(trial_number=number, params={}, metrics={}, fold=fold,
                               objective_value=value, backbone="test", study_name="test",
                               objective_metric="f1", device="cpu", created_at="now")
+
+
+def device_of(trial: Any) -> dict[str, str]:
+    """The device a trial recorded (``device``; on CUDA ``device_name`` and
+    ``device_index``, the GPU's among the machine's); {} when not recorded."""
+    from hposweep.results import TRIAL_ATTR
+
+    record = trial.user_attrs.get(TRIAL_ATTR, {})
+    return {k: record[k] for k in ("device", "device_name", "device_index") if k in record}

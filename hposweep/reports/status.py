@@ -20,6 +20,8 @@ from hposweep.results import (
     owner_of,
 )
 from hposweep.study import budget, recovery
+from hposweep.study.grid import StudyGrid
+from hposweep.study.seeds import study_stream
 from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
 
@@ -71,8 +73,16 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     status.pending = _pending(trials)
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
-    status.stopped = spent.message if spent else None
+    status.stopped = spent.message if spent else _grid_exhausted(cfg, name, trials)
     return status
+
+
+def _grid_exhausted(cfg: SweepConfig, name: str, trials: list[Any]) -> str | None:
+    """With the grid sampler: why a run would start no trial once every point is held."""
+    if cfg.study.sampler.name != "grid":
+        return None
+    grid = StudyGrid(cfg, study_stream(name, trials))
+    return grid.exhausted_message() if grid.next_point(trials) is None else None
 
 
 def _budget(cfg: SweepConfig, trials: list[Any]) -> dict[str, dict[str, float]]:

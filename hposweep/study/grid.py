@@ -54,6 +54,10 @@ class StudyGrid:
         agreeing = [p for p in free if _agrees(p, fixed)] or free or self.points
         return {**agreeing[0], **fixed}
 
+    def exhausted_message(self) -> str:
+        """Why no further trial runs, once :meth:`next_point` has none."""
+        return f"the grid is exhausted ({len(self.points)} points)"
+
     def _key(self, values: dict[str, Any]) -> tuple[Any, ...] | None:
         if any(n not in values for n in self.names):
             return None

@@ -188,7 +188,7 @@ class TrialLoop:
             self._grid = StudyGrid(self.cfg, stream)
         point = self._grid.next_point(trials)
         if point is None:
-            return Stop("grid_exhausted", f"the grid is exhausted ({len(self._grid.points)} points)")
+            return Stop("grid_exhausted", self._grid.exhausted_message())
         return PointSampler(point)
 
     def _run(self, trial: Any) -> Outcome:

@@ -35,17 +35,35 @@ from hposweep.results import (
 
 
 def owner_identity() -> dict[str, Any]:
-    pid = os.getpid()
+    """This process, as a trial records its owner."""
+    return owner_identity_of(os.getpid())
+
+
+def owner_identity_of(pid: int) -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": pid, "started": _process_start(pid)}
 
 
 def _process_start(pid: int) -> str | None:
     """The process' start time in clock ticks since boot (Linux), to tell a reused pid."""
+    fields = _process_stat(pid)
+    return fields[19] if fields else None
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has exited but whose parent has not reaped it yet (a SIGKILLed
+    ``--workers`` child, until the parent waits for it): ``kill(pid, 0)`` still finds it."""
+    fields = _process_stat(pid)
+    return fields is not None and fields[0] == "Z"
+
+
+def _process_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first); None when
+    there is no such process or no ``/proc``."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
 
 
 def owner_is_gone(owner: dict[str, Any] | None) -> bool:
@@ -65,6 +83,8 @@ def owner_is_gone(owner: dict[str, Any] | None) -> bool:
         return True
     except PermissionError:
         return False
+    if _is_zombie(pid):
+        return True
     started = owner.get("started")
     return started is not None and _process_start(pid) not in (None, started)
 

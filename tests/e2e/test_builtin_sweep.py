@@ -203,7 +203,7 @@ def test_mlflow_store_on_a_full_disk_is_one_warning_and_the_sweep_finishes(
 
 
 def test_each_trial_records_the_device_it_trained_on(sweep: dict[str, Any]) -> None:
-    from hposweep.results import device_of
+    from tests.helpers import device_of
 
     trials = sweep["study"].trials
     assert [device_of(t) for t in trials] == [{"device": "cpu"}] * len(trials)

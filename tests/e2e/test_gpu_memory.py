@@ -78,6 +78,6 @@ def test_a_trial_that_ran_out_of_memory_records_what_it_trained_with(sweep: Path
 def test_each_trial_records_its_device(sweep: Path) -> None:
     """A custom trainer's device is its own: only the built-in trainer's is recorded."""
     trial = load_study(sweep / "outputs", "smoke_tiny-bert").trials[0]
-    from hposweep.results import device_of
+    from tests.helpers import device_of
 
     assert device_of(trial) == {}

@@ -172,8 +172,14 @@ def test_every_sampler_with_max_trials_above_what_it_can_draw(workdir: Path, sam
     assert parent.info.status == "FINISHED" and parent.data.metrics["n_completed_trials"] == 5
     assert parent.data.tags["best_trial_number"] == str(summary["best_trial"])
     assert client.list_artifacts(parent.info.run_id, "best_trial_checkpoint")
-    again = run_fake(workdir, "study.sampler.name=grid", "search_space.x.step=0.25",
-                     "study.max_trials=9")
+    grid = ("study.sampler.name=grid", "search_space.x.step=0.25", "study.max_trials=9")
+    config = fake_config(workdir)
+    (status,) = hposweep("status", config, *grid, "--json").json()
+    assert status["stopped"] == "the grid is exhausted (5 points)", "status knows it is done"
+    dry_run = hposweep("run", config, *grid, "--dry-run")
+    assert "fake: would start no trial of study 'fake_fake': the grid is exhausted (5 points)" \
+        in dry_run.stdout
+    again = run_fake(workdir, *grid)
     assert again.exit_code == 0, again.stderr
     assert again.json()["backbones"][0]["n_trials"] == 5, "a resume adds no trial"
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -46,3 +50,27 @@ def test_a_retry_is_never_queued_twice_for_one_trial(tmp_path: Path) -> None:
     assert recovery.retry_trial(study, failed, max_retry=3)
     assert not recovery.retry_trial(study, failed, max_retry=3)
     assert len(study.get_trials()) == 2
+
+
+def test_an_exited_but_unreaped_owner_is_gone() -> None:
+    """A SIGKILLed ``--workers`` child stays a zombie until its parent waits for it; its
+    pid still answers ``kill(pid, 0)``, but it will never finish its trial."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = {"host": socket.gethostname(), "pid": child.pid,
+             "started": recovery.owner_identity_of(child.pid)["started"]}
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: a zombie
+    try:
+        assert recovery.owner_is_gone(owner)
+    finally:
+        child.wait()
+
+
+def test_a_running_owner_is_not_gone() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    try:
+        owner = {"host": socket.gethostname(), "pid": child.pid,
+                 "started": recovery.owner_identity_of(child.pid)["started"]}
+        assert not recovery.owner_is_gone(owner)
+    finally:
+        child.communicate(b"")
