@@ -89,8 +89,10 @@ def test_a_single_objective_study_names_its_metric(workdir: Path) -> None:
     assert load_study(workdir / "outputs", "fake_fake").metric_names == ["score"]
 
 
-def test_each_trial_s_facts_are_user_attrs_and_only_kept_trials_have_a_note(
+def test_trials_facts_are_user_attrs_kept_trials_have_a_note_and_figures_are_shown(
         workdir: Path) -> None:
+    """One sweep: each trial's facts as user attributes, a note on the trials that kept a
+    checkpoint only, and hposweep's figures on the study's page."""
     config = sweep(workdir)
     study = load_study(workdir / "outputs", "fake_fake")
     with serving(config) as (server,):
@@ -113,11 +115,6 @@ def test_each_trial_s_facts_are_user_attrs_and_only_kept_trials_have_a_note(
         assert f"MLflow run: `{run_id}`" in notes[number]
         assert "fold scores: fold 1: " in notes[number] and "checkpoint: kept" in notes[number]
 
-
-def test_the_dashboard_shows_hposweep_s_figures(workdir: Path) -> None:
-    config = sweep(workdir)
-    with serving(config) as (server,):
-        detail = study_detail(server)
     figures = {f["id"]: json.loads(f["graph_object"]) for f in detail["plotly_graph_objects"]}
     assert sorted(figures) == ["hposweep-fold-scores", "hposweep-intermediate-values",
                                "hposweep-optimization-history"]
