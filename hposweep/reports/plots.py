@@ -67,11 +67,13 @@ def dashboard_figures(study: Any, cfg: SweepConfig, front: list[FrontMember] | N
     with pruned trials, the intermediate values per epoch, the fold scores. Optuna's
     views (importances, parallel coordinate, slice) are left to the dashboard, which
     draws them itself, live. Leaving a figure out says nothing here: ``hposweep plot``
-    and the sweep's MLflow plots say why."""
+    and the sweep's MLflow plots say why. No plotly template: plotly.js's plain defaults,
+    as the dashboard's own plots, and a third of the size (the page polls them)."""
     shown = figures(study, cfg, lambda _: None, front, optuna_views=False)
     for title, figure in shown:
         subtitle = figure.layout.title.text
-        figure.update_layout(title=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title)
+        figure.update_layout(title=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
+                             template="none")
     return {f"hposweep-{title.replace(' ', '-')}": figure.to_json() for title, figure in shown}
 
 
