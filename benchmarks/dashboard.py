@@ -43,6 +43,8 @@ from benchmarks._common import BIN, REPO, bench_env  # noqa: E402
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/{db}"
 POSTGRES_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 FORMS = ("before", "after")
+PAGE_FORMS = ("bare", *FORMS)  # bare: no note, no figure (the control)
+PARTS = ("cost", "api", "startup")
 CONFIG = """\
 study: {{name: bench, objective_metric: score, max_trials: {n}, storage: "{storage}",
         sampler: {{name: random, seed: 0}}, pruner: {{name: none}}}}
@@ -105,13 +107,13 @@ def add_dashboard_attrs(storage_url: str, form: str, cfg: Any) -> dict[str, floa
     study_id = storage.get_study_id_from_name("bench")
     trials = study.get_trials(deepcopy=False)
     for trial, kept in zip(trials, improved([t.value for t in trials]), strict=True):
-        if form == "before" or kept:
+        if form == "before" or (form == "after" and kept):
             x, y = trial.params["x"], trial.params["y"]
             write_trial_note(storage, study_id,
                              storage.get_trial_id_from_study_id_trial_number(study_id, trial.number),
                              note(trial.number, trial.user_attrs["hposweep.trial"]["mlflow_run_id"],
                                   x, y, kept))
-    if form == "before":
+    if form != "after":
         return {}
     started = time.perf_counter()
     figures = dashboard_figures(study, cfg)
@@ -215,7 +217,7 @@ def hposweep_url(proc: subprocess.Popen[str]) -> str:
     return line.split(": ", 1)[1].split("/dashboard/")[0]
 
 
-def api_latency(urls: dict[str, str], later: int = 5) -> dict[str, tuple[float, float]]:
+def api_latency(urls: dict[str, str], later: int = 7) -> dict[str, tuple[float, float]]:
     """Per form: the first and the median of ``later`` later ``GET /api/studies/1`` (s), in
     process, the forms' servers asked in turn."""
     from hposweep.reports.dashboard import Server, start, stop
@@ -260,19 +262,71 @@ def arguments() -> argparse.Namespace:
                         help="tiny sizes, to check the script runs; the figures mean nothing")
     parser.add_argument("--baseline-tree", type=Path, metavar="DIR",
                         help="another checkout whose `hposweep dashboard` start-up is timed too")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"which parts to run, comma-separated (default: {','.join(PARTS)})")
     return parser.parse_args()
+
+
+def measure_cost(storage: Callable[[str, str], str], n_cost: int) -> None:
+    for kind in ("sqlite", "postgresql"):
+        cost = per_trial_cost(storage(kind, "cost"), n_cost)
+        say(f"per trial ({kind}, {n_cost} trials): ask + 3 attrs + tell + a note each: "
+            f"before {cost['before']:.2f} ms; a note only on a new best: after "
+            f"{cost['after']:.2f} ms ({cost['after'] - cost['before']:+.2f} ms)")
+
+
+def build_forms(storage: Callable[[str, str], str], kind: str, n: int, root: Path,
+                forms: tuple[str, ...], prefix: str) -> dict[str, str]:
+    """A study of ``n`` trials per form; says what the figures cost the sweep's end."""
+    from hposweep.config.loading import load
+
+    urls = {form: storage(kind, f"{prefix}-{form}") for form in forms}
+    config = root / f"{prefix}.yaml"
+    config.write_text(CONFIG.format(n=n, storage=urls["after"]))
+    cfg = load(config, [], check_files=False).config
+    for form, url in urls.items():
+        build_study(url, n)
+        cost = add_dashboard_attrs(url, form, cfg)
+        if cost:
+            say(f"figures at the sweep's end ({n} trials, {kind}): built {cost['build']:.2f} s "
+                f"(first in the process), {cost['chars'] / 1000:.0f} k characters written "
+                f"in {cost['writes']:.0f} chunks {cost['write']:.2f} s; built again and "
+                f"nothing written (unchanged) {cost['again']:.2f} s")
+    return urls
+
+
+def measure_start_up(url: str, n: int, root: Path, baseline: Path | None, repeats: int) -> None:
+    config = root / "bench.yaml"
+    config.write_text(CONFIG.format(n=n, storage=url))
+    command = [sys.executable, "-m", "hposweep", "dashboard", str(config), "--port", "0"]
+    trees = {"hposweep dashboard": REPO}
+    if baseline:
+        trees["baseline hposweep dashboard"] = baseline.resolve()
+    sides: dict[str, tuple[list[str], Any, dict[str, str]]] = {
+        side: (command, hposweep_url, {**bench_env(), "PYTHONPATH": os.pathsep.join(
+            [str(tree), str(REPO / "tests")])}) for side, tree in trees.items()}
+    times: dict[str, list[float]] = {side: [] for side in [*sides, "optuna-dashboard"]}
+    for i in range(repeats):
+        port = free_port()
+        sides["optuna-dashboard"] = (
+            [str(BIN / "optuna-dashboard"), url, "--port", str(port)],
+            lambda _proc, port=port: f"http://127.0.0.1:{port}", bench_env())
+        names = list(sides)
+        for side in names[i % len(names):] + names[:i % len(names)]:
+            argv, url_of, env = sides[side]
+            times[side].append(start_up(argv, url_of, root, env))
+    say(f"start-up to the first page ({n} trials, sqlite, median of {repeats}, order "
+        "rotating): " + "; ".join(f"{side} {statistics.median(t):.2f} s"
+                                  for side, t in times.items()))
 
 
 def main() -> None:
     import optuna
 
-    from hposweep.config.loading import load
-
     args = arguments()
+    parts = set(args.parts.split(","))
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     n = 100 if args.quick else 1000
-    n_cost = 50 if args.quick else 200
-    repeats = 2 if args.quick else 5
     drops: list[Callable[[], None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -285,50 +339,17 @@ def main() -> None:
             return url
 
         try:
-            for kind in ("sqlite", "postgresql"):
-                cost = per_trial_cost(storage(kind, "cost"), n_cost)
-                say(f"per trial ({kind}, {n_cost} trials): ask + 3 attrs + tell + a note each: "
-                    f"before {cost['before']:.2f} ms; a note only on a new best: after "
-                    f"{cost['after']:.2f} ms ({cost['after'] - cost['before']:+.2f} ms)")
-            config = root / "bench.yaml"
-            studies: dict[str, dict[str, str]] = {}
-            for kind in ("sqlite", "postgresql"):
-                studies[kind] = {form: storage(kind, f"{kind}-{form}") for form in FORMS}
-                config.write_text(CONFIG.format(n=n, storage=studies[kind]["after"]))
-                cfg = load(config, [], check_files=False).config
-                for form, url in studies[kind].items():
-                    build_study(url, n)
-                    cost = add_dashboard_attrs(url, form, cfg)
-                say(f"figures at the sweep's end ({n} trials, {kind}): built {cost['build']:.2f} s "
-                    f"(first in the process), {cost['chars'] / 1000:.0f} k characters written "
-                    f"in {cost['writes']:.0f} chunks {cost['write']:.2f} s; built again and "
-                    f"nothing written (unchanged) {cost['again']:.2f} s")
-                latency = api_latency(studies[kind])
-                say(f"GET /api/studies/1, {n} trials ({kind}): " + "; ".join(
-                    f"{form}: first {latency[form][0]:.3f} s, later {latency[form][1]:.3f} s"
-                    for form in FORMS))
-            url = studies["sqlite"]["after"]
-            config.write_text(CONFIG.format(n=n, storage=url))
-            command = [sys.executable, "-m", "hposweep", "dashboard", str(config), "--port", "0"]
-            trees = {"hposweep dashboard": REPO}
-            if args.baseline_tree:
-                trees["baseline hposweep dashboard"] = args.baseline_tree.resolve()
-            sides: dict[str, tuple[list[str], Any, dict[str, str]]] = {
-                side: (command, hposweep_url, {**bench_env(), "PYTHONPATH": os.pathsep.join(
-                    [str(tree), str(REPO / "tests")])}) for side, tree in trees.items()}
-            times: dict[str, list[float]] = {side: [] for side in [*sides, "optuna-dashboard"]}
-            for i in range(repeats):
-                port = free_port()
-                sides["optuna-dashboard"] = (
-                    [str(BIN / "optuna-dashboard"), url, "--port", str(port)],
-                    lambda _proc, port=port: f"http://127.0.0.1:{port}", bench_env())
-                names = list(sides)
-                for side in names[i % len(names):] + names[:i % len(names)]:
-                    argv, url_of, env = sides[side]
-                    times[side].append(start_up(argv, url_of, root, env))
-            say(f"start-up to the first page ({n} trials, sqlite, median of {repeats}, order "
-                "rotating): " + "; ".join(f"{side} {statistics.median(t):.2f} s"
-                                          for side, t in times.items()))
+            if "cost" in parts:
+                measure_cost(storage, 50 if args.quick else 200)
+            if "api" in parts:
+                for kind in ("sqlite", "postgresql"):
+                    latency = api_latency(build_forms(storage, kind, n, root, PAGE_FORMS, kind))
+                    say(f"GET /api/studies/1, {n} trials ({kind}): " + "; ".join(
+                        f"{form}: first {latency[form][0]:.3f} s, later {latency[form][1]:.3f} s"
+                        for form in PAGE_FORMS))
+            if "startup" in parts:
+                url = build_forms(storage, "sqlite", n, root, ("after",), "startup")["after"]
+                measure_start_up(url, n, root, args.baseline_tree, 2 if args.quick else 5)
         finally:
             for drop in drops:
                 drop()
