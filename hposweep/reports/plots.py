@@ -131,9 +131,17 @@ def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
     elif several and n_folds == 1:
         warn(f"{name}: no intermediate values plot (trials of several objectives report none)")
     if not several and any(len(fold_scores(t, by_fold)) > 1 for t in trials):
-        best = study.best_trial.number if complete else None
-        shown.append(("fold scores", fold_scores_figure(trials, best, by_fold)))
+        shown.append(("fold scores", fold_scores_figure(trials, _best_number(study), by_fold)))
     return shown
+
+
+def _best_number(study: Any) -> int | None:
+    """The best feasible trial's number; None before one (none completed, or every one
+    broke a constraint: Optuna raises then)."""
+    try:
+        return int(study.best_trial.number)
+    except ValueError:
+        return None
 
 
 def _first_objective(study: Any, cfg: SweepConfig, plot: str) -> dict[str, Any]:

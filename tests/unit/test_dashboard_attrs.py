@@ -73,3 +73,26 @@ def test_notes_are_what_optuna_dashboard_reads_back(storage: CountingStorage) ->
     attrs = storage.get_study_system_attrs(study_id)
     assert get_note_from_system_attrs(attrs, trial_id)["body"] == "**Trial 0**\n" + "x" * 3 * CHUNK
     assert get_note_from_system_attrs(attrs, None) == {"version": 2, "body": "## short"}
+
+
+def test_figures_of_a_study_with_no_feasible_trial(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every trial broke a constraint: the fold scores are drawn with no best (the sweep's
+    end and ``hposweep plot`` used to raise Optuna's "No feasible trials")."""
+    from hposweep.config.loading import load
+    from hposweep.reports.plots import dashboard_figures
+    from tests.helpers import fake_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load(fake_config(tmp_path), ['study.constraints=["score <= 0.1"]'],
+               check_files=False).config
+    study = optuna.create_study(direction="maximize")
+    for value in (0.5, 0.7):
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=value, user_attrs={"fold_values": [value, value]},
+            system_attrs={"constraints": [value - 0.1]}))
+    figures = dashboard_figures(study, cfg)
+    folds = json.loads(figures["hposweep-fold-scores"])
+    assert not any(t["name"].endswith(", the best") for t in folds["data"])
+    assert len(folds["data"]) == 2
