@@ -33,6 +33,11 @@ STYLE = ("body{font-family:sans-serif;margin:1em auto;max-width:1600px;padding:0
 STATE_LINES = {"COMPLETE": "solid", "PRUNED": "dash", "FAIL": "dot"}
 MIN_IMPORTANCE_TRIALS = 10  # fewer completed trials: importances are noise, not shown
 MAX_LEGEND_TRIALS = 10  # more lines than this: coloured by value, not one colour each
+# More lines than this: drawn as a few traces (one per colour band and line style, a gap
+# between two trials) instead of a trace each: a page of 1,000 traces is heavy to draw,
+# and the dashboard carries its figures on every poll.
+MAX_TRACES = 50
+COLOUR_BANDS = 10
 LOG_SPREAD = 20  # an axis whose positive values span more than this factor is log scale
 SCALE = "Blues"  # light = worse, dark = better
 
@@ -183,16 +188,29 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
                         maximize: bool = True) -> Any:
     """One line per trial: by epoch, the mean of what its folds reported for that epoch.
     Beyond ``MAX_LEGEND_TRIALS`` lines, each is coloured by its last value (darker is
-    better) instead of a palette that repeats."""
+    better) instead of a palette that repeats; beyond ``MAX_TRACES``, in ``COLOUR_BANDS``
+    shades, the lines of a shade and style joined into one trace."""
     import plotly.graph_objects as go
 
     lines = [(t, fold_means(t.intermediate_values, _epochs_of(t, epochs), n_folds))
              for t in trials]
     lines = [(t, per_epoch) for t, per_epoch in lines if per_epoch]
-    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize) if (
+    joined = len(lines) > MAX_TRACES
+    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize,
+                        COLOUR_BANDS if joined else None) if (
         len(lines) > MAX_LEGEND_TRIALS) else None
     figure = go.Figure()
-    for i, (trial, per_epoch) in enumerate(lines):
+    if joined and colours:
+        bands: dict[tuple[str, str], list[tuple[list[Any], list[Any], list[Any]]]] = {}
+        for (trial, per_epoch), colour in zip(lines, colours, strict=True):
+            bands.setdefault((colour, STATE_LINES[trial.state.name]), []).append((
+                [e + 1 for e, _, _ in per_epoch], [m for _, m, _ in per_epoch],
+                [[trial.number, k] for _, _, k in per_epoch]))
+        for (colour, dash), band in bands.items():
+            figure.add_trace(_joined(band, {"color": colour, "dash": dash},
+                                     "trial %{customdata[0]}, epoch %{x}: %{y:.4f} "
+                                     "(mean of %{customdata[1]} folds)"))
+    for i, (trial, per_epoch) in enumerate([] if joined else lines):
         line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
         if colours:
             line["color"] = colours[i]
@@ -220,14 +238,26 @@ def fold_scores(trial: Any, by_fold: bool) -> list[float]:
 
 def fold_scores_figure(trials: list[Any], best: int | None, by_fold: bool) -> Any:
     """Per fold, every trial's score (grey; dashed: pruned) against the best trial's
-    (dark): what a fold-level pruner compares."""
+    (dark): what a fold-level pruner compares. Beyond ``MAX_TRACES`` trials the grey lines
+    of a style are one trace ("other trials")."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    for trial in sorted(trials, key=lambda t: t.number == best):  # the best one on top
-        scores = fold_scores(trial, by_fold)
-        if not scores:
-            continue
+    scored = [(t, fold_scores(t, by_fold)) for t in trials]
+    scored = [(t, scores) for t, scores in scored if scores]
+    if len(scored) > MAX_TRACES:  # the others as one trace per line style
+        styles: dict[str, list[tuple[list[Any], list[Any], list[Any]]]] = {}
+        for trial, scores in scored:
+            if trial.number != best:
+                styles.setdefault(trial.state.name, []).append((
+                    list(range(1, len(scores) + 1)), scores, [trial.number] * len(scores)))
+        for state, lines in styles.items():
+            figure.add_trace(_joined(lines, {"dash": STATE_LINES[state], "color": "#bdbdbd",
+                                             "width": 1},
+                                     "trial %{customdata}, fold %{x}: %{y:.4f}",
+                                     f"other trials ({state.lower()})", opacity=0.7))
+        scored = [(t, scores) for t, scores in scored if t.number == best]
+    for trial, scores in sorted(scored, key=lambda ts: ts[0].number == best):  # best on top
         is_best = trial.number == best
         figure.add_trace(go.Scatter(
             x=list(range(1, len(scores) + 1)), y=scores, mode="lines+markers",
@@ -314,14 +344,34 @@ def _better_is_darker(figure: Any, plot: str, maximize: bool, metric: str) -> No
                                     colorbar={"title": {"text": metric}})
 
 
-def _by_value(values: list[float], maximize: bool) -> list[str]:
-    """A colour per value from the scale's lighter quarter (never white) to its darkest."""
+def _by_value(values: list[float], maximize: bool, bands: int | None = None) -> list[str]:
+    """A colour per value from the scale's lighter quarter (never white) to its darkest;
+    ``bands``: only that many colours (values rounded to the nearest)."""
     from plotly.colors import sample_colorscale
 
     low, high = min(values), max(values)
     spread = (high - low) or 1.0
     shares = [(v - low) / spread if maximize else (high - v) / spread for v in values]
+    if bands:
+        shares = [round(s * (bands - 1)) / (bands - 1) for s in shares]
     return sample_colorscale(SCALE, [0.25 + 0.75 * s for s in shares])
+
+
+def _joined(lines: list[tuple[list[Any], list[Any], list[Any]]], line: dict[str, Any],
+            hover: str, name: str | None = None, opacity: float = 1.0) -> Any:
+    """Several trials' lines (x, y, per-point hover data) as one trace, a gap between two."""
+    import plotly.graph_objects as go
+
+    x: list[Any] = []
+    y: list[Any] = []
+    data: list[Any] = []
+    for line_x, line_y, line_data in lines:
+        x += [*line_x, None]
+        y += [*line_y, None]
+        data += [*line_data, None]
+    return go.Scatter(x=x, y=y, customdata=data, mode="lines+markers", line=line,
+                      name=name, showlegend=name is not None, opacity=opacity,
+                      hovertemplate=hover + "<extra></extra>")
 
 
 def fold_means(values: dict[int, float], epochs: int, n_folds: int

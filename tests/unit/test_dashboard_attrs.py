@@ -96,3 +96,37 @@ def test_figures_of_a_study_with_no_feasible_trial(tmp_path: Path,
     folds = json.loads(figures["hposweep-fold-scores"])
     assert not any(t["name"].endswith(", the best") for t in folds["data"])
     assert len(folds["data"]) == 2
+
+
+def test_many_trials_are_drawn_as_a_few_traces_with_every_point(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond MAX_TRACES trials the per-trial plots join their lines (a gap between two
+    trials) into a trace per colour band and line style: the figures stay small."""
+    from hposweep.config.loading import load
+    from hposweep.reports.plots import COLOUR_BANDS, MAX_TRACES, dashboard_figures
+    from tests.helpers import fake_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load(fake_config(tmp_path), [], check_files=False).config  # 2 folds, 1 epoch
+    study = optuna.create_study(direction="maximize")
+    n = 3 * MAX_TRACES
+    for number in range(n):
+        value = (number * 37 % n) / n
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=value, intermediate_values={0: value, 1: value},
+            user_attrs={"fold_values": [value, value]}))
+    figures = {k: json.loads(v) for k, v in dashboard_figures(study, cfg).items()}
+    best = study.best_trial.number
+    folds = figures["hposweep-fold-scores"]["data"]
+    assert [t["name"] for t in folds] == ["other trials (complete)",
+                                         f"trial {best} (complete), the best"]
+    others = [d for d in folds[0]["customdata"] if d is not None]
+    assert sorted(set(others)) == [i for i in range(n) if i != best]
+    lines = figures["hposweep-intermediate-values"]["data"]
+    assert f"{n} trials, coloured by" in figures["hposweep-intermediate-values"]["layout"][
+        "title"]["text"]
+    assert len(lines) <= COLOUR_BANDS
+    points = [d[0] for t in lines for d in t["customdata"] if d is not None]
+    assert sorted(points) == list(range(n)), "every trial's epoch once"
+    assert sum(len(v) for v in dashboard_figures(study, cfg).values()) < 60_000
