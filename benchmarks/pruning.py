@@ -1,26 +1,41 @@
-"""Fold-level pruning (``study.pruner.name: wilcoxon``) vs no pruning, on a simulated
-sweep through hposweep's own trial loop (``hposweep.sweep.run``, in this process: the
-same admission, trial and report path as ``hposweep run``, minus the CLI's start-up):
-5 folds x 60 trials x 5 sampler seeds, TPE, the trainer of ``_sim_trainer.py``. Figures:
-fold trainings run, and the true score of the best trial found (best by its mean over
-folds, as the sweep picks it). In-memory study and no MLflow: what is counted is the
-search, not the storage.
+"""Epoch- and fold-level pruning vs none on a simulated sweep with learning curves
+(``_sim_curves.py``): 5 folds x 5 epochs x 60 trials x 5 sampler seeds, TPE.
+
+hposweep's arms run through its own trial loop (``hposweep.sweep.run``, in this process:
+the same admission, trial and report path as ``hposweep run``, minus the CLI's start-up;
+in-memory study, no MLflow): none, median (running estimates), wilcoxon, median +
+wilcoxon (``study.pruner: {name: median, folds: wilcoxon}``), hyperband (running
+estimates), hyperband + wilcoxon. The plain-script arms run the same trainer, search space
+and seeded TPE in a loop of Optuna calls, reporting each fold-epoch's raw score at step
+``fold x epochs + epoch``: median (what hposweep reported before running estimates),
+Optuna's ``HyperbandPruner``, Optuna's ``SuccessiveHalvingPruner`` (asynchronous
+successive halving: ASHA) and, when ``ray[tune]`` can be imported (``RAY_SITE`` in the
+environment: a site-packages dir to append to ``sys.path``), Ray Tune's
+``AsyncHyperBandScheduler`` (ASHA, its defaults but ``max_t``) driven by the same loop.
+``PRUNING_ARMS=word,word``: only ``none`` and the arms whose names contain a word.
+
+Figures: fold-epochs trained until the sweep's best (by its mean over folds, as the sweep
+picks it) is within one standard error of the unpruned sweep's final best (its true score,
+same seed; the standard error over the folds of that best trial's results), as a share
+of the unpruned sweep's; fold-epochs of the whole sweep; trials pruned; the final best's
+true score.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-import _sim_trainer
-from _common import REPO, alternating, quick_mode
+import _sim_curves
+from _common import REPO, quick_mode
 
-ARMS = {"none": ["study.pruner.name=none"],
-         **{f"wilcoxon p={p}": ["study.pruner.name=wilcoxon", f"study.pruner.p_threshold={p}"]
-            for p in (0.1, 0.3, 0.4, 0.5)}}
 SPACE = ["search_space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}, "
          "dropout: {type: float, low: 0.0, high: 0.4}, "
          "warmup_ratio: {type: float, low: 0.0, high: 0.2}}"]
@@ -51,44 +66,182 @@ def run_sweep(overrides: list[str]) -> Any:
     return result
 
 
-def one(arm: str, seed: int, trials: int, folds: int, tmp: Path) -> dict[str, float]:
-    _sim_trainer.CALLS = 0
-    result = run_sweep([*sweep_overrides(tmp / f"{arm}-{seed}", seed, trials, folds), *ARMS[arm]])
-    best = next(t for t in result.trials if t.number == result.best_trial)
-    return {"folds": _sim_trainer.CALLS, "best_true": _sim_trainer.true_score(result.best_params),
-            "pruned": result.n_pruned,
-            "fold_se": statistics.stdev(_sim_trainer.fold_scores(best.params, folds)) / folds ** 0.5}
+SEEDS = 5
+EPOCHS = _sim_curves.EPOCHS
+HPOSWEEP_ARMS = {
+    "none": ["study.pruner.name=none"],
+    "median (estimates)": ["study.pruner.name=median"],
+    "wilcoxon": ["study.pruner.name=wilcoxon"],
+    "median + wilcoxon": ["study.pruner={name: median, folds: wilcoxon}"],
+    "hyperband (estimates)": ["study.pruner.name=hyperband"],
+    "hyperband + wilcoxon": ["study.pruner={name: hyperband, folds: wilcoxon}"],
+    # No epoch-level decision in fold 0 (where curves cross): from fold 1 on, each step's
+    # estimate predicts the trial's final value from its own fold-0 curve.
+    f"median, from fold 1 (n_warmup_steps={EPOCHS})":
+        [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}}}"],
+    f"median + wilcoxon, from fold 1 (n_warmup_steps={EPOCHS})":
+        [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {EPOCHS}}}"],
+}
+
+
+def _plain_pruners() -> dict[str, Callable[[int], Any]]:
+    """The plain-script arms: a pruner per trial count (Optuna's defaults, as hposweep
+    sets them where it has its own: median's 5 start-up trials)."""
+    import optuna
+
+    arms: dict[str, Callable[[int], Any]] = {
+        "median, raw (plain; hposweep before)": lambda folds: optuna.pruners.MedianPruner(),
+        "Optuna hyperband (plain)": lambda folds: optuna.pruners.HyperbandPruner(
+            min_resource=1, max_resource=folds * EPOCHS, reduction_factor=3),
+        "Optuna ASHA = successive halving (plain)":
+            lambda folds: optuna.pruners.SuccessiveHalvingPruner(),
+    }
+    if _ray_asha() is not None:
+        arms["Ray Tune ASHA (plain)"] = lambda folds: "ray"
+    return arms
+
+
+def _ray_asha() -> Any:
+    """Ray Tune's ASHA scheduler class, or None when ``ray[tune]`` cannot be imported."""
+    site = os.environ.get("RAY_SITE")
+    if site and site not in sys.path:
+        sys.path.append(site)
+    try:
+        from ray.tune.schedulers import AsyncHyperBandScheduler
+    except ImportError:
+        return None
+    return AsyncHyperBandScheduler
+
+
+def _suggest(trial: Any) -> dict[str, float]:
+    """The benchmark's search space, as hposweep suggests it."""
+    return {"learning_rate": trial.suggest_float("learning_rate", 1.0e-5, 1.0e-3, log=True),
+            "dropout": trial.suggest_float("dropout", 0.0, 0.4),
+            "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2)}
+
+
+@dataclass
+class TrialCost:
+    number: int
+    epochs: int  # fold-epochs trained
+    value: float | None  # the objective (mean over folds) of a completed trial, else None
+    params: dict[str, float]
+
+
+def plain(arm: str, seed: int, trials: int, folds: int) -> list[TrialCost]:
+    """A plain Optuna script: TPE seeded as hposweep seeds it, the raw fold-epoch scores
+    reported at step ``fold x epochs + epoch``, pruned when the pruner (or Ray's
+    scheduler) says so."""
+    import optuna
+
+    pruner = _plain_pruners()[arm](folds)
+    ray = None
+    if pruner == "ray":
+        ray = _ray_asha()(time_attr="t", metric="score", mode="max", max_t=folds * EPOCHS)
+        pruner = optuna.pruners.NopPruner()
+    study = optuna.create_study(direction="maximize", pruner=pruner,
+                                sampler=optuna.samplers.TPESampler(seed=seed * SEED_SPACING))
+    out = []
+    for _ in range(trials):
+        trial = study.ask()
+        params = _suggest(trial)
+        handle = SimpleNamespace(trial_id=str(trial.number))
+        if ray is not None:
+            ray.on_trial_add(None, handle)
+        trained, results, stopped = 0, [], False
+        for fold in range(folds):
+            scores = _sim_curves.epoch_scores(params, fold)
+            for epoch, score in enumerate(scores):
+                trained += 1
+                step = fold * EPOCHS + epoch
+                trial.report(score, step)
+                if ray is not None:
+                    stopped = ray.on_trial_result(None, handle, {"t": step + 1, "score": score}
+                                                  ) == "STOP" and step + 1 < folds * EPOCHS
+                else:
+                    stopped = trial.should_prune()
+                if stopped:
+                    break
+            if stopped:
+                break
+            results.append(scores[-1])
+        if stopped:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            out.append(TrialCost(trial.number, trained, None, params))
+        else:
+            value = statistics.fmean(results)
+            study.tell(trial, value)
+            out.append(TrialCost(trial.number, trained, value, params))
+    return out
+
+
+def through_hposweep(arm: str, seed: int, trials: int, folds: int, tmp: Path) -> list[TrialCost]:
+    _sim_curves.EPOCHS_RUN.clear()
+    result = run_sweep([*sweep_overrides(tmp / f"{arm}-{seed}".replace(" ", "_"), seed, trials,
+                                         folds, trainer="_sim_curves:curves"),
+                        f"train.epochs={EPOCHS}", *HPOSWEEP_ARMS[arm]])
+    return [TrialCost(t.number, _sim_curves.EPOCHS_RUN.get(t.number, 0),
+                      t.value if t.state == "COMPLETE" else None, t.params)
+            for t in sorted(result.trials, key=lambda t: t.number)]
+
+
+def cost_to(run: list[TrialCost], target: float) -> int | None:
+    """Fold-epochs trained until the sweep's best completed trial (by its value) has a
+    true score of at least ``target``; None if it never does."""
+    spent, best = 0, None
+    for t in run:
+        spent += t.epochs
+        if t.value is not None and (best is None or t.value > best.value):
+            best = t
+        if best is not None and _sim_curves.true_final(best.params) >= target:
+            return spent
+    return None
+
+
+def final_best(run: list[TrialCost]) -> TrialCost:
+    return max((t for t in run if t.value is not None), key=lambda t: t.value)
 
 
 def main() -> None:
     quick = quick_mode(__doc__)
-    seeds, trials, folds = (range(2), 12, 5) if quick else (range(5), 60, 5)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # _sim_trainer for train.trainer
-    rows: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
-    arms = list(ARMS)
+    seeds, trials, folds = (range(2), 12, 5) if quick else (range(SEEDS), 60, 5)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainers for train.trainer
+    arms = [*HPOSWEEP_ARMS, *_plain_pruners()]
+    if os.environ.get("PRUNING_ARMS"):  # "none" and the arms whose names contain a word
+        words = os.environ["PRUNING_ARMS"].split(",")
+        arms = [a for a in arms if a == "none" or any(w in a for w in words)]
+    runs: dict[str, list[list[TrialCost]]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed, (first, _) in zip(seeds, alternating(("none", "wilcoxon"), len(seeds)), strict=True):
-            order = arms if first == "none" else arms[::-1]
+        for seed in seeds:
+            order = arms if seed % 2 == 0 else arms[::-1]  # neither side always first
             for arm in order:
-                rows[arm].append(one(arm, seed, trials, folds, Path(tmp)))
-    base = rows["none"]
-    best_base = [r["best_true"] for r in base]
-    se = statistics.stdev(best_base) / len(best_base) ** 0.5
-    print(f"{len(seeds)} seeds x {trials} trials x {folds} folds, TPE; fold noise sd "
-          f"{_sim_trainer.FOLD_SD} (per fold) + {_sim_trainer.TRIAL_FOLD_SD} (trial x fold)")
-    print(f"{'pruner':<16}{'fold trainings':>16}{'saved':>8}{'pruned':>8}"
-          f"{'best true score':>17}{'vs none':>10}")
-    for arm, runs in rows.items():
-        n = statistics.fmean(r["folds"] for r in runs)
-        best = statistics.fmean(r["best_true"] for r in runs)
-        saved = 1 - n / statistics.fmean(r["folds"] for r in base)
-        print(f"{arm:<16}{n:>16.1f}{saved:>8.0%}{statistics.fmean(r['pruned'] for r in runs):>8.1f}"
-              f"{best:>17.4f}{best - statistics.fmean(best_base):>+10.4f}")
-    print(f"standard error of the unpruned sweep's best true score over seeds: {se:.4f}; "
-          "standard error over folds of its best trial's score (median of seeds): "
-          f"{statistics.median(r['fold_se'] for r in base):.4f}")
-    print("per seed, best true score: " + "; ".join(
-        f"{arm}: " + " ".join(f"{r['best_true']:.4f}" for r in runs) for arm, runs in rows.items()))
+                runs[arm].append(through_hposweep(arm, seed, trials, folds, Path(tmp))
+                                 if arm in HPOSWEEP_ARMS else plain(arm, seed, trials, folds))
+    targets = []
+    for run in runs["none"]:
+        best = final_best(run)
+        scores = _sim_curves.fold_results(best.params, folds)
+        targets.append(_sim_curves.true_final(best.params)
+                       - statistics.stdev(scores) / folds ** 0.5)
+    base = statistics.fmean(cost_to(r, t) or 0 for r, t in zip(runs["none"], targets, strict=True))
+    total_base = statistics.fmean(sum(t.epochs for t in r) for r in runs["none"])
+    print(f"{len(seeds)} seeds x {trials} trials x {folds} folds x {EPOCHS} epochs, TPE; "
+          f"targets (unpruned final best's true score - 1 SE over folds): "
+          + " ".join(f"{t:.4f}" for t in targets))
+    print(f"{'arm':<42}{'to target':>10}{'vs none':>9}{'reached':>9}{'whole sweep':>13}"
+          f"{'vs none':>9}{'pruned':>8}{'final best':>12}")
+    for arm, arm_runs in runs.items():
+        costs = [cost_to(r, t) for r, t in zip(arm_runs, targets, strict=True)]
+        # A sweep that never reaches the target counts its whole cost (a lower bound).
+        cost = statistics.fmean(c if c is not None else sum(t.epochs for t in r)
+                                for c, r in zip(costs, arm_runs, strict=True))
+        total = statistics.fmean(sum(t.epochs for t in r) for r in arm_runs)
+        pruned = statistics.fmean(sum(t.value is None for t in r) for r in arm_runs)
+        best = statistics.fmean(_sim_curves.true_final(final_best(r).params) for r in arm_runs)
+        reached = sum(c is not None for c in costs)
+        print(f"{arm:<42}{cost:>10.0f}{cost / base:>8.2f}x{reached:>6}/{len(costs)}"
+              f"{total:>13.0f}{total / total_base:>8.2f}x{pruned:>8.1f}{best:>12.4f}")
+        print(f"{'':<42}per seed to target: {[c for c in costs]}")
 
 
 if __name__ == "__main__":

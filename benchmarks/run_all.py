@@ -9,7 +9,8 @@ from pathlib import Path
 SCRIPTS = ["cli_startup.py", "smoke_sweep.py", "checkpoint_disk.py", "trainer_throughput.py",
            "group_by_length_padding.py", "early_stopping_epochs.py",
            "resume_cost.py", "overhead.py", "workers_scaling.py", "sqlite_serialization.py",
-           "front_disk.py", "pruning.py", "pruning_builtin.py", "warm_start.py", "dashboard.py"]
+           "front_disk.py", "pruning.py", "pruning_builtin.py", "warm_start.py", "dashboard.py",
+           "refit_optimism.py"]
 
 
 def main() -> None:

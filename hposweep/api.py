@@ -70,6 +70,12 @@ class TrialContext:
     _record: Callable[[str, float], None] = lambda name, value: None
     # What the trial recorded so far (every fold's context of one trial shares it).
     recorded: dict[str, float] = field(default_factory=dict)
+    # The final stage (``final.refit``): one call after the sweep, with the chosen trial's
+    # params; ``data.train`` is all the training data, ``data.validation`` the test set
+    # (empty without one). Train exactly ``params["epochs"]`` epochs (never select or stop
+    # on the test set), save to ``checkpoint_dir``, return the test set's metrics ({}
+    # without one). ``fold`` is None; ``report`` shows progress only.
+    final: bool = False
 
     def report(self, value: float, step: int) -> None:
         """Report the objective after ``step`` (an epoch, from 0) for pruning and progress."""

@@ -10,6 +10,8 @@ FAIL_REASON_ATTR = "fail_reason"
 PRUNE_REASON_ATTR = "prune_reason"
 RETRIED_FROM_ATTR = "retried_from"
 FOLD_VALUES_ATTR = "fold_values"
+BEST_EPOCH_ATTR = "hposweep.best_epoch"  # the mean over folds of the best epoch (from 0)
+FINAL_ATTR = "hposweep.final"  # the final stage's record (final.refit): see sweep/final.py
 WARM_START_ATTR = "hposweep.warm_start"  # {source, from_trial}: a trial enqueued or warm-started
 PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
@@ -90,6 +92,9 @@ class StudyReport:
     trials: list[TrialRow] = field(default_factory=list)
     objectives: list[str] = field(default_factory=list)  # with a Pareto front: its metrics
     front: list[Any] = field(default_factory=list)  # FrontMember's; the best is its knee
+    # The final model (final.refit): trial, epochs, train_examples, test_metrics, cv_value,
+    # checkpoint, mlflow_run_id, test_sha256 (None: no final stage has finished)
+    final: dict[str, Any] | None = None
 
 
 @dataclass
@@ -108,6 +113,9 @@ class BackboneResult(StudyReport):
     n_failed: int
     max_trials: int
     objective_metric: str
+    final_error: str | None = None  # why the final stage failed (the backbone exits 1)
+    # k-fold without final.refit: the command that refits the best trial on all the data
+    refit_command: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

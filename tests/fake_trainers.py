@@ -41,6 +41,28 @@ def quadratic(params, data, ctx):
     return {"score": score, "n_train": float(len(data.train))}
 
 
+TEST_WORD = "TESTONLY"  # in every sentence of the test files of tests/e2e/test_final_isolation.py
+FINAL_CALLS: list[dict] = []  # what the final stage gave ``no_test_data`` (in-process runs)
+
+
+def no_test_data(params, data, ctx):
+    """``quadratic``, failing a trial whose data holds a test sentence; the final stage's
+    call is recorded in ``FINAL_CALLS``."""
+    tested = [e for e in data.train + data.validation if TEST_WORD in e.tokens]
+    if tested and not ctx.final:
+        raise RuntimeError(f"trial {ctx.trial_number} was given {len(tested)} test sentences")
+    if ctx.final:
+        FINAL_CALLS.append({"train": len(data.train), "test": len(tested), "fold": ctx.fold,
+                            "validation": len(data.validation), "epochs": params["epochs"]})
+    return quadratic(params, data, ctx)
+
+
+def fails_in_final_stage(params, data, ctx):
+    if ctx.final:
+        raise RuntimeError("no final model today")
+    return quadratic(params, data, ctx)
+
+
 def fails_when_x_high(params, data, ctx):
     if params["x"] > 0.5:
         raise RuntimeError(f"simulated crash at x={params['x']:.2f}")
@@ -220,3 +242,20 @@ def device_assert_once(params, data, ctx):
         raise RuntimeError("CUDA error: device-side assert triggered\nCUDA kernel errors might "
                            "be asynchronously reported at some other API call")
     return quadratic(params, data, ctx)
+
+
+def plateau_by_x(params, data, ctx):
+    """Each fold's score rises linearly to a plateau of ``1 - x`` at its last epoch
+    (``train.epochs``), asking the pruner after each epoch; a trial with ``x >= 0.7`` is
+    the best on fold 0 (0.95) and bad on every later fold (0.2)."""
+    from hposweep.api import Pruned
+
+    x = params["x"]
+    plateau = (0.95 if not ctx.fold else 0.2) if x >= 0.7 else 1.0 - x
+    epochs = ctx.config.train.epochs
+    for epoch in range(epochs):
+        score = plateau * (epoch + 1) / epochs
+        ctx.report(score, epoch)
+        if ctx.should_prune():
+            raise Pruned(f"pruned: score={score:.4f}")
+    return {"score": score}

@@ -8,6 +8,8 @@ Under ``output_dir``::
     hpo/{backbone}/best.json, .best.lock          which checkpoints are kept, and its lock
     hpo/{backbone}/trial_{n}_{run_id}[_fold{k}]/checkpoint/   a kept checkpoint
     hpo/{backbone}/trial_{n}_{run_id}/resume/     what a retried trial continues from
+    hpo/{backbone}/final_{run_id}/checkpoint/     the final model (final.refit): all the data
+    hpo/{backbone}/final_{run_id}/resume/         what a killed final stage continues from
     hpo/workers/                                  ``run --workers`` logs
 
 Nothing a file says is resolved: a kept checkpoint is a real dir named exactly
@@ -108,6 +110,26 @@ class CheckpointLayout:
     def staging_dir(self, number: int, fold: int | None) -> Path:
         name = self.trial_dir(number, fold).name
         return self.root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+
+    @property
+    def final_dir(self) -> Path:
+        """The final stage's dir: its checkpoint and, while it trains, its resume state."""
+        return self.root / f"final_{self.run_id}"
+
+    @property
+    def final_checkpoint(self) -> Path:
+        return self.final_dir / "checkpoint"
+
+    @property
+    def final_resume_dir(self) -> Path:
+        return self.final_dir / "resume"
+
+    def final_staging_dir(self) -> Path:
+        return self.root / f"{STAGING_PREFIX}{self.final_dir.name}-{uuid.uuid4().hex[:8]}"
+
+    def final_staging_dirs(self) -> list[Path]:
+        """Staging dirs of final stages that did not finish (or a replaced final model)."""
+        return sorted(self.root.glob(f"{STAGING_PREFIX}{self.final_dir.name}-*"))
 
     def resume_dir(self, root_number: int) -> Path:
         """Where trial ``root_number`` and its retries keep what lets a retry continue."""

@@ -31,6 +31,13 @@ class CheckpointMetadata:
     n_folds: int | None = None
     train_examples: int | None = None
     validation_examples: int | None = None
+    # The final stage's model (final.refit): trained once on all the training data with
+    # trial ``trial_number``'s hyperparameters for ``epochs`` epochs, scored on the test set.
+    refit: bool = False
+    epochs: int | None = None
+    test_examples: int | None = None
+    test_sha256: str | None = None  # the test data's content hash (not the study's identity)
+    test_metrics: dict[str, float] = field(default_factory=dict)
 
     def write(self, checkpoint: Path) -> None:
         write_json_atomic(checkpoint / METADATA_FILE, asdict(self))

@@ -14,6 +14,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from hposweep.checkpoints.files import first_link, is_real_dir, remove_tree, write_json_atomic
 from hposweep.checkpoints.layout import CheckpointLayout
@@ -38,25 +39,40 @@ class TrialResume:
         return self.dir / f"fold{index}" if self.usable else None
 
     def completed_folds(self) -> dict[int, dict[str, float]]:
+        return {int(k): v for k, v in self._read("completed").items()}
+
+    def completed_curves(self) -> dict[int, dict[int, float]]:
+        """Each finished fold's objective per epoch, as it reported them (a running
+        estimate predicts a fold's end from them); {} for folds recorded without."""
+        try:
+            return {int(k): {int(e): float(v) for e, v in curve.items()}
+                    for k, curve in self._read("curves").items()}
+        except (ValueError, TypeError, AttributeError):
+            return {}
+
+    def _read(self, key: str) -> dict[str, Any]:
         path = self.dir / FOLDS_FILE
         if not self.usable or not path.is_file():
             return {}
         try:
-            return {int(k): v for k, v in json.loads(path.read_text())["completed"].items()}
+            found = json.loads(path.read_text())[key]
         except (ValueError, KeyError, TypeError):
             return {}
+        return found if isinstance(found, dict) else {}
 
-    def record_fold(self, index: int, metrics: dict[str, float]) -> None:
-        """Remember a finished fold's metrics, then drop its now useless trainer state.
-        A failed write (a full disk) is a warning: the trial goes on, and only a retry
-        after a crash trains the fold again."""
+    def record_fold(self, index: int, metrics: dict[str, float],
+                    curve: dict[int, float] | None = None) -> None:
+        """Remember a finished fold's metrics (and its objective per epoch, ``curve``),
+        then drop its now useless trainer state. A failed write (a full disk) is a
+        warning: the trial goes on, and only a retry after a crash trains the fold again."""
         if not self.usable:
             return
-        completed = self.completed_folds()
+        completed, curves = self.completed_folds(), self.completed_curves()
         completed[index] = metrics
+        curves[index] = curve or {}
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed})
+            write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed, "curves": curves})
         except OSError as exc:
             self.warn(f"{self.dir}: fold {index} not recorded as finished ({exc}); a retry "
                       "after a crash trains it again")

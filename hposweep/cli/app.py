@@ -108,7 +108,7 @@ def run(
     except Exception as exc:  # a bug of ours: loud, with its traceback, never a FAIL row
         console.internal_error(exc)
         raise typer.Exit(EXIT_NO_TRIAL) from None
-    stopped = any(r.stopped == "max_failures" for r in results)
+    stopped = any(r.stopped == "max_failures" or r.final_error for r in results)
     code = (EXIT_OK if all(r.best_trial is not None for r in results) and not stopped
             and not failed else EXIT_NO_TRIAL)
     console.run_finished(results, code)
@@ -116,6 +116,42 @@ def run(
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+@app.command(cls=PlainHelpCommand)
+def refit(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Refit even where a final model of the chosen trial exists (e.g. with "
+        "other final.epochs); it is replaced once the new one is complete.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print only a JSON summary.")] = False,
+) -> None:
+    """Run the final stage of each backbone's study: the best trial's hyperparameters
+    trained once on all the training data, then scored on the test set (data.test).
+
+    Exits 1 when a backbone's final stage failed, 2 when a study does not exist.
+    """
+    import json
+
+    from hposweep.console.reports import SweepConsole
+
+    console = SweepConsole("json" if json_output else None)
+    try:
+        loaded = _load(console, config, overrides)
+        from hposweep.sweep.backbone import refit as refit_studies
+
+        with interrupts.interruptible():
+            outcomes = refit_studies(loaded, console, force)
+    except UserError as exc:
+        _fail(console, exc)
+    except KeyboardInterrupt as exc:
+        interrupts.received()
+        raise typer.Exit(EXIT_SIGTERM if isinstance(exc, interrupts.Terminated)
+                         else EXIT_SIGINT) from None
+    if json_output:
+        console.out.print_json(json.dumps({b: o.to_json() for b, o in outcomes.items()}))
+    raise typer.Exit(EXIT_NO_TRIAL if any(o.error for o in outcomes.values()) else EXIT_OK)
 
 
 @app.command(cls=PlainHelpCommand)
@@ -165,11 +201,17 @@ def export(
         "--verify", metavar="DIR", help="Check an export against its MANIFEST.sha256 instead.")] = None,
     choice: Annotated[str | None, typer.Option(
         "--select", metavar="CHOICE", help="With a Pareto front: knee (the default), 'trial N' or "
-        "'METRIC <= X' (the kept member that satisfies it, best in the first objective).")
+        "'METRIC <= X' (the kept member that satisfies it, best in the first objective); "
+        "exports that trial's checkpoint.")
     ] = None,
+    source: Annotated[str, typer.Option(
+        "--from", metavar="final|best", help="final: the final model (final.refit) where there "
+        "is one, else the best trial's checkpoint; best: the best trial's checkpoint "
+        "(with k-fold, one fold's model).")] = "final",
 ) -> None:
-    """Export the best trial as a production checkpoint (weights, config, tokenizer, model
-    card, SHA-256 manifest), from the local checkpoint or else from MLflow."""
+    """Export the final model (final.refit) or else the best trial's checkpoint as a
+    production checkpoint (weights, config, tokenizer, model card, SHA-256 manifest), from
+    the local checkpoint or else from MLflow."""
     from hposweep.console.reports import SweepConsole
 
     console = SweepConsole()
@@ -186,6 +228,8 @@ def export(
             return
         if config is None or to is None:
             raise UserError("give CONFIG and --to DIR (or --verify DIR)")
+        if source not in ("final", "best"):
+            raise UserError(f"--from {source!r}: use final or best")
         from hposweep.config.schema import backbone_slug
         from hposweep.reports.export import export_best, select
 
@@ -193,9 +237,13 @@ def export(
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
+            if choice is not None or source == "best":
+                status.final = None  # the chosen trial's own checkpoint
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
             done = export_best(cfg, status, target, console.warn)
-            console.info(f"{status.backbone}: trial {status.best_trial} exported to {done}")
+            what = (f"the final model (trial {status.final['trial']})" if status.final
+                    else f"trial {status.best_trial}")
+            console.info(f"{status.backbone}: {what} exported to {done}")
     except UserError as exc:
         _fail(console, exc)
 

@@ -14,6 +14,7 @@ from hposweep.config.schema import (
     BUILTIN_HYPERPARAMETERS,
     BUILTIN_METRICS,
     BUILTIN_TRAINER,
+    EPOCH_PRUNERS,
     FOLD_PRUNERS,
     LOG_FRONT,
     SAFE_NAME,
@@ -92,29 +93,39 @@ def _objective_metrics(cfg: SweepConfig) -> None:
         fail("mlflow.log_best_checkpoint", f"{LOG_FRONT!r} needs several study.objectives or "
              "study.constraints (a study with a Pareto front)",
              ("study.objectives", "study.constraints"))
+    if cfg.final.select is not None and not uses_front(cfg):
+        fail("final.select", "picks a member of a Pareto front: it needs several "
+             "study.objectives or study.constraints", ("study.objectives", "study.constraints"))
 
 
 def _fold_pruner(cfg: SweepConfig) -> None:
-    """A pruner that compares folds needs enough of them to ever prune."""
+    """A pruner that compares folds needs enough of them to ever prune; ``folds`` adds
+    one to an epoch-level pruner only."""
     pruner, k_fold = cfg.study.pruner, cfg.k_fold
-    if pruner.name not in FOLD_PRUNERS:
+    if pruner.folds is not None and pruner.name not in EPOCH_PRUNERS:
+        fail("study.pruner.folds", f"adds a fold-level test to an epoch-level pruner "
+             f"({', '.join(EPOCH_PRUNERS)}), not to {pruner.name}: for fold-level pruning "
+             f"alone use name: {pruner.folds}", ("study.pruner.name",))
+    name = pruner.folds or pruner.name
+    key = "study.pruner.folds" if pruner.folds else "study.pruner.name"
+    if name not in FOLD_PRUNERS:
         return
     if not k_fold.enabled:
-        fail("study.pruner.name", f"{pruner.name} prunes between folds: it needs "
-                                  "k_fold.enabled=true", ("k_fold.enabled",))
+        fail(key, f"{name} prunes between folds: it needs k_fold.enabled=true",
+             ("k_fold.enabled",))
     first = max(2, pruner.n_startup_steps)  # folds compared before the first decision
     if first > k_fold.n_splits - 1:
-        fail("study.pruner", f"{pruner.name} decides after {first} folds at the earliest "
+        fail("study.pruner", f"{name} decides after {first} folds at the earliest "
              f"(n_startup_steps={pruner.n_startup_steps}; never before 2) and never after the "
              f"last, so with k_fold.n_splits={k_fold.n_splits} it would never prune: use "
              f"k_fold.n_splits of at least {first + 1}", ("k_fold.n_splits",))
     pairs = k_fold.n_splits - 1  # folds it can compare before the last
     if pruner.p_threshold <= 0.5 ** pairs:
         fail("study.pruner.p_threshold",
-             f"{pruner.name} compares at most {pairs} folds before the last, and the smallest "
+             f"{name} compares at most {pairs} folds before the last, and the smallest "
              f"p-value {pairs} pairs can give is {0.5 ** pairs:g}: with p_threshold="
              f"{pruner.p_threshold:g} it would never prune; use a p_threshold above "
-             f"{0.5 ** pairs:g} or more folds", ("study.pruner.name", "k_fold.n_splits"))
+             f"{0.5 ** pairs:g} or more folds", (key, "k_fold.n_splits"))
 
 
 def _search_space(cfg: SweepConfig) -> None:
@@ -172,7 +183,7 @@ def _data_files(cfg: SweepConfig) -> None:
     d = cfg.data
     if d.dataset is not None and not Path(d.dataset.path).exists() and not glob(d.dataset.path):
         fail("data.dataset.path", f"not found: {d.dataset.path}{_relative_to(d.dataset.path)}")
-    for key in ("train", "validation"):
+    for key in ("train", "validation", "test"):
         value = getattr(d, key)
         if value is not None and not Path(value).is_file():
             fail(f"data.{key}", f"file not found: {value}{_relative_to(value)}")

@@ -34,6 +34,9 @@ Precision = Literal["fp32", "bf16", "fp16", "auto"]
 TorchDtype = Literal["float32", "bfloat16"]  # float16 weights cannot be trained by AdamW/GradScaler
 # The pruner that compares trials fold by fold (its steps are fold indices, not epochs).
 FOLD_PRUNERS = ("wilcoxon",)
+# The pruners that decide within a fold, at epoch steps (``study.pruner.folds`` adds a
+# fold-level test to one of them).
+EPOCH_PRUNERS = ("median", "hyperband", "successive_halving")
 PARAM_TYPES = ("float", "int", "categorical")
 BUILTIN_TRAINER = "builtin"
 # Hyperparameters the built-in trainer understands; a search space may sample any of them.
@@ -144,6 +147,8 @@ class PrunerConfig(Section):
     # folds that prunes only after fold 4, with 3 or 4 never (benchmarks/pruning.py).
     p_threshold: Annotated[float, Field(gt=0, le=1, description="a number within (0, 1]")] = 0.3
     n_startup_steps: AtLeastZero = 2  # wilcoxon: folds compared before the first pruning decision
+    # A fold-level test between folds on top of the epoch-level pruner ``name``.
+    folds: Annotated[Literal["wilcoxon"] | None, Field(description="wilcoxon or null")] = None
 
 
 Hours = Annotated[float | None, Field(gt=0, allow_inf_nan=False,
@@ -400,6 +405,7 @@ class DatasetConfig(Section):
     path: str = ""
     split: str = "train"
     validation_split: str | None = None  # null: a split named "validation" when there is one
+    test_split: str | None = None  # read by the final stage only (final.refit); never searched on
 
     @field_validator("path")
     @classmethod
@@ -424,6 +430,7 @@ class DataConfig(Section):
     task: Task = "token-classification"
     train: str | None = None
     validation: str | None = None
+    test: str | None = None  # read by the final stage only (final.refit); never searched on
     validation_split: Annotated[float, Field(gt=0, lt=1, description="between 0 and 1")] = 0.2
     synthetic: SyntheticConfig | None = None
     max_length: Annotated[int, Field(ge=8)] = 128
@@ -439,6 +446,9 @@ class DataConfig(Section):
         if self.dataset is not None and self.validation is not None:
             raise rule("does not apply to data.dataset: name a split of the dataset in "
                        "data.dataset.validation_split", "validation")
+        if self.dataset is not None and self.test is not None:
+            raise rule("does not apply to data.dataset: name a split of the dataset in "
+                       "data.dataset.test_split", "test")
         if self.synthetic is not None and self.task != "token-classification":
             raise rule("generated data exists for token-classification only", "synthetic",
                        ("data.task",))
@@ -515,12 +525,36 @@ class CheckpointConfig(Section):
     keep_best: Annotated[int, Field(ge=1)] = 1
 
 
+class FinalConfig(Section):
+    """The final stage: the chosen trial's hyperparameters trained once on all the
+    training data, then scored once on the test set (``data.test``)."""
+
+    refit: bool = False
+    # best: the trial's mean best epoch over its folds (select_epoch: best), else its epochs
+    epochs: Annotated[Literal["best"] | Annotated[int, Field(ge=1)], Field(
+        description="'best' or a whole number, at least 1")] = "best"
+    include_validation: bool = True  # k-fold off: train on the validation part too
+    select: str | None = None  # several objectives: knee (null), 'trial N' or 'METRIC <= X'
+
+    @field_validator("select")
+    @classmethod
+    def _a_choice(cls, select: str | None) -> str | None:
+        if select is not None and not select.strip():
+            raise rule("must not be empty: knee, 'trial N' or 'METRIC <= X' (or null)")
+        return select
+
+
+# MLflow refuses / and : in a registered model's name; quotes would break its search filter.
+MODEL_NAME_FORBIDDEN = ("/", ":", "'", '"', "`")
+
+
 class MlflowConfig(Section):
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: Annotated[str, non_blank("must not be empty: name the MLflow experiment")] = "hposweep"
     log_best_checkpoint: bool | Literal["front"] = True
     log_plots: bool = False  # the study's plots under plots/ of the parent run, at the end
+    register_model: str | None = None  # the registered model the shipped model is a version of
 
     @field_validator("log_best_checkpoint", mode="before")
     @classmethod
@@ -528,6 +562,21 @@ class MlflowConfig(Section):
         if not (isinstance(log, bool) or log == LOG_FRONT):
             raise rule(f"must be true, false or {LOG_FRONT!r}, got {log!r}")
         return log
+
+    @field_validator("register_model")
+    @classmethod
+    def _a_model_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name.strip() or set(name) & set(MODEL_NAME_FORBIDDEN)):
+            raise rule(f"must name a registered model without {' '.join(MODEL_NAME_FORBIDDEN)} "
+                       f"(or be null), got {quoted(name)}")
+        return name
+
+    @model_validator(mode="after")
+    def _registers_where_it_tracks(self) -> MlflowConfig:
+        if self.register_model is not None and not self.enabled:
+            raise rule("needs MLflow tracking on (mlflow.enabled is false): set mlflow.enabled: "
+                       "true or drop register_model", "register_model", ("mlflow.enabled",))
+        return self
 
 
 class SweepConfig(Section):
@@ -541,6 +590,7 @@ class SweepConfig(Section):
     k_fold: KFoldConfig = Field(default_factory=KFoldConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    final: FinalConfig = Field(default_factory=FinalConfig)
     output_dir: str = "outputs"
 
     @model_validator(mode="before")

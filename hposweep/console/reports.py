@@ -53,6 +53,9 @@ class SweepConsole(LiveConsole):
                  best_line(status) if status.best_trial is not None
                  else "best trial: none completed yet",
                  *_budget_lines(status),
+                 *([f"intermediate values: {status.intermediate_values}"]
+                   if status.intermediate_values else []),
+                 *final_lines(status),
                  "resume pending:" if status.pending else "resume pending: nothing",
                  *[f"  {p}" for p in status.pending]]
         self.out.print(Panel(text(*lines), title=Text(status.backbone), title_align="left",
@@ -68,7 +71,8 @@ class SweepConsole(LiveConsole):
                      f"params: {fmt_params(status.best_params)}",
                      f"checkpoint: {status.checkpoint or '(none on disk)'}",
                      f"MLflow parent run: {status.mlflow_parent_run_id or '-'}",
-                     f"MLflow best trial run: {status.mlflow_best_run_id or '-'}"]
+                     f"MLflow best trial run: {status.mlflow_best_run_id or '-'}",
+                     *final_lines(status)]
             self.out.print(Panel(text(*lines), title=Text(f"{status.backbone} ({status.study_name})"),
                                  title_align="left", expand=False))
             if status.front:
@@ -115,11 +119,30 @@ def summary_panel(result: BackboneResult) -> Panel:
     else:
         lines += [best_line(result),
                   f"params: {fmt_params(result.best_params)}",
-                  f"checkpoint: {result.checkpoint or '(none on disk)'}"]
+                  f"checkpoint: {result.checkpoint or '(none on disk)'}", *final_lines(result)]
+        k = len(result.best_fold_values)
+        if result.refit_command and result.final is None and k:
+            lines.append(f"the checkpoint is one fold's model (trained on {k - 1}/{k} of the "
+                         f"data); to refit it on all of it: {result.refit_command}")
     lines.append(f"MLflow parent run: {result.mlflow_parent_run_id or '(not tracked)'}")
     if result.stopped != "max_trials":
         lines.append(f"stopped early: {result.stop_message}")
     return Panel(text(*lines), title=Text(result.backbone), title_align="left", expand=False)
+
+
+def final_lines(study: Any) -> list[str]:
+    """The final model (``final.refit``) beside the CV estimate: what it was trained on, its
+    test metrics, where it is."""
+    final = study.final
+    if not final:
+        return []
+    metric = study.objective_metric
+    test = final.get("test_metrics") or {}
+    scores = (f"test {metric} = {fmt(test[metric])}, CV estimate {fmt(final['cv'].get(metric))}"
+              if metric in test else "no test set: not scored")
+    return [f"final model: trial {final['trial']} refit on {final['train_examples']} examples, "
+            f"{final['epochs']} epoch{'s' * (final['epochs'] != 1)}; {scores}",
+            f"final checkpoint: {final['checkpoint']}"]
 
 
 def best_line(study: Any) -> str:

@@ -95,6 +95,14 @@ def read_dataset(cfg: SweepConfig) -> SweepData:
     return SweepData(train, examples_from(table, cfg, f"{spec.path} split {name!r}"), declared)
 
 
+def read_split(cfg: SweepConfig, name: str, key: str) -> list[Example]:
+    """One named split's examples (the test split: read by the final stage only)."""
+    spec = cfg.data.dataset
+    assert spec is not None
+    return examples_from(_split(_load_splits(spec), name, key, spec), cfg,
+                         f"{spec.path} split {name!r}")
+
+
 def _label_column(cfg: SweepConfig) -> str:
     """The column of the labels: the tags (token classification) or the class."""
     c = cfg.data.columns

@@ -227,6 +227,32 @@ def load_data(cfg: SweepConfig) -> SweepData:
     return SweepData(train, validation)
 
 
+def load_test(cfg: SweepConfig) -> list[Example] | None:
+    """The test set (``data.test`` or ``data.dataset.test_split``), None when there is none.
+    Only the final stage calls this: no trial, fold, pruner or best decision reads it."""
+    if cfg.data.dataset is not None and cfg.data.dataset.test_split is not None:
+        from hposweep.data.hf_datasets import read_split
+
+        return read_split(cfg, cfg.data.dataset.test_split, "data.dataset.test_split")
+    if cfg.data.test is not None:
+        return read_examples(cfg.data.test, cfg.data.task)
+    return None
+
+
+def final_training_data(cfg: SweepConfig, data: SweepData) -> list[Example]:
+    """What the final model trains on: every fold's training and validation part (k-fold),
+    else the training part and, unless ``final.include_validation: false``, the
+    validation part (the validation file or split, or the hold-out fraction)."""
+    if cfg.k_fold.enabled:
+        return list(data.train)
+    if cfg.final.include_validation:
+        return list(data.train) + list(data.validation or [])
+    if data.validation is not None:
+        return list(data.train)
+    train, _ = holdout_indices(len(data.train), cfg.data.validation_split, cfg.train.seed)
+    return [data.train[i] for i in train]
+
+
 def build_folds(cfg: SweepConfig, data: SweepData) -> list[FoldData]:
     """The folds every trial trains on: k-fold splits, or one train/validation split. Every
     fold has the same labels (the whole data's), so every fold's model has the same ids."""

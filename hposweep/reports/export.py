@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hposweep import __version__
+from hposweep.checkpoints.layout import METADATA_FILE
 from hposweep.checkpoints.metadata import CheckpointMetadata, trial_number_of
 from hposweep.checkpoints.provenance import timestamp
 from hposweep.config.schema import SweepConfig
@@ -33,7 +34,8 @@ CARD = "README.md"
 
 def export_best(cfg: SweepConfig, status: StudyStatus, target: Path,
                 warn: Callable[[str], None]) -> Path:
-    """Write the export of ``status``'s best trial to ``target`` (new or empty)."""
+    """Write the export of ``status``'s final model (when it has one: ``status.final``),
+    else of its best trial's checkpoint, to ``target`` (new or empty)."""
     if status.best_trial is None:
         raise NothingCompleted(f"{status.backbone}: no completed trial to export")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -106,8 +108,30 @@ def _available(cfg: SweepConfig, member: Any) -> bool:
     return member.checkpoint is not None or logged == LOG_FRONT or (member.knee and bool(logged))
 
 
+def _final_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path) -> Path:
+    """The final model: on disk, else the parent run's ``final_model/``."""
+    assert status.final is not None
+    local = Path(status.final["checkpoint"])
+    if (local / METADATA_FILE).is_file():
+        return local
+    from hposweep.tracking.tracker import FINAL_ARTIFACT_PATH, mlflow_client
+
+    if not status.mlflow_parent_run_id:
+        raise UserError(f"{status.backbone}: the final model is not on disk ({local}) and the "
+                        "study has no MLflow parent run to fetch it from")
+    try:
+        return Path(mlflow_client(cfg).download_artifacts(
+            status.mlflow_parent_run_id, FINAL_ARTIFACT_PATH, str(download)))
+    except Exception as exc:
+        raise UserError(f"{status.backbone}: the final model is not on disk and MLflow could "
+                        f"not provide {FINAL_ARTIFACT_PATH}/ ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
+
+
 def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
                        warn: Callable[[str], None]) -> Path:
+    if status.final is not None:
+        return _final_checkpoint(cfg, status, download)
     if status.checkpoint and Path(status.checkpoint).is_dir():
         return Path(status.checkpoint)
     if not status.mlflow_parent_run_id:
@@ -144,7 +168,8 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
     folds = status.best_fold_values
     auto_model = AUTO_MODEL[cfg.data.task]
     member = _front_member(status)
-    chosen = ("best trial" if member is None or member.knee
+    chosen = ("final model of trial" if meta is not None and meta.refit
+              else "best trial" if member is None or member.knee
               else "a trial of the Pareto front (not its knee):")
     lines = [
         f"# {status.study_name}: {chosen} {status.best_trial}",
@@ -175,11 +200,7 @@ def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:
         "|---|---|",
         *[f"| {i}/{len(folds)} | {v:.4f} |" for i, v in enumerate(folds, start=1)],
         "",
-        "## Metrics of the trial (mean over folds)",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.metrics.items() if meta else [])],
+        *_metric_lines(meta),
         "",
         "## Versions",
         "",
@@ -204,6 +225,12 @@ def _model_lines(cfg: SweepConfig, meta: CheckpointMetadata | None) -> list[str]
     trained without that fold's share of the data."""
     if meta is None:
         return []
+    if meta.refit:
+        return [f"- model: the final model (final.refit): trial {meta.trial_number}'s "
+                f"hyperparameters trained once on all {meta.train_examples} training examples "
+                f"for {meta.epochs} epochs",
+                f"- test set: {meta.test_examples} examples (never seen by the search)"
+                if meta.test_examples else "- test set: none (the model is not scored)"]
     trained, validated = meta.train_examples, meta.validation_examples
     counted = trained is not None and validated is not None
     if meta.fold is None:
@@ -214,6 +241,23 @@ def _model_lines(cfg: SweepConfig, meta: CheckpointMetadata | None) -> list[str]
         line += (f", trained on {100 * trained / total:.0f}% of the training data "
                  f"({trained} of {total} examples)")
     return [line]
+
+
+def _metric_lines(meta: CheckpointMetadata | None) -> list[str]:
+    """The trial's metrics (mean over folds); for a final model its test metrics, beside
+    the cross-validation estimate (the search's, optimistic: the best of many trials)."""
+    if meta is not None and meta.refit:
+        if not meta.test_metrics:
+            return ["## Scores", "", f"CV estimate: {meta.objective_metric} = "
+                    f"{meta.objective_value:.4f}; no test set, so no test score."]
+        return ["## Scores: test set vs the search's CV estimate", "",
+                "| metric | test | CV estimate |", "|---|---|---|",
+                *[f"| {k} | {v:.4f} | "
+                  + (f"{meta.objective_value:.4f}" if k == meta.objective_metric
+                     and meta.objective_value is not None else "-") + " |"
+                  for k, v in sorted(meta.test_metrics.items())]]
+    return ["## Metrics of the trial (mean over folds)", "", "| metric | value |", "|---|---|",
+            *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.metrics.items() if meta else [])]]
 
 
 def _front_member(status: StudyStatus) -> Any:

@@ -2,9 +2,11 @@
 offline), plus a PNG per plot when the optional ``kaleido`` is installed.
 
 Several plots are ours rather than Optuna's: the optimization history also shows pruned
-trials (at the last value they reported); the intermediate values are per epoch, the
-mean over the folds that reached it (Optuna's plot would string a trial's folds together
-as one sawtooth: fold ``k``'s epoch ``e`` is step ``k × epochs + e``); the fold scores
+trials (at the last value they reported); the intermediate values of a k-fold study of
+running estimates are each trial's estimate at each fold-epoch (labelled as such), those
+of a study that reported raw epoch scores per epoch, the mean over the folds that reached
+it (Optuna's plot would string a trial's folds together as one sawtooth: fold ``k``'s
+epoch ``e`` is step ``k × epochs + e``); the fold scores
 show each trial's score per fold against the best trial's (what a fold-level pruner
 decides on); the two-objective Pareto front marks its knee and the members that kept a
 checkpoint. Colour scales run from light (worse) to dark (better) whatever the goal.
@@ -15,6 +17,7 @@ Every figure takes the page's width: nothing scrolls sideways. A plot left out i
 
 from __future__ import annotations
 
+import re
 import statistics
 import warnings
 from collections.abc import Callable
@@ -79,7 +82,8 @@ def dashboard_figures(study: Any, cfg: SweepConfig, front: list[FrontMember] | N
         subtitle = figure.layout.title.text
         figure.update_layout(title=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
                              template="none")
-    return {f"hposweep-{title.replace(' ', '-')}": figure.to_json() for title, figure in shown}
+    return {"hposweep-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-"): figure.to_json()
+            for title, figure in shown}
 
 
 def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
@@ -129,8 +133,12 @@ def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
             title = f"param importances (from {complete} completed trials)"
         _better_is_darker(figure, plot, maximize, objectives[0].metric)
         shown.append((title, figure))
-    by_fold = study.user_attrs.get(REPORT_STEPS_ATTR) == "fold"
-    if any(t.intermediate_values for t in trials) and not by_fold:
+    steps = study.user_attrs.get(REPORT_STEPS_ATTR)
+    by_fold = steps == "fold"
+    if any(t.intermediate_values for t in trials) and steps == "estimate" and n_folds > 1:
+        shown.append(("intermediate values: running estimates of the objective",
+                      estimates_figure(trials, epochs, maximize)))
+    elif any(t.intermediate_values for t in trials) and not by_fold:
         shown.append(("intermediate values",
                       intermediate_figure(trials, epochs, n_folds, maximize)))
     elif several and n_folds == 1:
@@ -222,6 +230,37 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1},
                          yaxis_title="reported value, mean over folds" if n_folds > 1
                          else "reported value")
+    if colours:
+        figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
+                             "last value (darker is better); dashed: pruned")
+    return figure
+
+
+def estimates_figure(trials: list[Any], epochs: int, maximize: bool = True) -> Any:
+    """One line per trial: its running estimate of the objective (the mean of its
+    finished folds' scores with the current fold's predicted score: what the pruner compared)
+    at each fold-epoch it trained, fold ``k``'s epoch ``e`` at x = ``k × epochs + e + 1``.
+    A completed trial's line ends at its value."""
+    import plotly.graph_objects as go
+
+    lines = [(t, sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
+    colours = _by_value([points[-1][1] for _, points in lines], maximize) if (
+        len(lines) > MAX_LEGEND_TRIALS) else None
+    figure = go.Figure()
+    for i, (trial, points) in enumerate(lines):
+        line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
+        if colours:
+            line["color"] = colours[i]
+        per_fold = _epochs_of(trial, epochs)
+        figure.add_trace(go.Scatter(
+            x=[s + 1 for s, _ in points], y=[v for _, v in points], mode="lines+markers",
+            customdata=[[s // per_fold + 1, s % per_fold + 1] for s, _ in points],
+            name=f"trial {trial.number} ({trial.state.name.lower()})", line=line,
+            hovertemplate="fold %{customdata[0]} epoch %{customdata[1]}: %{y:.4f}"))
+    figure.update_layout(xaxis={"title": f"fold-epochs trained (fold k's epoch e: "
+                                         f"k × {epochs} + e + 1)"},
+                         yaxis_title="running estimate: mean of the finished folds and the "
+                                     "current fold's predicted score")
     if colours:
         figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
                              "last value (darker is better); dashed: pruned")

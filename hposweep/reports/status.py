@@ -11,7 +11,9 @@ from hposweep.checkpoints.layout import OutputLayout
 from hposweep.config.schema import SweepConfig, backbone_slug, study_name_for
 from hposweep.objectives.front import fill_best
 from hposweep.results import (
+    FINAL_ATTR,
     PARENT_RUN_ATTR,
+    REPORT_STEPS_ATTR,
     RETRIED_FROM_ATTR,
     RUN_ID_ATTR,
     WARM_START_ATTR,
@@ -21,6 +23,7 @@ from hposweep.results import (
 )
 from hposweep.study import budget, recovery
 from hposweep.study.grid import StudyGrid
+from hposweep.study.samplers import STEP_KINDS
 from hposweep.study.seeds import study_stream
 from hposweep.study.storage import anything_stored, finished_states, make_storage, storage_kind, storage_url
 
@@ -39,6 +42,8 @@ class StudyStatus(StudyReport):
     budget: dict[str, dict[str, float]] = field(default_factory=dict)
     stopped: str | None = None  # why a run starts no further trial (a budget or stop_when)
     pending: list[str] = field(default_factory=list)  # what the next `run` resumes
+    # what the study's intermediate values are (a kind of study.samplers.STEP_KINDS, in words)
+    intermediate_values: str | None = None
 
     @property
     def remaining(self) -> int:
@@ -70,7 +75,10 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     record = _best_record(cfg, backbone, study)
     kept = record.kept_checkpoints() if record else {}
     fill_best(status, cfg, study, kept)
+    status.final = study.user_attrs.get(FINAL_ATTR)
     status.pending = _pending(trials)
+    kind = study.user_attrs.get(REPORT_STEPS_ATTR)
+    status.intermediate_values = STEP_KINDS.get(kind) if kind else None
     status.budget = _budget(cfg, trials)
     spent = budget.spent(cfg, trials)
     status.stopped = spent.message if spent else _grid_exhausted(cfg, name, trials)

@@ -71,7 +71,9 @@ def fine_tuning_settings(cfg: SweepConfig) -> dict[str, Any]:
     if d.dataset is not None:
         from hposweep.data.hf_datasets import dataset_identity
 
-        settings["data.dataset"] = {**d.dataset.model_dump(), "path": dataset_identity(d.dataset)}
+        # The test split is the final stage's, never the search's: not the study's identity.
+        settings["data.dataset"] = {**d.dataset.model_dump(exclude={"test_split"}),
+                                    "path": dataset_identity(d.dataset)}
         settings["data.columns"] = d.columns.model_dump()
     return settings
 

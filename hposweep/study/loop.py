@@ -59,6 +59,13 @@ class Stop:
         """The study needs no further trial (rather than this process stopping early)."""
         return self.reason in ("max_trials", "grid_exhausted")
 
+    @property
+    def study_ended(self) -> bool:
+        """No run of the study starts a further trial: it needs none, or a study budget
+        (``study.budget``, ``study.stop_when``) is spent; not this run's timeout or
+        ``max_failures``, after which the next run goes on."""
+        return self.reason not in ("timeout", "max_failures")
+
 
 class TrialLoop:
     def __init__(self, cfg: SweepConfig, opened: OpenStudy, lock: Any,

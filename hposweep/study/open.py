@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,22 +19,51 @@ from hposweep.study.identity import check_same_objective
 from hposweep.study.samplers import make_pruner, settle_report_steps
 from hposweep.study.storage import make_storage, redact_url, storage_url, study_names
 
+LOCK_NOTICE_S = 5.0  # how long a wait for the study lock goes unmentioned
 
-def study_lock(cfg: SweepConfig, study_name: str) -> Any:
-    """The lock every process of a study takes to set the sweep up and to start a trial
-    (an OS file lock in the study dir: it dies with its process, so a crash never leaves
-    it held). Under it a trial's owner is recorded before anyone else can look, so a
-    RUNNING trial seen without an owner under the lock is one whose process died. An
-    in-memory study (``study.persist: false``) has one process: no lock, no file."""
+
+def study_lock(cfg: SweepConfig, study_name: str, on_wait: Callable[[str], None]) -> Any:
+    """The lock every process of a study takes to set the sweep up, to start a trial and
+    for the final logging and final stage (an OS file lock in the study dir: it dies with
+    its process, so a crash never leaves it held). Under it a trial's owner is recorded
+    before anyone else can look, so a RUNNING trial seen without an owner under the lock
+    is one whose process died. An in-memory study (``study.persist: false``) has one
+    process: no lock, no file. ``on_wait`` hears once when the lock is not free at once."""
     import contextlib
-
-    from filelock import FileLock
 
     if storage_url(cfg, study_name) is None:
         return contextlib.nullcontext()
     path = OutputLayout.of(cfg.output_dir).study_lock(study_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(path, timeout=600)
+    return StudyLock(path, on_wait)
+
+
+class StudyLock:
+    """Waits for as long as another process holds the lock, which only a live process can
+    (its final logging uploads a checkpoint and its final stage trains a model: they take
+    as long as they take), and says so once after :data:`LOCK_NOTICE_S`."""
+
+    def __init__(self, path: Path, on_wait: Callable[[str], None]) -> None:
+        from filelock import FileLock
+
+        self.path = path
+        self.on_wait = on_wait
+        self._lock = FileLock(path)
+
+    def __enter__(self) -> StudyLock:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=LOCK_NOTICE_S)
+        except Timeout:
+            self.on_wait(f"waiting for the study lock ({self.path}): another process of the "
+                         "study holds it (a trial's admission, or its final logging or final "
+                         "stage, which may take long)")
+            self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
 
 
 @dataclass(frozen=True)
@@ -45,7 +75,7 @@ class OpenStudy:
     storage: Any
     study_id: int
     resumed: bool  # the study had trials that no live process is running
-    report_steps: str = "epoch"  # "fold" or "epoch": see report_steps()
+    report_steps: str = "estimate"  # "estimate", "fold" or "epoch": see report_steps()
 
     @property
     def run_id(self) -> str:

@@ -34,13 +34,17 @@ def make_sampler(cfg: SweepConfig, stream: str, trial_number: int) -> Any:
 
 
 def make_pruner(cfg: SweepConfig) -> Any:
+    """The study's pruner: the epoch-level one of ``study.pruner.name`` (a ``folds`` test
+    is :func:`make_fold_test`'s), Wilcoxon on fold steps, or none."""
     import optuna
+
+    from hposweep.study.pruners import FoldMedianPruner
 
     p = cfg.study.pruner
     max_resource = cfg.train.epochs * (cfg.k_fold.n_splits if cfg.k_fold.enabled else 1)
     if p.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
-                                           n_warmup_steps=p.n_warmup_steps)
+        return FoldMedianPruner(cfg.train.epochs, n_startup_trials=p.n_startup_trials,
+                                n_warmup_steps=p.n_warmup_steps)
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_resource,
                                               reduction_factor=p.reduction_factor)
@@ -53,33 +57,58 @@ def make_pruner(cfg: SweepConfig) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def make_fold_test(cfg: SweepConfig) -> Any:
+    """``study.pruner.folds``: the test a trial runs between its folds, or None."""
+    from hposweep.study.pruners import FoldTest
+
+    p = cfg.study.pruner
+    return FoldTest(p.p_threshold, p.n_startup_steps) if p.folds == "wilcoxon" else None
+
+
+# The kinds of intermediate values a study can hold (its REPORT_STEPS_ATTR), in words.
+STEP_KINDS = {
+    "estimate": "running estimates of the objective (the mean of the finished folds' scores "
+                "with the current fold's score predicted from its epoch) at step fold × epochs "
+                "+ epoch",
+    "fold": "fold scores at step = fold index",
+    "epoch": "each fold's own epoch scores at step fold × epochs + epoch (hposweep before "
+             "running estimates)",
+}
+
+
 def report_steps(cfg: SweepConfig, stored: str | None = None) -> str:
-    """What the study's intermediate values are: ``fold`` (one fold score at step = fold
-    index, for fold-level pruners) or ``epoch`` (each epoch's score at step
-    ``fold * epochs + epoch``). Never both in one study: pruner ``none`` keeps the kind
-    the study has (``stored``), epoch by default."""
+    """What the study's intermediate values are (:data:`STEP_KINDS`): ``fold`` for a
+    fold-level pruner (wilcoxon), ``estimate`` for the epoch-level ones (with or without
+    ``folds``). Never two kinds in one study: pruner ``none`` keeps the kind the study has
+    (``stored``; an ``epoch`` study goes on reporting raw epoch scores), estimates by
+    default."""
     from hposweep.config.schema import FOLD_PRUNERS
 
     if cfg.study.pruner.name == "none":
-        return stored or "epoch"
-    return "fold" if cfg.study.pruner.name in FOLD_PRUNERS else "epoch"
+        return stored or "estimate"
+    return "fold" if cfg.study.pruner.name in FOLD_PRUNERS else "estimate"
 
 
 def settle_report_steps(cfg: SweepConfig, study: Any) -> str:
-    """The study's kind of steps, recorded with it. A study whose trials reported epoch
-    scores cannot switch to a fold-level pruner (or back): the pruner would compare a
-    fold's score with an epoch's."""
-    stored = study.user_attrs.get(REPORT_STEPS_ATTR)
+    """The study's kind of steps, recorded with it. A study whose trials reported one kind
+    cannot switch to a pruner of another: the pruner would compare a fold's score with an
+    epoch's, or an epoch's raw score with a running estimate."""
+    recorded = stored = study.user_attrs.get(REPORT_STEPS_ATTR)
+    if stored is None and _has_values(study):
+        stored = "epoch"  # studies made before it was recorded reported raw epoch scores
     wanted = report_steps(cfg, stored)
-    if stored == wanted:
+    if recorded == wanted:
         return wanted
-    if any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
-        stored = stored or "epoch"  # studies made before it was recorded reported epochs
-        if stored != wanted:
-            raise UserError(
-                f"study {study.study_name!r} has {stored}-step intermediate values and "
-                f"study.pruner.name={cfg.study.pruner.name} reports {wanted} steps: the pruner "
-                "would compare incomparable values. Keep the kind of pruner, use another "
-                "study.name or --fresh")
+    if stored not in (None, wanted) and _has_values(study):
+        raise UserError(
+            f"study {study.study_name!r} holds {STEP_KINDS[stored].split(' (')[0]} and "
+            f"study.pruner.name={cfg.study.pruner.name} would report "
+            f"{STEP_KINDS[wanted].split(' (')[0]}: the pruner would compare incomparable "
+            "values. Resume it with study.pruner.name=none (no pruning), or use another "
+            "study.name or --fresh")
     study.set_user_attr(REPORT_STEPS_ATTR, wanted)
     return wanted
+
+
+def _has_values(study: Any) -> bool:
+    return any(t.intermediate_values for t in study.get_trials(deepcopy=False))

@@ -187,3 +187,9 @@ def anything_stored(url: str | None) -> bool:
             engine.dispose()
     except Exception as exc:
         raise UserError(f"study.storage: cannot read {redact_url(url)}: {first_line(exc)}") from None
+
+
+def study_exists(cfg: SweepConfig, study_name: str) -> bool:
+    """Whether the study is stored (looked up without creating a file or a table)."""
+    url = storage_url(cfg, study_name)
+    return anything_stored(url) and study_name in study_names(make_storage(url, reading=True), url)

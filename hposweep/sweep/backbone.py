@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hposweep import interrupts
@@ -23,13 +24,15 @@ from hposweep.checkpoints.provenance import git_commit, timestamp, versions
 from hposweep.checkpoints.resume import TrialResume, resume_roots
 from hposweep.config.schema import BUILTIN_TRAINER, LoadedConfig, SweepConfig, backbone_slug, study_name_for
 from hposweep.console.live import LiveConsole
-from hposweep.data.readers import build_folds, load_data
-from hposweep.errors import reported_os_errors
+from hposweep.data.readers import SweepData, build_folds, load_data
+from hposweep.errors import UserError, reported_os_errors
 from hposweep.objectives.front import best_and_front, fill_best, front_values
 from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import (
+    FINAL_ATTR,
     PARENT_RUN_ATTR,
     BackboneResult,
+    StudyReport,
     TrialRow,
     reason_of,
 )
@@ -37,8 +40,9 @@ from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
 from hposweep.study.notes import has_note, write_figures, write_study_note, write_trial_note
 from hposweep.study.open import OpenStudy, open_study, study_lock
-from hposweep.study.storage import finished_states, storage_kind, storage_url
+from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url, study_exists
 from hposweep.study.warm_start import queue_first_trials
+from hposweep.sweep.final import FinalOutcome, FinalStage, final_checkpoint
 from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker, preload_mlflow
@@ -54,13 +58,14 @@ def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list
     if cfg.k_fold.enabled and cfg.data.validation is not None:
         console.warn("data.validation is ignored: k-fold splits data.train "
                      "(k_fold.enabled=false uses the validation file)")
-    folds = build_folds(cfg, load_data(cfg))
+    data = load_data(cfg)
+    folds = build_folds(cfg, data)
     if cfg.train.trainer == BUILTIN_TRAINER:
         from hposweep.training.model import check_backbone
 
         for backbone in cfg.backbones:
             check_backbone(cfg, backbone)
-    return [sweep_backbone(loaded, backbone, folds, trainer, console, fresh)
+    return [sweep_backbone(loaded, backbone, data, folds, trainer, console, fresh)
             for backbone in cfg.backbones]
 
 
@@ -90,8 +95,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="seqeval")
 
 
-def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], trainer: TrainFn,
-                   console: LiveConsole, fresh: bool) -> BackboneResult:
+def sweep_backbone(loaded: LoadedConfig, backbone: str, data: SweepData, folds: list[FoldData],
+                   trainer: TrainFn, console: LiveConsole, fresh: bool) -> BackboneResult:
     """Set the backbone's sweep up once (under the study lock), then run its trials."""
     cfg = loaded.config
     study_name = study_name_for(cfg, backbone)
@@ -100,18 +105,46 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, folds: list[FoldData], t
     preload_mlflow(cfg)
     barrier_point("setup")
     with reported_os_errors("cannot set the sweep up"):
-        lock = study_lock(cfg, study_name)
+        lock = study_lock(cfg, study_name, console.info)
         with lock:
             opened = open_study(cfg, study_name)
-            sweep = BackboneSweep(loaded, backbone, opened, folds, trainer, console, lock)
+            sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console, lock)
+            sweep.set_up()
     return sweep.run()
 
 
-class BackboneSweep:
-    """One backbone: one study, one MLflow parent run, one best checkpoint. Made under the
-    study lock (``lock``), which it sets up under; :meth:`run` then runs the trials."""
+def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, FinalOutcome]:
+    """``hposweep refit``: each backbone's final stage, under its study's lock (never beside
+    a sweep's final logging). A study that does not exist, or whose trials still run, is
+    refused (exit 2)."""
+    cfg = loaded.config
+    quiet_libraries()
+    trainer = load_trainer(cfg.train.trainer)
+    data = load_data(cfg)
+    folds = build_folds(cfg, data)
+    preload_mlflow(cfg)
+    outcomes = {}
+    for backbone in cfg.backbones:
+        name = study_name_for(cfg, backbone)
+        if not study_exists(cfg, name):
+            raise UserError(f"{backbone}: no study {name!r} in "
+                            f"{redact_url(storage_url(cfg, name))}: `hposweep run` makes it")
+        with reported_os_errors("cannot refit"):
+            lock = study_lock(cfg, name, console.info)
+            with lock:
+                opened = open_study(cfg, name)
+                sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console,
+                                      lock)
+                outcomes[backbone] = sweep.refit(force)
+    return outcomes
 
-    def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
+
+class BackboneSweep:
+    """One backbone: one study, one MLflow parent run, one best checkpoint, a final model.
+    Made and :meth:`set_up` under the study lock (``lock``); :meth:`run` then runs the
+    trials (or :meth:`refit` runs the final stage of the study as it stands)."""
+
+    def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy, data: SweepData,
                  folds: list[FoldData], trainer: TrainFn, console: LiveConsole,
                  lock: Any) -> None:
         cfg = loaded.config
@@ -137,7 +170,7 @@ class BackboneSweep:
             maximize=self.maximize, warn=console.warn))
         self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
                             self.tracker, console, self._metadata, self._trial_device)
-        self._set_up()
+        self.final = FinalStage(self.env, data, self.study, self._metadata)
 
     @functools.cached_property
     def _device(self) -> str:
@@ -154,7 +187,7 @@ class BackboneSweep:
         device is its own, and asking for it would load torch into a process without it)."""
         return self._device_record if self.cfg.train.trainer == BUILTIN_TRAINER else {}
 
-    def _set_up(self) -> None:
+    def set_up(self) -> None:
         """Under the study lock: dead trials retried, leftovers cleaned, the one MLflow
         parent run found or created. Decided once for every process of the study."""
         cfg, study = self.cfg, self.study
@@ -177,6 +210,21 @@ class BackboneSweep:
         self._reconcile_runs()
         self._write_notes()
 
+    def refit(self, force: bool) -> FinalOutcome:
+        """``hposweep refit``, under the study lock: the final stage of the study as it
+        stands, logged under its parent run (which stays as it is)."""
+        if self._others_running():
+            raise UserError(f"{self.backbone}: trials of study {self.study_name!r} are still "
+                            "running; the last worker runs the final stage when they end")
+        self.tracker.attach(self.study.user_attrs.get(PARENT_RUN_ATTR))
+        report = StudyReport()
+        fill_best(report, self.cfg, self.study, self.checkpoints.kept_checkpoints())
+        outcome = self.final.run(report, force=force)
+        if outcome.checkpoint is not None:
+            self._register_model(outcome.checkpoint)
+        self._write_study_note()
+        return outcome
+
     def run(self) -> BackboneResult:
         loop = TrialLoop(self.cfg, self.opened, self.lock,
                          run_trial=self._run_trial,
@@ -191,6 +239,7 @@ class BackboneSweep:
             interrupts.received()
             self.tracker.abort_sweep()
             raise
+        barrier_point("finish")  # a test makes workers end together here
         with reported_os_errors("cannot finish the sweep"), self.lock:
             result = self._result(stop)
             if self._others_running():
@@ -202,10 +251,31 @@ class BackboneSweep:
                     self._remove_resume_dirs(keep_live=False)
                 self._reconcile_runs()
                 self.tracker.log_final(result, self.study)
+                if self.cfg.final.refit and result.best_trial is not None and stop.study_ended:
+                    outcome = self.final.run(result)
+                    result.final_error = outcome.error
+                result.final = self.study.user_attrs.get(FINAL_ATTR)
+                if result.best_trial is not None:
+                    self._register_model(self._shipped_model(result))
                 self._write_study_note()
                 self._write_figures(result)
+        if self.cfg.k_fold.enabled and not self.cfg.final.refit:
+            result.refit_command = self.loaded.command("refit")
         self.console.sweep_finished(result)
         return result
+
+    def _shipped_model(self, result: BackboneResult) -> Path | None:
+        """The model the sweep hands over: the final model if there is one, else the best
+        trial's checkpoint."""
+        return final_checkpoint(self.layout) or (Path(result.checkpoint) if result.checkpoint
+                                                 else None)
+
+    def _register_model(self, checkpoint: Path | None) -> None:
+        """``mlflow.register_model``: ``checkpoint`` as a version, once (say when it is new)."""
+        registered = self.tracker.register_model(checkpoint)
+        if registered is not None and registered.new:
+            self.console.info(f"{self.backbone}: {checkpoint} registered in MLflow as version "
+                              f"{registered.version} of {registered.name!r}")
 
     def _run_trial(self, trial: Any) -> Any:
         outcome = TrialRun(self.env, trial).run()
@@ -303,7 +373,8 @@ class BackboneSweep:
         checkpoint = str(kept[best.number]) if best is not None and best.number in kept else None
         write_study_note(self.opened.storage, self.opened.study_id, study_note(
             self.cfg, self.study_name, self.backbone, best, checkpoint,
-            self.tracker.run_link(), knee=self.front))
+            self.tracker.run_link(), knee=self.front,
+            final=self.study.user_attrs.get(FINAL_ATTR)))
 
     def _write_figures(self, result: BackboneResult) -> None:
         """hposweep's plots where optuna-dashboard shows them (the study's page): at the

@@ -39,9 +39,10 @@ def trial_note(trial: Any, kept: Any, run_link: Callable[[str], str]) -> str:
 
 
 def study_note(cfg: SweepConfig, study_name: str, backbone: str, best: Any,
-               checkpoint: str | None, parent_link: str | None, knee: bool) -> str:
-    """The sweep's settings, its best trial (the knee, with a Pareto front) and where that
-    trial's checkpoint is."""
+               checkpoint: str | None, parent_link: str | None, knee: bool,
+               final: Mapping[str, Any] | None = None) -> str:
+    """The sweep's settings, its best trial (the knee, with a Pareto front), where that
+    trial's checkpoint is, and the final model (``final.refit``) with its test metrics."""
     s = cfg.study
     objectives = ", ".join(f"`{o.metric}` ({o.goal})" for o in objectives_of(cfg))
     lines = [f"## hposweep sweep `{study_name}`", "",
@@ -64,7 +65,20 @@ def study_note(cfg: SweepConfig, study_name: str, backbone: str, best: Any,
         lines.append(f"**{what}: trial {best.number}** ({values})")
         lines.append("")
         lines.append(f"checkpoint: `{checkpoint}`" if checkpoint else "checkpoint: none on disk")
+    if final:
+        lines += ["", f"**final model: trial {final['trial']}** refit on all "
+                  f"{final['train_examples']} training examples for {final['epochs']} epochs: "
+                  f"`{final['checkpoint']}`"]
+        test = final.get("test_metrics") or {}
+        lines += ["", "| metric | test | CV estimate |", "|---|---|---|"] if test else [
+            "", "No test set (data.test): the final model is not scored."]
+        lines += [f"| {k} | {v:.4g} | {_cv(final, k)} |" for k, v in sorted(test.items())]
     return "\n".join(lines) + "\n"
+
+
+def _cv(final: Mapping[str, Any], metric: str) -> str:
+    value = (final.get("cv") or {}).get(metric)
+    return "-" if value is None else f"{value:.4g}"
 
 
 def _values(cfg: SweepConfig, trial: Any) -> Mapping[str, float]:

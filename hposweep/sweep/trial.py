@@ -9,6 +9,7 @@ trial loop fails the trial in the study, the CLI prints the traceback).
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from hposweep.console.live import LiveConsole, place
 from hposweep.errors import DeviceFailed, InternalError, first_line
 from hposweep.objectives.spec import constraints_of, objectives_of, required_metrics
 from hposweep.results import (
+    BEST_EPOCH_ATTR,
     FAIL_REASON_ATTR,
     FOLD_VALUES_ATTR,
     PRUNE_REASON_ATTR,
@@ -35,6 +37,7 @@ from hposweep.results import (
 from hposweep.study import recovery
 from hposweep.study.loop import Outcome
 from hposweep.study.open import OpenStudy
+from hposweep.study.samplers import make_fold_test
 from hposweep.study.space import suggest
 from hposweep.tracking.tracker import SweepTracker
 from hposweep.training.device import (
@@ -73,6 +76,12 @@ class TrialRun:
         self.run_id: str | None = None
         self.resume = TrialResume(env.layout, recovery.root_trial(trial), env.console.warn)
         self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
+        # The steps' values are running estimates of the objective (not raw epoch scores).
+        self.estimates = env.opened.report_steps == "estimate"
+        self.fold_test = make_fold_test(env.cfg) if self.estimates else None
+        self.finished: list[float] = []  # the objective on each finished fold, in order
+        self.curves: dict[int, dict[int, float]] = {}  # fold index -> epoch -> its own score
+        self.estimate: float | None = None  # the last running estimate reported
         # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
         self.pruned_metrics: dict[str, float] | None = None
         self.last_epoch: dict[int, int] = {}  # fold index -> its last epoch reported
@@ -124,17 +133,23 @@ class TrialRun:
             env.tracker.log(self.run_id, tags={WARM_START_ATTR: warm_start["source"]})
         env.console.trial_started(self.number, self.params, retried_from)
         completed = self.resume.completed_folds()
+        self.curves = self.resume.completed_curves()
         fold_metrics: list[dict[str, float]] = []
+        metric = cfg.study.objective_metric
         for index in range(len(env.folds)):
             fold_metrics.append(completed.get(index) or self._fold(index))
+            self.finished.append(fold_metrics[-1][metric])
             if self.by_fold:
                 self._fold_scored(index, fold_metrics)
-        metric = cfg.study.objective_metric
+            elif self.estimates and self._reports_epochs():
+                self._fold_finished(index, fold_metrics, replayed=index in completed)
         mean = _mean(fold_metrics)
         for constraint in constraints_of(cfg):  # before tell: samplers read them then
             self.trial.set_constraint(constraint.key, constraint.violation(mean))
         if len(fold_metrics) > 1:
             self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        if "best_epoch" in mean:  # what final.epochs: best trains for
+            self.trial.set_user_attr(BEST_EPOCH_ATTR, mean["best_epoch"])
         env.checkpoints.trial_valued(self.number, lambda: env.metadata(
             self.number, self.params, mean, env.folds[-1].fold, mean[metric]))
         env.tracker.end_run(self.run_id, "COMPLETE",
@@ -178,16 +193,20 @@ class TrialRun:
             config=cfg, backbone=env.backbone, trial_number=self.number, fold=fold.fold,
             seed=cfg.train.seed, objective_metric=cfg.study.objective_metric,
             checkpoint_dir=target, resume_dir=self.resume.fold_dir(index) if resuming else None,
-            _report=_ours(lambda value, epoch: self._report(index, value, epoch)),
-            _should_prune=_ours(self._should_prune_in_fold), _log_metrics=_ours(log_metrics),
-            _warn=env.console.warn, _record=_ours(self._record), recorded=self.recorded,
+            _report=ours(lambda value, epoch: self._report(index, value, epoch)),
+            _should_prune=ours(self._should_prune_in_fold), _log_metrics=ours(log_metrics),
+            _warn=env.console.warn, _record=ours(self._record), recorded=self.recorded,
         )
         try:
             metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
         except Pruned as exc:  # the trainer's: the reason says where, as the live view does
             env.tracker.end_run(fold_run, "PRUNED")
             where = place(fold.fold, len(env.folds), self.last_epoch.get(index))
-            if where and where not in str(exc):
+            where = "" if where in str(exc) else where
+            if self.estimate is not None and len(env.folds) > 1:
+                where += (f"{'; ' if where else ''}running estimate of "
+                          f"{cfg.study.objective_metric} {self.estimate:.4f}")
+            if where:
                 raise Pruned(f"{exc} ({where})") from None
             raise
         except BaseException as exc:
@@ -202,30 +221,11 @@ class TrialRun:
         env.checkpoints.fold_finished(self.number, lambda: env.metadata(
             self.number, self.params, metrics, fold.fold, metrics[cfg.study.objective_metric]))
         if not last:  # the last fold's state stays until the trial is recorded
-            self.resume.record_fold(index, metrics)
+            self.resume.record_fold(index, metrics, self.curves.get(index, {}))
         return metrics
 
     def _call_trainer(self, fold: FoldData, ctx: TrialContext) -> Any:
-        """The trainer's own exceptions fail the trial; ours (through ``ctx``) do not."""
-        from optuna.exceptions import UpdateFinishedTrialError
-
-        try:
-            return self.env.trainer(self.params, fold, ctx)
-        except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
-            raise
-        except Exception as exc:
-            self.env.console.debug_exception(exc)
-            if is_fatal_device_error(exc):
-                raise DeviceFailed(f"trial {self.number}: {first_line(exc)}") from None
-            if is_out_of_memory(exc):
-                batch_size = self.params.get("batch_size", self.env.cfg.train.batch_size)
-                reason = out_of_memory_reason(int(batch_size),
-                                              resolve_device(self.env.cfg.train.device))
-            else:
-                reason = f"{type(exc).__name__}: {first_line(exc)}"
-        # Out of the except block: the trainer's frames (its model) are released, not
-        # kept alive by the error's traceback for as long as the trial's record takes.
-        raise TrialFailed(reason)
+        return call_trainer(self.env, self.params, fold, ctx, f"trial {self.number}")
 
     def _record(self, name: str, value: float) -> None:
         self.trial.set_user_attr(name, value)
@@ -240,6 +240,29 @@ class TrialRun:
         self.trial.report(fold_metrics[index][metric], index)
         if index == n_folds - 1 or not self.trial.should_prune():
             return
+        self._pruned_after_fold(index, fold_metrics)
+
+    def _fold_finished(self, index: int, fold_metrics: list[dict[str, float]],
+                       replayed: bool) -> None:
+        """After fold ``index`` of a study of running estimates. A fold a retried trial
+        took from its resume state reports its estimate at its last step (the mean of the
+        folds so far), so the retry's steps are those of a trial that ran it, in order
+        (its curve, recorded with it, predicts the later folds as its predecessor's did).
+        Then, with ``study.pruner.folds``, the fold-level test decides (never after the
+        last fold: that trial is complete)."""
+        epochs = self._epochs()
+        if replayed:
+            self.trial.report(statistics.fmean(self.finished), index * epochs + epochs - 1)
+        if self.fold_test is None or index == len(self.env.folds) - 1:
+            return
+        metric = self.env.cfg.study.objective_metric
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        if self.fold_test.prune(self.trial.study, self.env.opened.frozen_trial(self.number)):
+            self._pruned_after_fold(index, fold_metrics)
+
+    def _pruned_after_fold(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
+        """The fold-level pruner stops the trial after fold ``index``."""
+        metric, n_folds = self.env.cfg.study.objective_metric, len(self.env.folds)
         self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
         self.pruned_metrics = {**_mean(fold_metrics), **_per_fold(fold_metrics, self.env.folds)}
         raise Pruned(f"pruned after fold {index + 1}/{n_folds}: worse than the best trial "
@@ -257,14 +280,22 @@ class TrialRun:
     def _report(self, index: int, value: float, epoch: int) -> None:
         """Fold ``index``'s epoch ``epoch`` is reported at step ``index * epochs + epoch``:
         derived, never counted, so a retried trial whose first folds finished earlier
-        reports its next fold at that fold's own steps. With a fold-level pruner epochs
-        are progress only (the study's steps are folds: :meth:`_fold_scored`)."""
+        reports its next fold at that fold's own steps. The value reported is the running
+        estimate of the objective (:func:`running_estimate`; the raw ``value`` in a study
+        that reported raw epoch scores); the progress display and MLflow get the fold's own
+        ``value``. With a fold-level pruner epochs are progress only (the study's steps are
+        folds: :meth:`_fold_scored`)."""
         epochs = self._epochs()
         if len(self.env.folds) > 1 and not 0 <= epoch < epochs:
             raise TrialFailed(f"ctx.report(step={epoch}): with k-fold, report each epoch "
                               f"0..{epochs - 1} of the fold (the trial's epochs: {epochs})")
+        self.curves.setdefault(index, {})[epoch] = value
         if self._reports_epochs():
-            self.trial.report(value, index * epochs + epoch)
+            reported = value
+            if self.estimates:
+                reported = self.estimate = running_estimate(self.finished, self.curves, epoch,
+                                                            value)
+            self.trial.report(reported, index * epochs + epoch)
         self.last_epoch[index] = epoch
         fold = self.env.folds[index].fold
         self.env.console.progress(self.number, fold, len(self.env.folds), epoch, value)
@@ -301,7 +332,46 @@ class TrialRun:
         self.env.console.trial_finished(self.number, "FAIL", None, reason=reason)
 
 
-def _ours(callback: Callable[..., Any]) -> Callable[..., Any]:
+def running_estimate(finished: list[float], curves: dict[int, dict[int, float]], epoch: int,
+                     value: float) -> float:
+    """The trial's final objective as it looks at the current fold's epoch ``epoch``: the
+    mean of the finished folds' scores (``finished``) and the current fold's predicted
+    score. The prediction is ``value`` plus what the finished folds gained from that epoch
+    to their end (their score minus their own score at ``epoch``, from ``curves``,
+    averaged); in fold 0 (or with no curve known) it is ``value`` itself. So a trial whose
+    folds rise slowly is not judged again at every fold's first epochs: past fold 0, its
+    steps estimate the same final value all along."""
+    gaps = [score - curves[j][epoch] for j, score in enumerate(finished)
+            if epoch in curves.get(j, {})]
+    predicted = value + (statistics.fmean(gaps) if gaps else 0.0)
+    return (sum(finished) + predicted) / (len(finished) + 1)
+
+
+def call_trainer(env: TrialEnv, params: dict[str, Any], data: FoldData, ctx: TrialContext,
+                 who: str) -> Any:
+    """The trainer's own exceptions fail the trial (or the final stage, ``who``); ours
+    (through ``ctx``) do not."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    try:
+        return env.trainer(params, data, ctx)
+    except (Pruned, TrialFailed, InternalError, UpdateFinishedTrialError):
+        raise
+    except Exception as exc:
+        env.console.debug_exception(exc)
+        if is_fatal_device_error(exc):
+            raise DeviceFailed(f"{who}: {first_line(exc)}") from None
+        if is_out_of_memory(exc):
+            batch_size = params.get("batch_size", env.cfg.train.batch_size)
+            reason = out_of_memory_reason(int(batch_size), resolve_device(env.cfg.train.device))
+        else:
+            reason = f"{type(exc).__name__}: {first_line(exc)}"
+    # Out of the except block: the trainer's frames (its model) are released, not
+    # kept alive by the error's traceback for as long as the trial's record takes.
+    raise TrialFailed(reason)
+
+
+def ours(callback: Callable[..., Any]) -> Callable[..., Any]:
     """A ``ctx`` callback: its errors are hposweep's, even when raised inside the trainer."""
 
     def call(*args: Any) -> Any:

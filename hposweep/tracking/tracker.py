@@ -20,15 +20,17 @@ from typing import Any
 from hposweep import interrupts
 from hposweep._testing.faults import kill_point
 from hposweep.checkpoints.layout import METADATA_FILE, OutputLayout
-from hposweep.checkpoints.metadata import trial_number_of
 from hposweep.config.schema import LOG_FRONT, SweepConfig
 from hposweep.errors import first_line
 from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import FINAL_LOGGED_ATTR, BackboneResult
 from hposweep.study.space import describe
 from hposweep.study.storage import redact_url, storage_kind, storage_url
+from hposweep.tracking.registry import Registered, register_checkpoint
 
 ARTIFACT_PATH = "best_trial_checkpoint"
+FINAL_ARTIFACT_PATH = "final_model"  # the final stage's model (final.refit), on the parent run
+FINAL_RUN_NAME = "final"  # the final stage's run, a child of the parent run
 FRONT_ARTIFACT_DIR = "pareto"  # mlflow.log_best_checkpoint: front -> pareto/trial_{n}/
 FRONT_TABLE = "pareto_front"  # pareto_front.json and pareto_front.csv at the parent's root
 SWEEP_ID_TAG = "hposweep.run_id"  # the parent run of the sweep with this id (the study's run_id)
@@ -365,6 +367,21 @@ class SweepTracker:
                 self._call(f"log {ARTIFACT_PATH}/", self._log_checkpoint_once, run_id, checkpoint)
         self._call("end the parent run", self._client.set_terminated, run_id, "FINISHED")
 
+    def register_model(self, checkpoint: Path | None) -> Registered | None:
+        """``mlflow.register_model``: ``checkpoint`` (the model the sweep ships) as a new
+        version of the registered model, unless a version of it exists; None when off, or
+        when MLflow failed (one warning)."""
+        name = self.cfg.mlflow.register_model
+        if name is None or self.parent_run_id is None:
+            return None
+        if checkpoint is None:
+            self.warn(f"no checkpoint of the best trial is on disk; no version of {name!r} "
+                      "is registered")
+            return None
+        return self._call(f"register a version of {name!r}", register_checkpoint, self._client,
+                          tracking_uri(self.cfg), self.cfg, checkpoint,
+                          study_name=self.study_name, parent_run_id=self.parent_run_id)
+
     def log_plots(self, study: Any, front: list[Any] | None = None) -> None:
         """The study's plots under ``plots/`` of the parent run (``mlflow.log_plots``)."""
         if self.parent_run_id is None or self._finished or not self.cfg.mlflow.log_plots:
@@ -420,8 +437,9 @@ class SweepTracker:
         logged = {Path(a.path).name: a.file_size
                   for a in self._client.list_artifacts(run_id, artifact_path)}
         marker = checkpoint / METADATA_FILE
+        # The same checkpoint: the same ``hposweep.json`` (a refit of the same trial is not).
         same_trial = (METADATA_FILE in logged and logged[METADATA_FILE] == marker.stat().st_size
-                      and self._logged_trial(run_id, artifact_path) == trial_number_of(checkpoint))
+                      and self._logged_metadata(run_id, artifact_path) == marker.read_bytes())
         files = sorted(p for p in checkpoint.iterdir() if p.is_file() and p != marker) + [marker]
         for path in files:
             if not same_trial or logged.get(path.name) != path.stat().st_size:
@@ -433,12 +451,47 @@ class SweepTracker:
                       "(MLflow cannot delete artifacts); the files of the best trial replaced "
                       "the rest")
 
-    def _logged_trial(self, run_id: str, artifact_path: str) -> int | None:
+    def _logged_metadata(self, run_id: str, artifact_path: str) -> bytes:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
             path = self._client.download_artifacts(run_id, f"{artifact_path}/{METADATA_FILE}", tmp)
-            return trial_number_of(Path(path).parent)
+            return Path(path).read_bytes()
+
+    # ------------------------------------------------------------ the final stage
+
+    def attach(self, parent_run_id: str | None) -> None:
+        """``hposweep refit``: log under the study's parent run as it is (never reopened)."""
+        self._call("connect", self._connect)
+        if self.enabled and parent_run_id is not None:
+            self.parent_run_id = self._call("find the parent run", _existing_run, self._client,
+                                            parent_run_id) and parent_run_id
+
+    def start_final(self, params: Mapping[str, Any]) -> str | None:
+        """The ``final`` run under the parent: the one a killed final stage left RUNNING
+        (it continues), else a new one (a refit --force gets its own)."""
+        if self.parent_run_id is None:
+            return None
+        return self._call("start the final run", self._start_final, params)
+
+    def _start_final(self, params: Mapping[str, Any]) -> str:
+        found = self._client.search_runs(
+            [self._experiment_id], max_results=1,
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_run_id}' and "
+                          f"tags.`hposweep.runType` = '{FINAL_RUN_NAME}' and "
+                          "attributes.status = 'RUNNING'")
+        run_id = str(found[0].info.run_id) if found else str(self._client.create_run(
+            self._experiment_id, run_name=FINAL_RUN_NAME, tags={
+                "mlflow.parentRunId": self.parent_run_id, "hposweep.runType": FINAL_RUN_NAME,
+                "hposweep.study_name": self.study_name, "state": "RUNNING"}).info.run_id)
+        self._params[run_id] = dict(params)  # logged as it ends (a killed run logged none)
+        return run_id
+
+    def log_final_model(self, checkpoint: Path) -> None:
+        """``final_model/`` on the parent run: one whole checkpoint, as the best's."""
+        if self.parent_run_id is not None:
+            self._call(f"log {FINAL_ARTIFACT_PATH}/", self._log_checkpoint_once,
+                       self.parent_run_id, checkpoint, FINAL_ARTIFACT_PATH)
 
     def end_sweep_unchanged(self) -> None:
         """This run added nothing to log (e.g. a spent budget stopped it at once): the parent

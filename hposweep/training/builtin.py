@@ -106,7 +106,9 @@ def prepare(params: dict[str, Any], data: FoldData, ctx: TrialContext,
     device = resolve_device(cfg.train.device)
     prepare_device(device)
     seed_everything(ctx.seed)
-    tokenizer = load_tokenizer(cfg, ctx.backbone, data.train + data.validation)
+    # A vocabulary built from the data (model.from_config) never sees the test set.
+    tokenizer = load_tokenizer(cfg, ctx.backbone,
+                               data.train + ([] if ctx.final else data.validation))
     model = build_model(cfg, ctx.backbone, data.labels, tokenizer, hp["dropout"],
                         warn=ctx.warn).to(device)
     label_ids = {label: i for i, label in enumerate(data.labels)}
@@ -171,8 +173,10 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
     s = prepare(params, data, ctx, micro)
     reset_peak_memory(s.device)
     cfg = ctx.config
-    keep_best = cfg.train.select_epoch == "best"
-    selector = selector_for(cfg)
+    # The final stage trains its epochs and is scored once on the test set, after training:
+    # no epoch is chosen, and nothing stops early, on what it is scored on.
+    keep_best = cfg.train.select_epoch == "best" and not ctx.final
+    selector = EpochSelector(False, 0.0, None) if ctx.final else selector_for(cfg)
     # Weights are copied only when this fold's model may be kept: else only values count.
     keep_weights = keep_best and ctx.checkpoint_dir is not None
     resumed = _resume(s, ctx, selector, keep_weights)
@@ -189,10 +193,9 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
             s.generator.set_state(epoch_start_rng)  # same batch order as the interrupted epoch
         epoch_start_rng = s.generator.get_state()
         train_loss = _train_epoch(s, ctx, epoch, progress, epoch_start_rng, selector)
-        metrics = evaluate(s.model, s.validation_set, data.labels, s.tokenizer.pad_token_id,
-                           s.token_task, s.eval_batch_size, s.device, s.precision)
+        metrics = {} if ctx.final else _evaluate(s, data)
         metrics["train_loss"] = train_loss
-        value = metrics[ctx.objective_metric]
+        value = train_loss if ctx.final else metrics[ctx.objective_metric]
         selector.observe(epoch, value, metrics, s.model, keep_weights)
         progress = Progress(epoch + 1, 0, 0.0, [*progress.history, (epoch, value)], metrics,
                             selector.best, selector.since_best)
@@ -212,16 +215,24 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
         if chosen is not None and selector.best_weights is not None:
             s.model.load_state_dict(selector.best_weights)
         save_checkpoint(s.model, s.tokenizer, ctx)
-    result = dict(chosen.metrics if chosen is not None else progress.metrics)
-    last_epoch = progress.history[-1][0]
-    result["best_epoch"] = float(chosen.epoch if chosen is not None else last_epoch)
-    result["epochs_trained"] = float(last_epoch + 1)
+    if ctx.final:  # the test set's metrics, once, of the model just saved
+        result = _evaluate(s, data) if s.validation_set else {}
+    else:
+        result = dict(chosen.metrics if chosen is not None else progress.metrics)
+        last_epoch = progress.history[-1][0]
+        result["best_epoch"] = float(chosen.epoch if chosen is not None else last_epoch)
+        result["epochs_trained"] = float(last_epoch + 1)
     result.update(peak_memory_metrics(s.device))
     costs = cost_metrics_requested(ctx.config)
-    if not costs:
+    if not costs or not s.validation_set:
         return result
     first = _pad(s.validation_set[: s.hp["batch_size"]], s.tokenizer.pad_token_id, s.token_task)
     return {**result, **cost_metrics(s.model, first, s.device, costs)}
+
+
+def _evaluate(s: Setup, data: FoldData) -> dict[str, float]:
+    return evaluate(s.model, s.validation_set, data.labels, s.tokenizer.pad_token_id,
+                    s.token_task, s.eval_batch_size, s.device, s.precision)
 
 
 def _train_epoch(s: Setup, ctx: TrialContext, epoch: int, progress: Progress,

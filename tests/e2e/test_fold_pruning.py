@@ -95,17 +95,21 @@ def test_wilcoxon_never_prunes_the_trial_that_turns_out_best(workdir: Path) -> N
     assert sorted(truly_best.intermediate_values) == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize(("pruner", "retry_steps"), [
+@pytest.mark.parametrize(("pruner", "folds", "retry_steps"), [
     # Fold-level: the folds the retry took from its resume state are reported again.
-    ("wilcoxon", [0, 1, 2, 3]),
-    # Epoch-level: fold k's epoch e at k * epochs + e; folds 0 and 1 were not rerun.
-    ("median", [4, 5, 6, 7]),
-])
+    ("wilcoxon", None, [0, 1, 2, 3]),
+    # Epoch-level: fold k's epoch e at k * epochs + e; folds 0 and 1 were not rerun, and
+    # report their running estimate at their last steps (1 and 3), as trial 0 did.
+    ("median", None, [1, 3, 4, 5, 6, 7]),
+    # Both: the same steps; the fold-level test runs after each fold taken, too.
+    ("median", "wilcoxon", [1, 3, 4, 5, 6, 7]),
+], ids=["wilcoxon", "median", "median+wilcoxon"])
 def test_a_retry_after_a_kill_in_fold_2_reports_its_folds_at_their_own_steps(
-        workdir: Path, pruner: str, retry_steps: list[int]) -> None:
+        workdir: Path, pruner: str, folds: str | None, retry_steps: list[int]) -> None:
     log = workdir / "folds.log"
     command = [str(BIN / "hposweep"), "run", str(fake_config(workdir)), *WILCOXON,
-               f"study.pruner.name={pruner}", "study.max_trials=1", "train.epochs=2",
+               f"study.pruner.name={pruner}", *([f"study.pruner.folds={folds}"] if folds else []),
+               "study.max_trials=1", "train.epochs=2",
                "study.enqueue=[{x: 0.3}]", "mlflow.enabled=false"]
     killed = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300,
                             env=process_env(FOLD_LOG=str(log), HPOSWEEP_KILL_AT="trial0:fold2:epoch0"))
@@ -123,6 +127,13 @@ def test_a_retry_after_a_kill_in_fold_2_reports_its_folds_at_their_own_steps(
         assert first.intermediate_values == pytest.approx({0: 1.0, 1: 1.0 + FOLD_OFFSETS[1]})
         assert retry.intermediate_values == pytest.approx(
             {k: 1.0 + FOLD_OFFSETS[k] for k in range(4)})
+    else:  # running estimates: the mean of the finished folds with the current epoch's score
+        folds = [1.0 + FOLD_OFFSETS[k] for k in range(4)]
+        expected = {k * 2 + e: statistics.fmean(folds[:k + 1]) for k in range(4) for e in (0, 1)}
+        assert retry.intermediate_values == pytest.approx(
+            {s: v for s, v in expected.items() if s in retry_steps})
+        assert first.intermediate_values == pytest.approx(
+            {s: v for s, v in expected.items() if s <= 4}), "trial 0 died in fold 2's epoch 0"
 
 
 def test_a_study_keeps_its_kind_of_steps(workdir: Path) -> None:
@@ -134,7 +145,8 @@ def test_a_study_keeps_its_kind_of_steps(workdir: Path) -> None:
     refused = hposweep("run", config, *WILCOXON, "study.pruner.name=median", "study.max_trials=3",
                        "mlflow.enabled=false")
     assert refused.exit_code == 2
-    assert "has fold-step intermediate values and study.pruner.name=median" in refused.stderr
+    assert ("holds fold scores at step = fold index and study.pruner.name=median would report "
+            "running estimates of the objective") in refused.stderr
     assert len(load_study("outputs", "fake_fake").trials) == 2, "nothing ran"
     kept = hposweep("run", config, *WILCOXON, "study.pruner.name=none", "study.max_trials=3",
                     "mlflow.enabled=false")

@@ -532,7 +532,8 @@ def test_a_pruned_trials_reason_names_its_fold_and_epoch(workdir: Path) -> None:
         step = max(trial.intermediate_values)  # fold index * epochs + epoch
         where = f"fold {step // 3 + 1}/2 epoch {step % 3 + 1}"
         reason = trial.user_attrs["prune_reason"]
+        estimate = f"running estimate of score {trial.intermediate_values[step]:.4f}"
         assert reason.startswith(f"pruned at epoch {step % 3}: score=") and \
-            reason.endswith(f" ({where})"), reason
+            reason.endswith(f" ({where}; {estimate})"), reason
         assert f"trial {trial.number} PRUNED {trial.intermediate_values[step]:.4f}: {reason}" \
             in result.stdout

@@ -219,7 +219,8 @@ def test_an_always_failing_trainer_stops_at_max_failures_with_exit_1(workdir: Pa
 
 def test_a_retried_trial_reports_each_fold_at_that_folds_steps(workdir: Path) -> None:
     """Fold 0 finished, then a kill in fold 1: the retry reports fold 1's epochs at steps
-    2 and 3 (fold * epochs + epoch), as an uninterrupted trial does."""
+    2 and 3 (fold * epochs + epoch), as an uninterrupted trial does, and fold 0, taken from
+    its resume state, at its last step (1) with the value trial 0 reported there."""
     sweep = ["study.max_trials=1", "train.epochs=2", "train.trainer=fake_trainers:per_epoch"]
     assert run(workdir, *sweep, HPOSWEEP_KILL_AT="trial0:fold1:epoch0").returncode == -9
 
@@ -229,7 +230,8 @@ def test_a_retried_trial_reports_each_fold_at_that_folds_steps(workdir: Path) ->
     failed, retry = load_study(workdir / "outputs", STUDY).trials
     assert failed.intermediate_values.keys() == {0, 1, 2}
     assert retry.user_attrs["retried_from"] == 0
-    assert retry.intermediate_values.keys() == {2, 3}
+    assert retry.intermediate_values.keys() == {1, 2, 3}
+    assert retry.intermediate_values[1] == failed.intermediate_values[1]
 
 
 def test_a_bug_of_ours_is_an_internal_error_with_its_traceback_not_a_failed_trial(

@@ -31,8 +31,7 @@ ALLOWED: dict[str, set[str]] = {
                 "study", "tracking", "training"},
     "workers": {"checkpoints", "config", "console", "errors", "objectives", "results"},
     "sweep": {"_testing", "api", "checkpoints", "config", "console", "data", "errors",
-              "interrupts", "objectives", "reports", "results", "study", "tracking",
-              "training"},
+              "interrupts", "objectives", "reports", "results", "study", "tracking", "training"},
     "cli": {"config", "console", "errors", "interrupts", "reports", "study", "sweep", "workers"},
     "__main__": {"cli"},
 }

@@ -9,6 +9,7 @@ import pytest
 
 from hposweep.config.loading import load
 from hposweep.results import WARM_START_ATTR
+from hposweep.study.pruners import FoldMedianPruner
 from hposweep.study.samplers import make_pruner, make_sampler
 from hposweep.study.seeds import study_stream
 
@@ -53,8 +54,10 @@ def test_a_studys_stream_is_its_name_and_the_studies_it_was_warm_started_from() 
 
 
 @pytest.mark.parametrize(("overrides", "cls", "settings"), [
-    (["study.pruner.name=median", "study.pruner.n_startup_trials=7", "study.pruner.n_warmup_steps=3"],
-     optuna.pruners.MedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3}),
+    # Optuna's median rule on the current fold's steps (hposweep.study.pruners)
+    (["study.pruner.name=median", "study.pruner.n_startup_trials=7", "study.pruner.n_warmup_steps=3",
+      "train.epochs=4"],
+     FoldMedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3, "_epochs": 4}),
     # the resource is one step per epoch per fold: 4 epochs x 3 folds
     (["study.pruner.name=hyperband", "study.pruner.min_resource=2", "study.pruner.reduction_factor=4",
       "train.epochs=4", "k_fold.n_splits=3"],

@@ -1,0 +1,88 @@
+"""The pruners that read a k-fold trial's running estimates, and the fold-level test that
+runs between its folds (``study.pruner.folds``).
+
+With the epoch-level pruners a trial reports, at fold ``k``'s epoch ``e`` (step
+``k × epochs + e``), the running estimate of its final objective
+(:func:`hposweep.sweep.trial.running_estimate`: the mean of its finished folds' scores
+with the current fold's score predicted from its epoch). Every trial's value at one step
+is then the same kind of number, so any step of any fold can prune. Optuna's
+``MedianPruner`` compares the trial's *best* value over all its steps, though, and in fold
+0 the estimate is the epoch's score, lower at its start than the finished fold's score
+later: :class:`FoldMedianPruner` gives it the steps of the current fold only. Successive
+halving and Hyperband compare the value at the step itself: Optuna's own.
+
+The fold-level test (:class:`FoldTest`) is not the study's pruner: Optuna keeps one
+pruner and one sequence of intermediate values per trial, and those are the estimates.
+Between folds the trial asks the test itself, which runs Optuna's ``WilcoxonPruner`` on
+the fold scores (the ``fold_values`` user attribute) of the trial and of the best trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import optuna
+
+from hposweep.results import FOLD_VALUES_ATTR
+
+
+def fold_view(trial: Any, epochs: int) -> Any:
+    """``trial`` with only the intermediate values of the fold its last step is in."""
+    view = copy.copy(trial)
+    if trial.last_step is not None:
+        start = trial.last_step - trial.last_step % epochs
+        view.intermediate_values = {s: v for s, v in trial.intermediate_values.items()
+                                    if s >= start}
+    return view
+
+
+class FoldMedianPruner(optuna.pruners.MedianPruner):
+    """Optuna's median rule on the current fold's steps: the trial's best estimate in this
+    fold so far against the median of the completed trials' estimates at this step.
+    ``epochs``: the steps of a fold (a trial's own ``epochs`` parameter overrides it)."""
+
+    def __init__(self, epochs: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._epochs = epochs
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        epochs = int(trial.params.get("epochs", self._epochs))
+        return bool(super().prune(study, fold_view(trial, epochs)))
+
+
+class FoldTest:
+    """``study.pruner.folds: wilcoxon``: after each fold but the last, prune a trial whose
+    fold scores are worse than the best trial's on the same folds (Optuna's
+    ``WilcoxonPruner``, its safety rule included: a trial whose mean so far is at least the
+    best's is never pruned)."""
+
+    def __init__(self, p_threshold: float, n_startup_steps: int) -> None:
+        with warnings.catch_warnings():  # "experimental": hposweep pins the Optuna it tests
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._wilcoxon = optuna.pruners.WilcoxonPruner(p_threshold=p_threshold,
+                                                           n_startup_steps=n_startup_steps)
+
+    def prune(self, study: Any, trial: Any) -> bool:
+        return bool(self._wilcoxon.prune(_ByFolds(study), _by_folds(trial)))
+
+
+def _by_folds(trial: Any) -> Any:
+    """``trial`` whose intermediate values are its fold scores at step = fold index."""
+    view = copy.copy(trial)
+    view.intermediate_values = dict(enumerate(trial.user_attrs.get(FOLD_VALUES_ATTR) or []))
+    return view
+
+
+class _ByFolds:
+    """What ``WilcoxonPruner.prune`` reads of a study (its direction and best trial),
+    with the best trial's fold scores as its intermediate values."""
+
+    def __init__(self, study: Any) -> None:
+        self.direction = study.direction
+        self._study = study
+
+    @property
+    def best_trial(self) -> Any:
+        return _by_folds(self._study.best_trial)  # ValueError without one: never prunes

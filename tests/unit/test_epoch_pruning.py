@@ -1,0 +1,115 @@
+"""Epoch-level pruning on running estimates of the objective: the estimate itself, the
+median rule on the current fold's steps, the fold-level test of ``study.pruner.folds``,
+the kinds of steps a study keeps across resumes, Hyperband's resource with folds, and the
+config's rules, on real Optuna studies. (Through the trial loop: tests/e2e/test_epoch_pruning.py.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hposweep.config.loading import load
+from hposweep.errors import ConfigError, UserError
+from hposweep.results import REPORT_STEPS_ATTR
+from hposweep.study.pruners import FoldMedianPruner
+from hposweep.study.samplers import make_fold_test, make_pruner, settle_report_steps
+from hposweep.sweep.trial import running_estimate
+
+SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
+
+
+def test_the_fold_test_compares_fold_scores_with_the_best_trials() -> None:
+    cfg = load(SMOKE, ["k_fold.n_splits=5", "study.pruner={name: median, folds: wilcoxon}"]).config
+    test = make_fold_test(cfg)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"fold_values": [0.9] * 5}))
+    worse = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                      user_attrs={"fold_values": [0.8, 0.85]})
+    assert test.prune(study, worse)
+    one_fold = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         user_attrs={"fold_values": [0.5]})
+    assert not test.prune(study, one_fold), "never before n_startup_steps (2) folds"
+    assert make_fold_test(load(SMOKE, ["study.pruner.name=median"]).config) is None
+
+
+def test_a_running_estimate_predicts_the_current_fold_from_the_finished_folds_curves() -> None:
+    curves = {0: {0: 0.5, 1: 0.8}, 1: {0: 0.6, 1: 0.9}}
+    # fold 2 at epoch 0 scores 0.4; folds 0 and 1 gained 0.3 from their epoch 0
+    assert running_estimate([0.8, 0.9], curves, 0, 0.4) == pytest.approx((0.8 + 0.9 + 0.7) / 3)
+    assert running_estimate([], {}, 0, 0.4) == 0.4, "fold 0: the epoch's score"
+    assert running_estimate([0.8], {}, 1, 0.6) == pytest.approx(0.7), \
+        "no curve known (a fold recorded without): the epoch's score"
+
+
+def test_the_median_rule_reads_the_current_folds_steps_only() -> None:
+    """A trial's estimate at fold 1's start (0.55) is below its fold-0 value (0.9): Optuna's
+    median rule would compare its best over all steps (0.9) and never prune it."""
+    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trial(optuna.trial.create_trial(value=0.8, intermediate_values={
+        0: 0.5, 1: 0.8, 2: 0.7, 3: 0.8}))
+    running = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                        intermediate_values={0: 0.6, 1: 0.9, 2: 0.55})
+    assert pruner.prune(study, running)
+    assert not optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running)
+
+
+def test_hyperband_spans_every_fold_epoch() -> None:
+    cfg = load(SMOKE, ["k_fold.n_splits=3", "train.epochs=3", "study.pruner.name=hyperband",
+                       "study.pruner.folds=wilcoxon"]).config
+    pruner = make_pruner(cfg)
+    assert type(pruner) is optuna.pruners.HyperbandPruner, "TPE reads its brackets"
+    assert pruner._max_resource == 9
+    assert make_fold_test(cfg) is not None
+
+
+def study_with(kind: str | None, values: dict[int, float]) -> optuna.Study:
+    study = optuna.create_study(direction="maximize", study_name="s")
+    if kind:
+        study.set_user_attr(REPORT_STEPS_ATTR, kind)
+    study.add_trial(optuna.trial.create_trial(value=0.5, intermediate_values=values))
+    return study
+
+
+@pytest.mark.parametrize(("kind", "pruner", "message"), [
+    ("epoch", "median", "study 's' holds each fold's own epoch scores at step fold × epochs + "
+                        "epoch and study.pruner.name=median would report running estimates of "
+                        "the objective: the pruner would compare incomparable values. Resume it "
+                        "with study.pruner.name=none"),
+    (None, "hyperband", "holds each fold's own epoch scores"),
+    ("fold", "median", "holds fold scores at step = fold index"),
+    ("estimate", "wilcoxon", "holds running estimates of the objective and "
+                             "study.pruner.name=wilcoxon would report fold scores"),
+])
+def test_a_study_never_mixes_kinds_of_steps(kind: str | None, pruner: str, message: str) -> None:
+    cfg = load(SMOKE, ["k_fold.n_splits=5", f"study.pruner.name={pruner}"]).config
+    with pytest.raises(UserError) as info:
+        settle_report_steps(cfg, study_with(kind, {0: 0.5}))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pruner_none_continues_a_study_of_raw_epoch_scores_and_estimates_are_the_default() -> None:
+    none = load(SMOKE, ["study.pruner.name=none"]).config
+    assert settle_report_steps(none, study_with(None, {0: 0.5})) == "epoch"
+    assert settle_report_steps(none, study_with(None, {})) == "estimate"
+    combined = load(SMOKE, ["k_fold.n_splits=5", "study.pruner={name: median, folds: wilcoxon}"])
+    assert settle_report_steps(combined.config, study_with("estimate", {0: 0.5})) == "estimate"
+
+
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["study.pruner={name: none, folds: wilcoxon}"],
+     "study.pruner.folds: adds a fold-level test to an epoch-level pruner (median, hyperband, "
+     "successive_halving), not to none: for fold-level pruning alone use name: wilcoxon"),
+    (["study.pruner={name: wilcoxon, folds: wilcoxon}", "k_fold.n_splits=5"], "not to wilcoxon"),
+    (["study.pruner={name: median, folds: median}"], "study.pruner.folds: must be wilcoxon or null"),
+    (["study.pruner={name: median, folds: wilcoxon}", "k_fold.enabled=false"],
+     "study.pruner.folds: wilcoxon prunes between folds: it needs k_fold.enabled=true"),
+    (["study.pruner={name: median, folds: wilcoxon}", "k_fold.n_splits=2"],
+     "never prune: use k_fold.n_splits of at least 3"),
+])
+def test_bad_fold_pruning_settings_are_one_clear_line(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(SMOKE, overrides)
+    assert expected in str(info.value) and "\n" not in str(info.value)
