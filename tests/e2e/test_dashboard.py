@@ -116,8 +116,9 @@ def test_trials_facts_are_user_attrs_kept_trials_have_a_note_and_figures_are_sho
         assert "fold scores: fold 1: " in notes[number] and "checkpoint: kept" in notes[number]
 
     figures = {f["id"]: json.loads(f["graph_object"]) for f in detail["plotly_graph_objects"]}
-    assert sorted(figures) == ["hposweep-fold-scores", "hposweep-intermediate-values",
-                               "hposweep-optimization-history"]
+    assert sorted(figures) == [
+        "hposweep-fold-scores", "hposweep-intermediate-values-running-estimates-of-the-objective",
+        "hposweep-optimization-history"]
     folds = figures["hposweep-fold-scores"]
     assert folds["layout"]["title"]["text"] == "fold scores"
     assert any(t["name"].endswith(", the best") for t in folds["data"])
