@@ -46,7 +46,7 @@ from hposweep.sweep.final import FinalOutcome, FinalStage, final_checkpoint
 from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker, preload_mlflow
-from hposweep.training.device import describe_device, release_memory, resolve_device
+from hposweep.training.device import describe_device, freeze_survivors, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
 
 
@@ -280,6 +280,7 @@ class BackboneSweep:
     def _run_trial(self, trial: Any) -> Any:
         outcome = TrialRun(self.env, trial).run()
         release_memory()  # the finished trial's model: its cached GPU blocks go back
+        freeze_survivors()
         return outcome
 
     def _recovered_at_the_end(self) -> bool:
