@@ -79,13 +79,19 @@ def release_memory() -> None:
         sys.modules["torch"].cuda.empty_cache()
 
 
+_survivors_frozen = False
+
+
 def freeze_survivors() -> None:
     """Once, after a process's first trial (collected): what survives it (the libraries it
     loaded, the data) lives as long as the process, so it leaves the collector's view
     (``gc.freeze``). Each later :func:`release_memory` then scans only what later trials
-    made: well under a millisecond, instead of every library object (0.1-0.4 s)."""
-    if not gc.get_freeze_count():
+    made: well under a millisecond, instead of every library object (0.1-0.4 s). (A flag,
+    not ``gc.get_freeze_count()``, which walks every frozen object.)"""
+    global _survivors_frozen
+    if not _survivors_frozen:
         gc.freeze()
+        _survivors_frozen = True
 
 
 def reset_peak_memory(device: str) -> None:
