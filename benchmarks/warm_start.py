@@ -1,27 +1,41 @@
 """Warm start (``study.warm_start``) vs a cold start, on the simulated sweep of
 ``pruning.py`` (hposweep's own trial loop, 5 folds, TPE, no pruning): a source study of
 40 trials on a neighbouring objective (``_sim_trainer.neighbour``: the optimum moved a
-little, as for another backbone), then 60 trials on the objective, cold and warm (the
-source's top 5 enqueued), 5 sampler seeds. Figure: trials until the cold sweep's final
-best true score is reached (the first trial whose true score is at least that high);
-also trials until a true score within 0.005 of the optimum (0.90), and the best true
-score after the first 10 trials.
+little, as for another backbone), then 60 trials on the objective, 20 sampler seeds, in
+three arms:
+
+- ``cold``: no warm start;
+- ``warm, old``: the source's top 5 run first, and TPE draws at random until 10 trials of
+  this study have finished (the behaviour before the source's trials were given to the
+  sampler; here the prior is withheld from the sampler, in this process);
+- ``warm``: the same, and TPE models the source's 40 finished trials from the first drawn
+  trial on (``hposweep.study.prior_sampler``).
+
+Figures, medians over seeds: trials until the cold sweep's final best true score is
+reached (the first trial whose true score is at least that high; a sweep that never
+reaches it counts 61), as a share of the cold sweep's; trials until a true score within
+one standard error of it (the cold best trial's fold scores: sample sd / sqrt(5)); trials
+until a true score within 0.005 of the optimum (0.90); the best true score after 10 and
+after 60 trials.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import _sim_trainer
-from _common import alternating, quick_mode
+from _common import quick_mode
 from pruning import run_sweep, sweep_overrides
 
 SOURCE_TRIALS, TOP_K, FOLDS = 40, 5, 5
 GOOD = 0.895  # within 0.005 of the optimum
 EARLY = 10
+ARMS = ("cold", "warm, old", "warm")
 
 
 def trials_to_reach(result: Any, target: float) -> int | None:
@@ -36,49 +50,79 @@ def best_of_first(result: Any, n: int) -> float:
     return max(_sim_trainer.true_score(r.params) for r in result.trials if r.number < n)
 
 
+def run_arm(arm: str, overrides: list[str], journal: str) -> Any:
+    if arm == "cold":
+        return run_sweep(overrides)
+    warm = [*overrides, f"study.warm_start={{from: '{journal}#source', top_k: {TOP_K}}}"]
+    if arm == "warm":
+        return run_sweep(warm)
+    with mock.patch("hposweep.study.loop.sampler_prior", return_value=[]):  # the old behaviour
+        return run_sweep(warm)
+
+
 def main() -> None:
     quick = quick_mode(__doc__)
-    seeds, trials = (range(2), 15) if quick else (range(5), 60)
+    seeds, trials = (range(2), 15) if quick else (range(20), 60)
+    never = trials + 1
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        journal = f"journal:{tmp}/source.log"
+        # Relative: the warm start's ``from`` is part of the study's seed stream, and a
+        # temporary directory's name would make each run draw other trials.
+        os.chdir(tmp)
+        journal = "journal:source.log"
         source = run_sweep([*sweep_overrides(Path(tmp) / "source", 99, 12 if quick else SOURCE_TRIALS,
                                              FOLDS, "_sim_trainer:neighbour"),
                             f"study.storage={journal}", "study.name=source",
                             "study.pruner.name=none"])
-        for seed, order in zip(seeds, alternating(("cold", "warm"), len(seeds)), strict=True):
+        for seed in seeds:
+            order = ARMS[seed % len(ARMS):] + ARMS[:seed % len(ARMS)]  # each arm first in turn
             results = {}
             for arm in order:
-                warm = [f"study.warm_start={{from: '{journal}#source', top_k: {TOP_K}}}"] \
-                    if arm == "warm" else []
-                results[arm] = run_sweep([*sweep_overrides(Path(tmp) / f"{arm}-{seed}", seed, trials,
-                                                           FOLDS), "study.pruner.name=none", *warm])
-            target = _sim_trainer.true_score(results["cold"].best_params)
-            rows.append({"target": target, **{arm: trials_to_reach(r, target)
-                                              for arm, r in results.items()},
-                         "warm_best": _sim_trainer.true_score(results["warm"].best_params),
-                         **{f"{arm}_good": trials_to_reach(r, GOOD) for arm, r in results.items()},
-                         **{f"{arm}_early": best_of_first(r, EARLY) for arm, r in results.items()}})
+                where = Path(tmp) / f"{arm.replace(', ', '-')}-{seed}"
+                results[arm] = run_arm(arm, [*sweep_overrides(where, seed, trials, FOLDS),
+                                             "study.pruner.name=none"], journal)
+            cold = results["cold"]
+            target = _sim_trainer.true_score(cold.best_params)
+            folds = _sim_trainer.fold_scores(cold.best_params, FOLDS)
+            se = statistics.stdev(folds) / FOLDS ** 0.5
+            rows.append({"target": target, "se": se, **{
+                arm: {"final": trials_to_reach(r, target) or never,
+                      "se": trials_to_reach(r, target - se) or never,
+                      "good": trials_to_reach(r, GOOD) or never,
+                      "early": best_of_first(r, EARLY),
+                      "best": _sim_trainer.true_score(r.best_params)}
+                for arm, r in results.items()}})
     print(f"source: {len(source.trials)} trials on the neighbouring objective (shift "
           f"{_sim_trainer.NEIGHBOUR_SHIFT}); warm start: its top {TOP_K}; {trials} trials x "
-          f"{FOLDS} folds, TPE")
-    print(f"{'seed':<6}{'cold final best (true)':>24}{'cold: trials':>14}{'warm: trials':>14}"
-          f"{'warm final best':>17}")
+          f"{FOLDS} folds, TPE, {len(seeds)} seeds")
+    print(f"{'seed':<6}{'cold final best (true)':>24}" + "".join(f"{arm + ': trials':>18}" for arm in ARMS)
+          + "".join(f"{arm + ': best':>16}" for arm in ARMS))
     for seed, row in zip(seeds, rows, strict=True):
-        warm = row["warm"] if row["warm"] is not None else f">{trials}"
-        print(f"{seed:<6}{row['target']:>24.4f}{row['cold']:>14}{warm:>14}{row['warm_best']:>17.4f}")
-    cold = statistics.median(r["cold"] for r in rows)
-    warm_counts = [r["warm"] if r["warm"] is not None else trials + 1 for r in rows]
-    warm = statistics.median(warm_counts)
-    print(f"median trials to the cold sweep's final best: cold {cold:g}, warm {warm:g} "
-          f"= {warm / cold:.0%} of cold (a warm sweep that never reached it counts {trials + 1})")
-    good = {arm: statistics.median(r[f"{arm}_good"] or trials + 1 for r in rows)
-            for arm in ("cold", "warm")}
-    print(f"median trials to a true score >= {GOOD}: cold {good['cold']:g}, warm {good['warm']:g}; "
-          f"per seed cold {[r['cold_good'] for r in rows]}, warm {[r['warm_good'] for r in rows]}")
-    early = {arm: statistics.fmean(r[f"{arm}_early"] for r in rows) for arm in ("cold", "warm")}
-    print(f"mean best true score of the first {EARLY} trials: cold {early['cold']:.4f}, "
-          f"warm {early['warm']:.4f}")
+        print(f"{seed:<6}{row['target']:>24.4f}"
+              + "".join(f"{_count(row[arm]['final'], never):>18}" for arm in ARMS)
+              + "".join(f"{row[arm]['best']:>16.4f}" for arm in ARMS))
+
+    def median(arm: str, figure: str) -> float:
+        return statistics.median(row[arm][figure] for row in rows)
+
+    print(f"\n{'median over seeds':<46}" + "".join(f"{arm:>12}" for arm in ARMS))
+    for figure, what in (("final", "trials to the cold sweep's final best"),
+                         ("se", "trials to within 1 SE of it"),
+                         ("good", f"trials to a true score >= {GOOD}")):
+        cold = median("cold", figure)
+        print(f"{what:<46}" + "".join(f"{median(arm, figure):>12g}" for arm in ARMS)
+              + "   as % of cold: " + ", ".join(f"{arm} {median(arm, figure) / cold:.0%}"
+                                                for arm in ARMS[1:]))
+    print(f"{'best true score of the first ' + str(EARLY) + ' trials':<46}"
+          + "".join(f"{median(arm, 'early'):>12.4f}" for arm in ARMS))
+    print(f"{'final best true score':<46}" + "".join(f"{median(arm, 'best'):>12.4f}" for arm in ARMS))
+    print(f"median standard error of the cold best trial's fold scores: "
+          f"{statistics.median(r['se'] for r in rows):.4f}; a sweep that never reached a target "
+          f"counts {never}")
+
+
+def _count(n: int, never: int) -> str:
+    return f">{never - 1}" if n == never else str(n)
 
 
 if __name__ == "__main__":

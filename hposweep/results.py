@@ -23,6 +23,9 @@ GRID_POINT_ATTR = "hposweep.grid_point"  # the grid sampler's point, recorded as
 RUN_ID_ATTR = "hposweep.run_id"  # the sweep id in checkpoint dir names
 OBJECTIVE_ATTR = "hposweep.objective"  # what a trial's value means
 REPORT_STEPS_ATTR = "hposweep.report_steps"  # what an intermediate value's step is
+# The finished trials of the studies this one was warm-started from, as the sampler's
+# prior: {warm-start key: {"source", "trials": [{"number", "params", "value"}]}}.
+WARM_START_PRIOR_ATTR = "hposweep.warm_start_prior"
 
 
 def owner_of(trial: Any) -> dict[str, Any]:

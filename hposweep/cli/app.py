@@ -309,7 +309,7 @@ def dashboard(
     try:  # Ctrl-C at any moment is how the dashboard ends: exit 0
         board.require_extra()
         cfg = load(config, overrides or [], check_files=False).config
-        servers = board.plan(cfg, _statuses(cfg), console.warn)
+        servers = board.plan(cfg, console.warn)
         board.start(servers, host, port)
         if board.exposed(host):
             console.warn(f"listening on {host}: the dashboard has no authentication; anyone "

@@ -544,12 +544,17 @@ class FinalConfig(Section):
         return select
 
 
+# MLflow refuses / and : in a registered model's name; quotes would break its search filter.
+MODEL_NAME_FORBIDDEN = ("/", ":", "'", '"', "`")
+
+
 class MlflowConfig(Section):
     enabled: bool = True
     tracking_uri: str | None = None
     experiment: Annotated[str, non_blank("must not be empty: name the MLflow experiment")] = "hposweep"
     log_best_checkpoint: bool | Literal["front"] = True
     log_plots: bool = False  # the study's plots under plots/ of the parent run, at the end
+    register_model: str | None = None  # the registered model the shipped model is a version of
 
     @field_validator("log_best_checkpoint", mode="before")
     @classmethod
@@ -557,6 +562,21 @@ class MlflowConfig(Section):
         if not (isinstance(log, bool) or log == LOG_FRONT):
             raise rule(f"must be true, false or {LOG_FRONT!r}, got {log!r}")
         return log
+
+    @field_validator("register_model")
+    @classmethod
+    def _a_model_name(cls, name: str | None) -> str | None:
+        if name is not None and (not name.strip() or set(name) & set(MODEL_NAME_FORBIDDEN)):
+            raise rule(f"must name a registered model without {' '.join(MODEL_NAME_FORBIDDEN)} "
+                       f"(or be null), got {quoted(name)}")
+        return name
+
+    @model_validator(mode="after")
+    def _registers_where_it_tracks(self) -> MlflowConfig:
+        if self.register_model is not None and not self.enabled:
+            raise rule("needs MLflow tracking on (mlflow.enabled is false): set mlflow.enabled: "
+                       "true or drop register_model", "register_model", ("mlflow.enabled",))
+        return self
 
 
 class SweepConfig(Section):

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hposweep.config.schema import SweepConfig
+from hposweep.config.schema import SweepConfig, study_name_for
 from hposweep.errors import UserError
-from hposweep.reports.status import StudyStatus
-from hposweep.study.storage import make_storage, redact_url, storage_url
+from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
 
 EXTRA = "hposweep[dashboard]"
 READ_METHODS = ("GET", "HEAD")
@@ -75,26 +74,35 @@ def read_only(app: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def plan(cfg: SweepConfig, statuses: Iterable[StudyStatus],
-         warn: Callable[[str], None]) -> list[Server]:
-    """The servers to start: one per storage that holds a study of the config."""
+def plan(cfg: SweepConfig, warn: Callable[[str], None]) -> list[Server]:
+    """The servers to start: one per storage that holds a study of the config. Only whether
+    each study exists is read (its id): optuna-dashboard reads the rest when a page asks."""
     servers: dict[str, Server] = {}
-    for status in statuses:
-        url = storage_url(cfg, status.study_name)
+    for backbone in cfg.backbones:
+        name = study_name_for(cfg, backbone)
+        url = storage_url(cfg, name)
         if url is None:
             raise UserError("study.persist is false: the study lives in memory only, "
                             "there is nothing to show")
-        if not status.exists:
-            warn(f"{status.backbone}: no study {status.study_name!r} in {redact_url(url)} yet")
+        server = servers.get(url)
+        if server is None and anything_stored(url):  # looking creates no file, no table
+            server = servers[url] = Server(url, make_storage(url, reading=True))
+        study_id = _study_id(server.storage, name) if server is not None else None
+        if server is None or study_id is None:
+            warn(f"{backbone}: no study {name!r} in {redact_url(url)} yet")
             continue
-        if url not in servers:
-            servers[url] = Server(url, make_storage(url, reading=True))
-        server = servers[url]
-        server.studies.append((status.backbone,
-                               server.storage.get_study_id_from_name(status.study_name)))
-    if not servers:
+        server.studies.append((backbone, study_id))
+    started = [server for server in servers.values() if server.studies]
+    if not started:
         raise UserError("no study to show yet: start the sweep first (hposweep run)")
-    return list(servers.values())
+    return started
+
+
+def _study_id(storage: Any, name: str) -> int | None:
+    try:
+        return int(storage.get_study_id_from_name(name))
+    except KeyError:
+        return None
 
 
 def start(servers: list[Server], host: str, port: int) -> None:

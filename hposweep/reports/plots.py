@@ -11,11 +11,13 @@ show each trial's score per fold against the best trial's (what a fold-level pru
 decides on); the two-objective Pareto front marks its knee and the members that kept a
 checkpoint. Colour scales run from light (worse) to dark (better) whatever the goal.
 Every figure takes the page's width: nothing scrolls sideways. A plot left out is said
-(``warn``), with why.
+(``warn``), with why. The figures of our own also go on the study's optuna-dashboard page
+(:func:`dashboard_figures`, written by the sweep at its end).
 """
 
 from __future__ import annotations
 
+import re
 import statistics
 import warnings
 from collections.abc import Callable
@@ -34,6 +36,11 @@ STYLE = ("body{font-family:sans-serif;margin:1em auto;max-width:1600px;padding:0
 STATE_LINES = {"COMPLETE": "solid", "PRUNED": "dash", "FAIL": "dot"}
 MIN_IMPORTANCE_TRIALS = 10  # fewer completed trials: importances are noise, not shown
 MAX_LEGEND_TRIALS = 10  # more lines than this: coloured by value, not one colour each
+# More lines than this: drawn as a few traces (one per colour band and line style, a gap
+# between two trials) instead of a trace each: a page of 1,000 traces is heavy to draw,
+# and the dashboard carries its figures on every poll.
+MAX_TRACES = 50
+COLOUR_BANDS = 10
 LOG_SPREAD = 20  # an axis whose positive values span more than this factor is log scale
 SCALE = "Blues"  # light = worse, dark = better
 
@@ -42,8 +49,49 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
                 front: list[FrontMember] | None = None) -> list[Path]:
     """Write ``{study}.html`` (and PNGs) into ``out``; returns the files written.
     ``front``: the sweep's Pareto front (its knee and kept members are marked)."""
-    import optuna.visualization as vis
+    shown = figures(study, cfg, warn, front)
+    if not shown:
+        return []
+    for _, figure in shown:  # the page's width, whatever Optuna sized it for
+        figure.update_layout(width=None, height=FIGURE_HEIGHT, autosize=True)
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / f"{study.study_name}.html"
+    sections = [f"<h2>{title}</h2><div class='plot'>"
+                + figure.to_html(full_html=False, include_plotlyjs=(i == 0),
+                                 default_width="100%", config={"responsive": True}) + "</div>"
+                for i, (title, figure) in enumerate(shown)]
+    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
+                    f"<meta name='viewport' content='width=device-width'><title>"
+                    f"{study.study_name}</title><style>{STYLE}</style></head><body>"
+                    f"<h1>{study.study_name}</h1>" + "".join(sections) + "</body></html>",
+                    encoding="utf-8")
+    return [page, *_pngs(study.study_name, shown, out, warn)]
 
+
+def dashboard_figures(study: Any, cfg: SweepConfig, front: list[FrontMember] | None = None
+                      ) -> dict[str, str]:
+    """hposweep's own figures for the study's optuna-dashboard page (``id -> plotly JSON``,
+    ids ``hposweep-<title>``), each titled: the Pareto front with its knee, the history
+    with pruned trials, the intermediate values per epoch, the fold scores. Optuna's
+    views (importances, parallel coordinate, slice) are left to the dashboard, which
+    draws them itself, live. Leaving a figure out says nothing here: ``hposweep plot``
+    and the sweep's MLflow plots say why. No plotly template: plotly.js's plain defaults,
+    as the dashboard's own plots, and a third of the size (the page polls them)."""
+    shown = figures(study, cfg, lambda _: None, front, optuna_views=False)
+    for title, figure in shown:
+        subtitle = figure.layout.title.text
+        figure.update_layout(title=f"{title}<br><sup>{subtitle}</sup>" if subtitle else title,
+                             template="none")
+    return {"hposweep-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-"): figure.to_json()
+            for title, figure in shown}
+
+
+def figures(study: Any, cfg: SweepConfig, warn: Callable[[str], None],
+            front: list[FrontMember] | None = None, optuna_views: bool = True
+            ) -> list[tuple[str, Any]]:
+    """``(title, plotly figure)`` of each plot the study has data for; ``optuna_views``:
+    Optuna's own plots too (importances, parallel coordinate, slice, a Pareto front of
+    more than two objectives)."""
     from hposweep.objectives.spec import objectives_of
 
     epochs = cfg.train.epochs
@@ -52,23 +100,29 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
     objectives = objectives_of(cfg)
     maximize = objectives[0].goal == "maximize"
     name = study.study_name
-    figures = []
+    shown = []
     several = len(study.directions) > 1
     if several:
         warn(f"{name}: no optimization history plot (several objectives: the Pareto front "
              "shows every trial)")
-        figures.append(("pareto front", pareto_figure(study, objectives, front or [])
-                        if len(objectives) == 2 else vis.plot_pareto_front(study)))
+        if len(objectives) == 2:
+            shown.append(("pareto front", pareto_figure(study, objectives, front or [])))
+        elif optuna_views:
+            import optuna.visualization as vis
+
+            shown.append(("pareto front", vis.plot_pareto_front(study)))
     elif any(t.state.name in ("COMPLETE", "PRUNED") for t in trials):
-        figures.append(("optimization history", history_figure(trials, study.direction.name)))
+        shown.append(("optimization history", history_figure(trials, study.direction.name)))
     complete = sum(t.state.name == "COMPLETE" for t in trials)
-    for plot in OPTUNA_PLOTS:
+    for plot in OPTUNA_PLOTS if optuna_views else ():
         title = plot.replace("_", " ")
         if plot == "param_importances" and complete < MIN_IMPORTANCE_TRIALS:
             warn(f"{name}: no {title} plot ({complete} completed trials; importances need "
                  f"{MIN_IMPORTANCE_TRIALS} to mean something)")
             continue
         try:
+            import optuna.visualization as vis  # ~2 s: only for Optuna's own views
+
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # the sign of our own target
                 figure = getattr(vis, f"plot_{plot}")(study, **_first_objective(study, cfg, plot))
@@ -78,36 +132,29 @@ def write_plots(study: Any, cfg: SweepConfig, out: Path, warn: Callable[[str], N
         if plot == "param_importances":
             title = f"param importances (from {complete} completed trials)"
         _better_is_darker(figure, plot, maximize, objectives[0].metric)
-        figures.append((title, figure))
+        shown.append((title, figure))
     steps = study.user_attrs.get(REPORT_STEPS_ATTR)
     by_fold = steps == "fold"
     if any(t.intermediate_values for t in trials) and steps == "estimate" and n_folds > 1:
-        figures.append(("intermediate values: running estimates of the objective",
-                        estimates_figure(trials, epochs, maximize)))
+        shown.append(("intermediate values: running estimates of the objective",
+                      estimates_figure(trials, epochs, maximize)))
     elif any(t.intermediate_values for t in trials) and not by_fold:
-        figures.append(("intermediate values",
-                        intermediate_figure(trials, epochs, n_folds, maximize)))
+        shown.append(("intermediate values",
+                      intermediate_figure(trials, epochs, n_folds, maximize)))
     elif several and n_folds == 1:
         warn(f"{name}: no intermediate values plot (trials of several objectives report none)")
     if not several and any(len(fold_scores(t, by_fold)) > 1 for t in trials):
-        best = study.best_trial.number if complete else None
-        figures.append(("fold scores", fold_scores_figure(trials, best, by_fold)))
-    if not figures:
-        return []
-    for _, figure in figures:  # the page's width, whatever Optuna sized it for
-        figure.update_layout(width=None, height=FIGURE_HEIGHT, autosize=True)
-    out.mkdir(parents=True, exist_ok=True)
-    page = out / f"{study.study_name}.html"
-    sections = [f"<h2>{title}</h2><div class='plot'>"
-                + figure.to_html(full_html=False, include_plotlyjs=(i == 0),
-                                 default_width="100%", config={"responsive": True}) + "</div>"
-                for i, (title, figure) in enumerate(figures)]
-    page.write_text(f"<!doctype html><html><head><meta charset='utf-8'>"
-                    f"<meta name='viewport' content='width=device-width'><title>"
-                    f"{study.study_name}</title><style>{STYLE}</style></head><body>"
-                    f"<h1>{study.study_name}</h1>" + "".join(sections) + "</body></html>",
-                    encoding="utf-8")
-    return [page, *_pngs(study.study_name, figures, out, warn)]
+        shown.append(("fold scores", fold_scores_figure(trials, _best_number(study), by_fold)))
+    return shown
+
+
+def _best_number(study: Any) -> int | None:
+    """The best feasible trial's number; None before one (none completed, or every one
+    broke a constraint: Optuna raises then)."""
+    try:
+        return int(study.best_trial.number)
+    except ValueError:
+        return None
 
 
 def _first_objective(study: Any, cfg: SweepConfig, plot: str) -> dict[str, Any]:
@@ -149,16 +196,29 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
                         maximize: bool = True) -> Any:
     """One line per trial: by epoch, the mean of what its folds reported for that epoch.
     Beyond ``MAX_LEGEND_TRIALS`` lines, each is coloured by its last value (darker is
-    better) instead of a palette that repeats."""
+    better) instead of a palette that repeats; beyond ``MAX_TRACES``, in ``COLOUR_BANDS``
+    shades, the lines of a shade and style joined into one trace."""
     import plotly.graph_objects as go
 
     lines = [(t, fold_means(t.intermediate_values, _epochs_of(t, epochs), n_folds))
              for t in trials]
     lines = [(t, per_epoch) for t, per_epoch in lines if per_epoch]
-    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize) if (
+    joined = len(lines) > MAX_TRACES
+    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize,
+                        COLOUR_BANDS if joined else None) if (
         len(lines) > MAX_LEGEND_TRIALS) else None
     figure = go.Figure()
-    for i, (trial, per_epoch) in enumerate(lines):
+    if joined and colours:
+        bands: dict[tuple[str, str], list[tuple[list[Any], list[Any], list[Any]]]] = {}
+        for (trial, per_epoch), colour in zip(lines, colours, strict=True):
+            bands.setdefault((colour, STATE_LINES[trial.state.name]), []).append((
+                [e + 1 for e, _, _ in per_epoch], [m for _, m, _ in per_epoch],
+                [[trial.number, k] for _, _, k in per_epoch]))
+        for (colour, dash), band in bands.items():
+            figure.add_trace(_joined(band, {"color": colour, "dash": dash},
+                                     "trial %{customdata[0]}, epoch %{x}: %{y:.4f} "
+                                     "(mean of %{customdata[1]} folds)"))
+    for i, (trial, per_epoch) in enumerate([] if joined else lines):
         line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
         if colours:
             line["color"] = colours[i]
@@ -217,14 +277,26 @@ def fold_scores(trial: Any, by_fold: bool) -> list[float]:
 
 def fold_scores_figure(trials: list[Any], best: int | None, by_fold: bool) -> Any:
     """Per fold, every trial's score (grey; dashed: pruned) against the best trial's
-    (dark): what a fold-level pruner compares."""
+    (dark): what a fold-level pruner compares. Beyond ``MAX_TRACES`` trials the grey lines
+    of a style are one trace ("other trials")."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
-    for trial in sorted(trials, key=lambda t: t.number == best):  # the best one on top
-        scores = fold_scores(trial, by_fold)
-        if not scores:
-            continue
+    scored = [(t, fold_scores(t, by_fold)) for t in trials]
+    scored = [(t, scores) for t, scores in scored if scores]
+    if len(scored) > MAX_TRACES:  # the others as one trace per line style
+        styles: dict[str, list[tuple[list[Any], list[Any], list[Any]]]] = {}
+        for trial, scores in scored:
+            if trial.number != best:
+                styles.setdefault(trial.state.name, []).append((
+                    list(range(1, len(scores) + 1)), scores, [trial.number] * len(scores)))
+        for state, lines in styles.items():
+            figure.add_trace(_joined(lines, {"dash": STATE_LINES[state], "color": "#bdbdbd",
+                                             "width": 1},
+                                     "trial %{customdata}, fold %{x}: %{y:.4f}",
+                                     f"other trials ({state.lower()})", opacity=0.7))
+        scored = [(t, scores) for t, scores in scored if t.number == best]
+    for trial, scores in sorted(scored, key=lambda ts: ts[0].number == best):  # best on top
         is_best = trial.number == best
         figure.add_trace(go.Scatter(
             x=list(range(1, len(scores) + 1)), y=scores, mode="lines+markers",
@@ -311,14 +383,34 @@ def _better_is_darker(figure: Any, plot: str, maximize: bool, metric: str) -> No
                                     colorbar={"title": {"text": metric}})
 
 
-def _by_value(values: list[float], maximize: bool) -> list[str]:
-    """A colour per value from the scale's lighter quarter (never white) to its darkest."""
+def _by_value(values: list[float], maximize: bool, bands: int | None = None) -> list[str]:
+    """A colour per value from the scale's lighter quarter (never white) to its darkest;
+    ``bands``: only that many colours (values rounded to the nearest)."""
     from plotly.colors import sample_colorscale
 
     low, high = min(values), max(values)
     spread = (high - low) or 1.0
     shares = [(v - low) / spread if maximize else (high - v) / spread for v in values]
+    if bands:
+        shares = [round(s * (bands - 1)) / (bands - 1) for s in shares]
     return sample_colorscale(SCALE, [0.25 + 0.75 * s for s in shares])
+
+
+def _joined(lines: list[tuple[list[Any], list[Any], list[Any]]], line: dict[str, Any],
+            hover: str, name: str | None = None, opacity: float = 1.0) -> Any:
+    """Several trials' lines (x, y, per-point hover data) as one trace, a gap between two."""
+    import plotly.graph_objects as go
+
+    x: list[Any] = []
+    y: list[Any] = []
+    data: list[Any] = []
+    for line_x, line_y, line_data in lines:
+        x += [*line_x, None]
+        y += [*line_y, None]
+        data += [*line_data, None]
+    return go.Scatter(x=x, y=y, customdata=data, mode="lines+markers", line=line,
+                      name=name, showlegend=name is not None, opacity=opacity,
+                      hovertemplate=hover + "<extra></extra>")
 
 
 def fold_means(values: dict[int, float], epochs: int, n_folds: int

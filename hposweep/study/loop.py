@@ -33,9 +33,10 @@ from hposweep.results import FAIL_REASON_ATTR, GRID_POINT_ATTR, TRIAL_ATTR
 from hposweep.study import budget, recovery
 from hposweep.study.grid import PointSampler, StudyGrid
 from hposweep.study.open import OpenStudy
-from hposweep.study.samplers import make_sampler
+from hposweep.study.samplers import PRIOR_SAMPLERS, make_sampler
 from hposweep.study.seeds import study_stream
 from hposweep.study.storage import finished_states
+from hposweep.study.warm_start import recorded_prior, sampler_prior
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class TrialLoop:
         self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
         self._stale_checked: float | None = None  # time.monotonic() of the last stale-trial check
         self._grid: StudyGrid | None = None
+        self._prior: dict[str, Any] | None = None  # a warm start's recorded trials, read once
 
     def run(self) -> Stop:
         s = self.cfg.study
@@ -189,8 +191,14 @@ class TrialLoop:
     def _sampler(self, trials: list[Any]) -> Any:
         """The sampler of the next trial, or a :class:`Stop` when the grid is used up."""
         stream = study_stream(self.opened.study.study_name, trials)
-        if self.cfg.study.sampler.name != "grid":
-            return make_sampler(self.cfg, stream, len(trials))
+        name = self.cfg.study.sampler.name
+        if name != "grid":
+            prior: list[Any] = []
+            if name in PRIOR_SAMPLERS:
+                if self._prior is None:  # recorded at set-up, before any process's loop runs
+                    self._prior = recorded_prior(self.opened.study)
+                prior = sampler_prior(self.cfg, self._prior, trials)
+            return make_sampler(self.cfg, stream, len(trials), prior)
         if self._grid is None or self._grid.stream != stream:
             self._grid = StudyGrid(self.cfg, stream)
         point = self._grid.next_point(trials)

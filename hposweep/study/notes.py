@@ -1,18 +1,25 @@
-"""Markdown notes on a study and its trials, in the form optuna-dashboard stores and renders
-them (study system attributes ``dashboard[:<trial id>]:note_ver`` and
-``...:note_str:<i>``, the body in chunks of 2,045 characters).
+"""What a study carries for optuna-dashboard, in the form it stores and renders it: Markdown
+notes on the study and on a few trials (study system attributes ``dashboard[:<trial
+id>]:note_ver`` and ``...:note_str:<i>``) and plotly figures (``dashboard:plot_data:<id>:<i>``,
+a figure's JSON), each body in chunks of 2,045 characters.
 
-Written here rather than through ``optuna_dashboard.save_note`` so that a sweep needs no
-optional package (workers rarely have the dashboard installed; whoever looks at the
-study later may), and so that a trial's note costs two writes and no read: a trial's
-note is written once, when the trial has finished.
+Written here rather than through ``optuna_dashboard.save_note`` /
+``save_plotly_graph_object`` so that a sweep needs no optional package (workers rarely
+have the dashboard installed; whoever looks at the study later may).
+
+Every one of these attributes costs the dashboard's page: optuna-dashboard 0.21 looks up
+each trial's note (and artifacts) by scanning all of the study's system attributes, so
+their number, times the trials, is what the page pays. Hence notes on few trials only,
+and figures written once per sweep end, chunk by chunk only where they changed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 CHUNK = 2045  # optuna-dashboard's longest system-attribute string
+FIGURE_PREFIX = "dashboard:plot_data:"
 
 
 def _keys(trial_id: int | None) -> tuple[str, str]:
@@ -38,16 +45,35 @@ def has_note(system_attrs: dict[str, Any], trial_id: int | None) -> bool:
     return _keys(trial_id)[0] in system_attrs
 
 
-def count_trial_notes(system_attrs: dict[str, Any]) -> int:
-    return sum(key.startswith("dashboard:") and key.endswith(":note_ver") and key.count(":") == 2
-               for key in system_attrs)
+def write_figures(storage: Any, study_id: int, figures: Mapping[str, str]) -> int:
+    """Each figure (id -> plotly JSON) where optuna-dashboard shows it, on the study's
+    page; only the chunks that differ from what the study holds are written (a figure
+    that has not changed costs nothing). Returns the number of writes. A figure of an
+    earlier run that is not in ``figures`` stays as it was (blanking it would leave the
+    dashboard an empty figure to parse). Call under the study lock."""
+    attrs = storage.get_study_system_attrs(study_id)
+    writes = 0
+    for figure_id, body in figures.items():
+        prefix = f"{FIGURE_PREFIX}{figure_id}:"
+        old = sum(key.startswith(prefix) for key in attrs)
+        for key, chunk in _chunked(prefix, body, old):
+            if attrs.get(key) != chunk:
+                storage.set_study_system_attr(study_id, key, chunk)
+                writes += 1
+    return writes
 
 
 def _write(storage: Any, study_id: int, trial_id: int | None, body: str, version: int,
            old_chunks: int) -> None:
     version_key, chunk_prefix = _keys(trial_id)
-    chunks = [body[i:i + CHUNK] for i in range(0, len(body), CHUNK)] or [""]
     storage.set_study_system_attr(study_id, version_key, version)
-    # A shorter body blanks the chunks it no longer has (the dashboard counts them).
-    for i, chunk in enumerate(chunks + [""] * (old_chunks - len(chunks))):
-        storage.set_study_system_attr(study_id, f"{chunk_prefix}{i}", chunk)
+    for key, chunk in _chunked(chunk_prefix, body, old_chunks):
+        storage.set_study_system_attr(study_id, key, chunk)
+
+
+def _chunked(prefix: str, body: str, old_chunks: int) -> list[tuple[str, str]]:
+    """``body``'s chunks under ``prefix``; a shorter body blanks the chunks it no longer has
+    (the dashboard joins as many chunks as there are keys)."""
+    chunks = [body[i:i + CHUNK] for i in range(0, len(body), CHUNK)] or [""]
+    return [(f"{prefix}{i}", chunk)
+            for i, chunk in enumerate(chunks + [""] * (old_chunks - len(chunks)))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hposweep.config.schema import SweepConfig
@@ -9,11 +10,16 @@ from hposweep.errors import UserError
 from hposweep.results import REPORT_STEPS_ATTR
 from hposweep.study.seeds import stream_seed
 
+# The samplers that model a warm start's prior trials (hposweep.study.prior_sampler).
+PRIOR_SAMPLERS = ("tpe", "gp")
 
-def make_sampler(cfg: SweepConfig, stream: str, trial_number: int) -> Any:
+
+def make_sampler(cfg: SweepConfig, stream: str, trial_number: int, prior: Sequence[Any] = ()) -> Any:
     """The sampler that draws trial ``trial_number`` of the study ``stream``
     (:func:`hposweep.study.seeds.study_stream`), seeded from ``sampler.seed``, the study and
-    the trial number. Not for ``grid`` (:mod:`hposweep.study.grid`).
+    the trial number. Not for ``grid`` (:mod:`hposweep.study.grid`). With ``prior`` trials
+    (a warm start's, for the :data:`PRIOR_SAMPLERS`) it models them with the study's own:
+    they count towards its ``n_startup_trials``.
 
     A new sampler per trial (samplers keep their state in the study, not in the object):
     a study replays the same draws from the same seed, in one process or across resumes,
@@ -29,8 +35,13 @@ def make_sampler(cfg: SweepConfig, stream: str, trial_number: int) -> Any:
         "gp": optuna.samplers.GPSampler,
         "nsga2": optuna.samplers.NSGAIISampler,
     }
-    return factories[cfg.study.sampler.name](
+    sampler = factories[cfg.study.sampler.name](
         seed=stream_seed(cfg.study.sampler.seed, stream, trial_number))
+    if not prior:
+        return sampler
+    from hposweep.study.prior_sampler import WithPrior
+
+    return WithPrior(sampler, prior)
 
 
 def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:

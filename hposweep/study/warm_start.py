@@ -8,20 +8,34 @@ that the queueing was done, created in the same locked step, so a resume, or a w
 that joins, never queues them again (an ``enqueue`` entry by its parameters, a warm start
 by its ``from``). Only parameters of this search space whose values it can sample are
 kept; the others are dropped, with a warning, and sampled as usual.
+
+A warm start also records, in the same step, the other study's finished trials with their
+values (the study user attr ``hposweep.warm_start_prior``): the TPE and GP samplers model
+them with the study's own (:func:`sampler_prior`, :mod:`hposweep.study.prior_sampler`), so
+they count as the sampler's start-up. They are never trials of this study.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+import statistics
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hposweep.config.schema import STORAGE_PREFIXES, ParamSpec, SweepConfig
 from hposweep.errors import UserError, first_line
-from hposweep.results import ENQUEUE_SOURCE, WARM_START_ATTR, origin
+from hposweep.objectives.spec import objectives_of
+from hposweep.results import (
+    ENQUEUE_SOURCE,
+    OBJECTIVE_ATTR,
+    WARM_START_ATTR,
+    WARM_START_PRIOR_ATTR,
+    origin,
+)
 from hposweep.study.open import OpenStudy
+from hposweep.study.samplers import PRIOR_SAMPLERS
 from hposweep.study.seeds import WARM_START_KEY_PREFIX
 from hposweep.study.storage import anything_stored, make_storage, redact_url, storage_url
 
@@ -38,15 +52,21 @@ class Planned:
 
 def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str], None],
                        warn: Callable[[str], None]) -> int:
-    """Queue what was never queued in this study; returns how many trials were queued.
-    Call under the study lock."""
+    """Queue what was never queued in this study, and record a warm start's prior (see
+    :func:`sampler_prior`); returns how many trials were queued. Call under the study lock."""
     trials = opened.study.get_trials(deepcopy=False)
     done = {t.user_attrs[WARM_START_ATTR].get("key") for t in trials
             if WARM_START_ATTR in t.user_attrs}
     planned = [p for p in _enqueued(cfg) if p.key not in done]
     warm = cfg.study.warm_start
     if warm is not None and _warm_key(warm.source) not in done:
-        planned += _best_of_other_study(cfg, opened, warm.source, warm.top_k, info)
+        source = _read_source(cfg, opened, warm.source)
+        best = source.complete[:warm.top_k]
+        info(f"warm start: {len(best)} parameter set(s) from study {source.name!r} (its best "
+             f"trials: {', '.join(str(t.number) for t in best) or 'none completed'}) run first")
+        planned += [Planned(dict(t.params), f"study:{source.name}", t.number, source.key)
+                    for t in best]
+        _record_prior(cfg, opened, source, info, warn)  # before the trials that mark it done
     queued = 0
     for plan in planned:
         params = _fit(plan, cfg.search_space, warn)
@@ -56,6 +76,54 @@ def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str]
             "source": plan.source, "from_trial": plan.from_trial, "key": plan.key}})
         queued += 1
     return queued
+
+
+def recorded_prior(study: Any) -> dict[str, Any]:
+    """The warm starts' finished trials this study recorded (WARM_START_PRIOR_ATTR)."""
+    return study.user_attrs.get(WARM_START_PRIOR_ATTR) or {}
+
+
+def sampler_prior(cfg: SweepConfig, records: dict[str, Any], trials: Sequence[Any]) -> list[Any]:
+    """The finished trials of the studies this one was warm-started from (``records``:
+    :func:`recorded_prior`), as Optuna COMPLETE trials of this search space for the sampler
+    to model (numbered below 0, so older than any trial of this study), never trials of
+    this study; those that no longer fit the search space (it may change between runs) are
+    left out.
+
+    A source trial's value is shifted by the median difference between the warm-started
+    trials' values here and their values in the source (0 until one of them completes):
+    another backbone or data set may score higher or lower throughout."""
+    import optuna
+
+    from hposweep.study.space import suggest
+
+    prior: list[Any] = []
+    for key in sorted(records):
+        shift = _shift(key, records[key]["trials"], trials)
+        for record in records[key]["trials"]:
+            params = _taken_whole(record["params"], cfg.search_space)
+            if params is None:  # the search space changed since: it no longer fits
+                continue
+            fixed = optuna.trial.FixedTrial(params)
+            suggest(fixed, cfg.search_space)
+            prior.append(optuna.trial.create_trial(params=fixed.params, value=record["value"] + shift,
+                                                   distributions=fixed.distributions))
+    for number, trial in enumerate(prior, start=-len(prior)):
+        trial.number = number
+    return prior
+
+
+def _shift(key: str, records: list[dict[str, Any]], trials: Sequence[Any]) -> float:
+    """The median of (value here - value in the source) over this study's COMPLETE
+    trials warm-started with ``key``; 0 when there are none."""
+    source_value = {r["number"]: r["value"] for r in records}
+    differences = []
+    for trial in trials:
+        queued = trial.user_attrs.get(WARM_START_ATTR) or {}
+        if (trial.state.name == "COMPLETE" and queued.get("key") == key
+                and queued.get("from_trial") in source_value):
+            differences.append(trial.value - source_value[queued["from_trial"]])
+    return statistics.median(differences) if differences else 0.0
 
 
 def _enqueued(cfg: SweepConfig) -> Iterator[Planned]:
@@ -68,9 +136,18 @@ def _warm_key(source: str) -> str:
     return WARM_START_KEY_PREFIX + source
 
 
-def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k: int,
-                         info: Callable[[str], None]) -> list[Planned]:
-    """The ``top_k`` best COMPLETE trials of the study ``source`` names, best first."""
+@dataclass(frozen=True)
+class _Source:
+    """The study a warm start comes from: its COMPLETE trials, best first."""
+
+    name: str
+    key: str  # the warm start's key in this study (WARM_START_ATTR)
+    complete: list[Any]
+    goal: str  # "maximize" or "minimize"
+    metric: str | None  # its objective metric, when an hposweep study recorded it
+
+
+def _read_source(cfg: SweepConfig, opened: OpenStudy, source: str) -> _Source:
     import optuna
 
     url, name = _source(cfg, source)
@@ -95,11 +172,51 @@ def _best_of_other_study(cfg: SweepConfig, opened: OpenStudy, source: str, top_k
         maximize = other.direction == optuna.study.StudyDirection.MAXIMIZE
     except Exception as exc:  # e.g. a multi-objective study has no single direction
         raise UserError(f"study.warm_start.from: cannot read study {name!r}: {first_line(exc)}") from None
-    best = sorted(complete, key=lambda t: -t.value if maximize else t.value)[:top_k]
-    info(f"warm start: {len(best)} parameter set(s) from study {name!r} (its best trials: "
-         f"{', '.join(str(t.number) for t in best) or 'none completed'}) run first")
-    key = _warm_key(source)
-    return [Planned(dict(t.params), f"study:{name}", t.number, key) for t in best]
+    best_first = sorted(complete, key=lambda t: -t.value if maximize else t.value)
+    return _Source(name, _warm_key(source), best_first, "maximize" if maximize else "minimize",
+                   _metric(other.user_attrs.get(OBJECTIVE_ATTR) or {}))
+
+
+def _metric(settings: dict[str, Any]) -> str | None:
+    """The one objective's metric that an hposweep study recorded (identity.objective_settings)."""
+    listed = settings.get("study.objectives")
+    return listed[0]["metric"] if listed else settings.get("study.objective_metric")
+
+
+def _record_prior(cfg: SweepConfig, opened: OpenStudy, source: _Source, info: Callable[[str], None],
+                  warn: Callable[[str], None]) -> None:
+    """Keep the source's COMPLETE trials that give every parameter of this search space a
+    value it can take, with their values, for :func:`sampler_prior`: only when both
+    studies optimize one objective, the same metric the same way."""
+    objectives = objectives_of(cfg)
+    if len(objectives) > 1 or not source.complete:
+        return
+    (objective,) = objectives
+    differs = [f"{what} {theirs}, this study {ours}" for what, theirs, ours in (
+        ("goal", source.goal, objective.goal), ("metric", source.metric, objective.metric))
+        if theirs is not None and theirs != ours]
+    if differs:
+        warn(f"warm start: the values of {source.name!r} are not given to the sampler "
+             f"({'; '.join(differs)})")
+        return
+    kept = [{"number": t.number, "params": params, "value": t.value} for t in source.complete
+            if (params := _taken_whole(t.params, cfg.search_space)) is not None]
+    records = dict(opened.study.user_attrs.get(WARM_START_PRIOR_ATTR) or {})
+    records[source.key] = {"source": f"study:{source.name}", "trials": kept}
+    opened.study.set_user_attr(WARM_START_PRIOR_ATTR, records)
+    if cfg.study.sampler.name in PRIOR_SAMPLERS:
+        info(f"warm start: the {cfg.study.sampler.name} sampler models {len(kept)} of the "
+             f"{len(source.complete)} finished trials of {source.name!r} from the first trial on "
+             "(the others lack a parameter of this search space or a value it can take)")
+
+
+def _taken_whole(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[str, Any] | None:
+    """Every parameter of ``space`` from ``params``, as its type; None if one is missing
+    or its value does not fit."""
+    if any(name not in params or _misfit(spec, params[name]) is not None
+           for name, spec in space.items()):
+        return None
+    return {name: _as_type(spec, params[name]) for name, spec in space.items()}
 
 
 def _source(cfg: SweepConfig, source: str) -> tuple[str, str | None]:

@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from hposweep import interrupts
@@ -37,16 +38,16 @@ from hposweep.results import (
 )
 from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
-from hposweep.study.notes import count_trial_notes, has_note, write_study_note, write_trial_note
+from hposweep.study.notes import has_note, write_figures, write_study_note, write_trial_note
 from hposweep.study.open import OpenStudy, open_study, study_lock
 from hposweep.study.samplers import raw_steps_notice
 from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url, study_exists
 from hposweep.study.warm_start import queue_first_trials
-from hposweep.sweep.final import FinalOutcome, FinalStage
+from hposweep.sweep.final import FinalOutcome, FinalStage, final_checkpoint
 from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
 from hposweep.tracking.tracker import SweepTracker, preload_mlflow
-from hposweep.training.device import describe_device, release_memory, resolve_device
+from hposweep.training.device import describe_device, freeze_survivors, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
 
 
@@ -223,6 +224,8 @@ class BackboneSweep:
         report = StudyReport()
         fill_best(report, self.cfg, self.study, self.checkpoints.kept_checkpoints())
         outcome = self.final.run(report, force=force)
+        if outcome.checkpoint is not None:
+            self._register_model(outcome.checkpoint)
         self._write_study_note()
         return outcome
 
@@ -256,15 +259,32 @@ class BackboneSweep:
                     outcome = self.final.run(result)
                     result.final_error = outcome.error
                 result.final = self.study.user_attrs.get(FINAL_ATTR)
+                if result.best_trial is not None:
+                    self._register_model(self._shipped_model(result))
                 self._write_study_note()
+                self._write_figures(result)
         if self.cfg.k_fold.enabled and not self.cfg.final.refit:
             result.refit_command = self.loaded.command("refit")
         self.console.sweep_finished(result)
         return result
 
+    def _shipped_model(self, result: BackboneResult) -> Path | None:
+        """The model the sweep hands over: the final model if there is one, else the best
+        trial's checkpoint."""
+        return final_checkpoint(self.layout) or (Path(result.checkpoint) if result.checkpoint
+                                                 else None)
+
+    def _register_model(self, checkpoint: Path | None) -> None:
+        """``mlflow.register_model``: ``checkpoint`` as a version, once (say when it is new)."""
+        registered = self.tracker.register_model(checkpoint)
+        if registered is not None and registered.new:
+            self.console.info(f"{self.backbone}: {checkpoint} registered in MLflow as version "
+                              f"{registered.version} of {registered.name!r}")
+
     def _run_trial(self, trial: Any) -> Any:
         outcome = TrialRun(self.env, trial).run()
         release_memory()  # the finished trial's model: its cached GPU blocks go back
+        freeze_survivors()
         return outcome
 
     def _recovered_at_the_end(self) -> bool:
@@ -313,9 +333,10 @@ class BackboneSweep:
                 trial.number, self._value(trial), lambda: self._best_other_value(trial.number))
         else:
             self.checkpoints.discard(trial.number)
-        write_trial_note(self.opened.storage, self.opened.study_id,
-                         self.opened.trial_id(trial.number),
-                         trial_note(trial, kept, self.tracker.run_link))
+        if kept:  # the few trials that kept a checkpoint get a note (the others: user attrs)
+            write_trial_note(self.opened.storage, self.opened.study_id,
+                             self.opened.trial_id(trial.number),
+                             trial_note(trial, kept, self.tracker.run_link))
         self.console.trial_finished(trial.number, trial.state.name,
                                     trial.values[0] if trial.values else None,
                                     reason=reason_of(trial), kept=kept)
@@ -335,20 +356,20 @@ class BackboneSweep:
     # ------------------------------------------------------------ notes for viewers
 
     def _write_notes(self) -> None:
-        """Under the study lock: the study's note, and the note of each finished trial that
-        has none (a study made before trials had notes, or a trial whose process died
-        between recording it and writing its note)."""
-        from optuna.trial import TrialState
-
-        written = self.opened.storage.get_study_system_attrs(self.opened.study_id)
-        ended = self.study.get_trials(deepcopy=False, states=(*finished_states(), TrialState.FAIL))
-        if count_trial_notes(written) < len(ended):  # else every one has its note
-            kept = self.checkpoints.kept_checkpoints()
-            for trial in ended:
-                trial_id = self.opened.trial_id(trial.number)
+        """Under the study lock: the study's note, and the note of each trial that holds a
+        kept checkpoint and has none (a study made before such notes, or a trial whose
+        process died between recording it and writing its note). Every other fact about a
+        trial is in its user attributes, written as it ran; notes of every trial left by
+        earlier versions stay (Optuna cannot delete a study attribute)."""
+        kept = self.checkpoints.kept_checkpoints()
+        if kept:
+            written = self.opened.storage.get_study_system_attrs(self.opened.study_id)
+            for number, path in kept.items():
+                trial_id = self.opened.trial_id(number)
                 if not has_note(written, trial_id):
                     write_trial_note(self.opened.storage, self.opened.study_id, trial_id,
-                                     trial_note(trial, kept.get(trial.number), self.tracker.run_link))
+                                     trial_note(self.opened.storage.get_trial(trial_id), path,
+                                                self.tracker.run_link))
         self._write_study_note()
 
     def _write_study_note(self) -> None:
@@ -359,6 +380,15 @@ class BackboneSweep:
             self.cfg, self.study_name, self.backbone, best, checkpoint,
             self.tracker.run_link(), knee=self.front,
             final=self.study.user_attrs.get(FINAL_ATTR)))
+
+    def _write_figures(self, result: BackboneResult) -> None:
+        """hposweep's plots where optuna-dashboard shows them (the study's page): at the
+        sweep's end, by the last worker, under the study lock; unchanged chunks are not
+        written again."""
+        from hposweep.reports.plots import dashboard_figures
+
+        write_figures(self.opened.storage, self.opened.study_id,
+                      dashboard_figures(self.study, self.cfg, result.front))
 
     # ------------------------------------------------------------ leftovers of a crash
 

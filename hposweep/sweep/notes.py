@@ -1,5 +1,5 @@
 """What a study carries for whoever looks at it (optuna-dashboard, any Optuna client): a
-Markdown note per finished trial and one for the study."""
+Markdown note for the study and one per trial that kept a checkpoint."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ from typing import Any
 from hposweep.config.schema import SweepConfig
 from hposweep.objectives.spec import constraints_of, objectives_of
 from hposweep.results import (
-    FAIL_REASON_ATTR,
     FOLD_VALUES_ATTR,
-    PRUNE_REASON_ATTR,
     RETRIED_FROM_ATTR,
     WARM_START_ATTR,
     mlflow_run_of,
@@ -21,8 +19,10 @@ from hposweep.study.storage import redact_url, storage_url
 
 
 def trial_note(trial: Any, kept: Any, run_link: Callable[[str], str]) -> str:
-    """A finished trial: its MLflow run, where its parameters came from, its fold scores,
-    why it was pruned or failed, and whether it kept a checkpoint."""
+    """A trial that kept a checkpoint (``kept``: where): its MLflow run (a clickable link,
+    which a user attribute is not), where its parameters came from, its fold scores and
+    the checkpoint. Only such trials get a note: optuna-dashboard's page pays for every
+    note on every trial (see :mod:`hposweep.study.notes`)."""
     attrs = trial.user_attrs
     lines = [f"**Trial {trial.number}** ({trial.state.name.lower()})", ""]
     run_id = mlflow_run_of(trial)
@@ -34,12 +34,7 @@ def trial_note(trial: Any, kept: Any, run_link: Callable[[str], str]) -> str:
     if folds:
         lines.append("- fold scores: " + ", ".join(
             f"fold {i + 1}: {v:.4g}" for i, v in enumerate(folds)))
-    for key, label in ((PRUNE_REASON_ATTR, "pruned"), (FAIL_REASON_ATTR, "failed")):
-        if attrs.get(key):
-            lines.append(f"- {label}: {_escaped(attrs[key])}")
-    if trial.state.name == "COMPLETE":
-        lines.append(f"- checkpoint: kept (the best when it finished): `{kept}`" if kept
-                     else "- checkpoint: not kept")
+    lines.append(f"- checkpoint: kept (the best when it finished): `{kept}`")
     return "\n".join(lines) + "\n"
 
 
@@ -106,7 +101,3 @@ def _origin(attrs: Mapping[str, Any]) -> str | None:
 def _link(run_id: str, link: str) -> str:
     return f"[{run_id}]({link})" if link != run_id else f"`{run_id}`"
 
-
-def _escaped(text: str) -> str:
-    """A reason as plain text in Markdown (no accidental emphasis or table)."""
-    return "".join("\\" + c if c in "\\`*_[]<>|#" else c for c in str(text)).replace("\n", " ")

@@ -162,13 +162,16 @@ class TrialRun:
     def _record_trial(self, device: dict[str, Any]) -> None:
         """Complete the trial's record in the study (``TRIAL_ATTR``, one dict: one write):
         admission wrote its owner; its MLflow run, link and device join it here. What else
-        a trial records as it starts belongs in this dict: it costs no further write."""
+        a trial records as it starts belongs in this dict: it costs no further write. The
+        link comes first: optuna-dashboard shows the dict as JSON cut at 1,024 characters."""
         if self.run_id is None and not device:
             return
         link = self.env.tracker.run_link(self.run_id)
+        run = {**({"mlflow_run_url": link} if link != self.run_id else {}),
+               "mlflow_run_id": self.run_id}
+        # The run's keys first, the owner and the device after them.
         self.trial.set_user_attr(TRIAL_ATTR, {
-            **self.trial.user_attrs.get(TRIAL_ATTR, {}), "mlflow_run_id": self.run_id, **device,
-            **({"mlflow_run_url": link} if link != self.run_id else {})})
+            **run, **self.trial.user_attrs.get(TRIAL_ATTR, {}), **device, **run})
 
     # ------------------------------------------------------------ one fold
 

@@ -26,6 +26,7 @@ from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import FINAL_LOGGED_ATTR, BackboneResult
 from hposweep.study.space import describe
 from hposweep.study.storage import redact_url, storage_kind, storage_url
+from hposweep.tracking.registry import Registered, register_checkpoint
 
 ARTIFACT_PATH = "best_trial_checkpoint"
 FINAL_ARTIFACT_PATH = "final_model"  # the final stage's model (final.refit), on the parent run
@@ -365,6 +366,21 @@ class SweepTracker:
             else:
                 self._call(f"log {ARTIFACT_PATH}/", self._log_checkpoint_once, run_id, checkpoint)
         self._call("end the parent run", self._client.set_terminated, run_id, "FINISHED")
+
+    def register_model(self, checkpoint: Path | None) -> Registered | None:
+        """``mlflow.register_model``: ``checkpoint`` (the model the sweep ships) as a new
+        version of the registered model, unless a version of it exists; None when off, or
+        when MLflow failed (one warning)."""
+        name = self.cfg.mlflow.register_model
+        if name is None or self.parent_run_id is None:
+            return None
+        if checkpoint is None:
+            self.warn(f"no checkpoint of the best trial is on disk; no version of {name!r} "
+                      "is registered")
+            return None
+        return self._call(f"register a version of {name!r}", register_checkpoint, self._client,
+                          tracking_uri(self.cfg), self.cfg, checkpoint,
+                          study_name=self.study_name, parent_run_id=self.parent_run_id)
 
     def log_plots(self, study: Any, front: list[Any] | None = None) -> None:
         """The study's plots under ``plots/`` of the parent run (``mlflow.log_plots``)."""

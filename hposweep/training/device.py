@@ -79,6 +79,15 @@ def release_memory() -> None:
         sys.modules["torch"].cuda.empty_cache()
 
 
+def freeze_survivors() -> None:
+    """Once, after a process's first trial (collected): what survives it (the libraries it
+    loaded, the data) lives as long as the process, so it leaves the collector's view
+    (``gc.freeze``). Each later :func:`release_memory` then scans only what later trials
+    made: well under a millisecond, instead of every library object (0.1-0.4 s)."""
+    if not gc.get_freeze_count():
+        gc.freeze()
+
+
 def reset_peak_memory(device: str) -> None:
     if device_kind(device) == "cuda":
         import torch

@@ -1,6 +1,7 @@
-"""What a study carries for a dashboard (metric names, a note per trial and per study), the
-MLflow side (links to the training view, tags), and ``hposweep dashboard``: optuna-dashboard
-on the study's own storage, read-only, Ctrl-C ends it."""
+"""What a study carries for a dashboard (metric names, each trial's facts as user attributes,
+a note per study and per trial that kept a checkpoint, hposweep's figures), the MLflow side
+(links to the training view, tags), and ``hposweep dashboard``: optuna-dashboard on the
+study's own storage, read-only, Ctrl-C ends it."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import pytest
 
 from hposweep.config.loading import load
 from hposweep.reports import dashboard as board
-from hposweep.reports.status import study_status
+from hposweep.study.notes import write_trial_note
 from hposweep.tracking.tracker import ui_link
 from tests.helpers import fake_config, hposweep, load_study, mlflow_client, process_env, runs_by_kind
 
@@ -43,7 +44,7 @@ def sweep(workdir: Path, *overrides: str) -> Path:
 def serving(config: Path, *overrides: str) -> Iterator[list[board.Server]]:
     """The config's dashboards, in this process, on free ports."""
     cfg = load(config, [*SWEEP, *overrides], check_files=False).config
-    servers = board.plan(cfg, [study_status(cfg, b) for b in cfg.backbones], print)
+    servers = board.plan(cfg, print)
     board.start(servers, "127.0.0.1", 0)
     try:
         yield servers
@@ -65,6 +66,21 @@ def notes_by_trial(detail: dict[str, Any]) -> dict[int, str]:
     return {t["number"]: t["note"]["body"] for t in detail["trials"]}
 
 
+def attrs_by_trial(detail: dict[str, Any]) -> dict[int, dict[str, str]]:
+    """Each trial's user attributes as the dashboard shows them (key, value as text)."""
+    return {t["number"]: {a["key"]: a["value"] for a in t["user_attrs"]} for t in detail["trials"]}
+
+
+def improvements(study: Any) -> set[int]:
+    """The trials that were the best one when they finished (one worker: in number order)."""
+    best, found = None, set()
+    for trial in study.trials:
+        if trial.state.name == "COMPLETE" and (best is None or trial.value > best):
+            best = trial.value
+            found.add(trial.number)
+    return found
+
+
 # ------------------------------------------------------------ what the study carries
 
 
@@ -73,24 +89,41 @@ def test_a_single_objective_study_names_its_metric(workdir: Path) -> None:
     assert load_study(workdir / "outputs", "fake_fake").metric_names == ["score"]
 
 
-def test_each_finished_trial_has_a_note_the_dashboard_shows(workdir: Path) -> None:
+def test_trials_facts_are_user_attrs_kept_trials_have_a_note_and_figures_are_shown(
+        workdir: Path) -> None:
+    """One sweep: each trial's facts as user attributes, a note on the trials that kept a
+    checkpoint only, and hposweep's figures on the study's page."""
     config = sweep(workdir)
     study = load_study(workdir / "outputs", "fake_fake")
     with serving(config) as (server,):
-        notes = notes_by_trial(study_detail(server))
-    assert sorted(notes) == [t.number for t in study.trials]
-    failed = study.trials[0]  # enqueued x=0.9: the trainer raises
-    assert failed.state.name == "FAIL"
-    assert "enqueued (study.enqueue[0])" in notes[0]
-    assert "failed: RuntimeError: simulated crash at x=0.90" in notes[0]
-    run_id = failed.user_attrs["hposweep.trial"]["mlflow_run_id"]
-    assert f"MLflow run: `{run_id}`" in notes[0], "a local store: the run id"
+        detail = study_detail(server)
+    attrs, notes = attrs_by_trial(detail), notes_by_trial(detail)
+    assert study.trials[0].state.name == "FAIL"  # enqueued x=0.9: the trainer raises
+    failed = attrs[0]
+    assert json.loads(failed["hposweep.warm_start"])["source"] == "enqueue"
+    assert failed["fail_reason"] == "RuntimeError: simulated crash at x=0.90"
+    run_id = study.trials[0].user_attrs["hposweep.trial"]["mlflow_run_id"]
+    assert failed["hposweep.trial"].startswith(f'{{"mlflow_run_id": "{run_id}"'), (
+        "the run first (a local store: its id), before the owner and the device")
     best = study.best_trial
-    assert "fold scores: fold 1: " in notes[best.number] and ", fold 2: " in notes[best.number]
-    kept = [n for n, body in notes.items() if "checkpoint: kept" in body]
-    assert best.number in kept
-    assert all("checkpoint: not kept" in notes[t.number] for t in study.trials
-               if t.state.name == "COMPLETE" and t.number not in kept)
+    assert len(json.loads(attrs[best.number]["fold_values"])) == 2
+    kept = {n for n, body in notes.items() if body}
+    assert kept == improvements(study) and best.number in kept
+    assert len(kept) < len(study.trials), "a note on few trials, not on every one"
+    for number in kept:
+        run_id = study.trials[number].user_attrs["hposweep.trial"]["mlflow_run_id"]
+        assert f"MLflow run: `{run_id}`" in notes[number]
+        assert "fold scores: fold 1: " in notes[number] and "checkpoint: kept" in notes[number]
+
+    figures = {f["id"]: json.loads(f["graph_object"]) for f in detail["plotly_graph_objects"]}
+    assert sorted(figures) == [
+        "hposweep-fold-scores", "hposweep-intermediate-values-running-estimates-of-the-objective",
+        "hposweep-optimization-history"]
+    folds = figures["hposweep-fold-scores"]
+    assert folds["layout"]["title"]["text"] == "fold scores"
+    assert any(t["name"].endswith(", the best") for t in folds["data"])
+    history = figures["hposweep-optimization-history"]
+    assert {t["name"] for t in history["data"]} >= {"complete", "best so far"}
 
 
 def test_the_study_note_names_the_settings_the_best_trial_and_its_checkpoint(
@@ -107,19 +140,30 @@ def test_the_study_note_names_the_settings_the_best_trial_and_its_checkpoint(
     assert f"{best_json['best'][0]['checkpoint']}`" in note.split("checkpoint: `")[-1]
 
 
-def test_a_study_made_before_gets_names_and_notes_on_its_next_run(workdir: Path) -> None:
+def test_a_study_made_before_gets_names_notes_and_figures_on_its_next_run(
+        workdir: Path) -> None:
     config = sweep(workdir, "study.max_trials=3")
     database = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
     with sqlite3.connect(database) as db:  # what a study made before this release holds
         db.execute("DELETE FROM study_system_attributes")
-    assert load_study(workdir / "outputs", "fake_fake").metric_names is None
+    old = load_study(workdir / "outputs", "fake_fake")
+    assert old.metric_names is None
+    old_note = "**Trial 0** (fail)\n\n- checkpoint: not kept\n"  # an earlier version's
+    write_trial_note(old._storage, old._study_id, old.trials[0]._trial_id, old_note)
     sweep(workdir, "study.max_trials=4")
-    assert load_study(workdir / "outputs", "fake_fake").metric_names == ["score"]
+    study = load_study(workdir / "outputs", "fake_fake")
+    assert study.metric_names == ["score"]
     with serving(config, "study.max_trials=4") as (server,):
         detail = study_detail(server)
     notes = notes_by_trial(detail)
-    assert len(notes) > 3 and all(notes[n].startswith(f"**Trial {n}**") for n in range(3))
+    assert notes[0] == old_note, "an earlier version's note on a trial is left as it was"
+    noted = {n for n, body in notes.items() if body} - {0}
+    kept_before = max((t for t in study.trials[:3] if t.state.name == "COMPLETE"),
+                      key=lambda t: t.value).number
+    assert kept_before in noted, "the trial that held the kept checkpoint has its note again"
+    assert study.best_trial.number in noted and noted <= improvements(study)
     assert "best trial: trial" in detail["note"]["body"]
+    assert len(detail["plotly_graph_objects"]) == 3
 
 
 # ------------------------------------------------------------ MLflow side
@@ -243,7 +287,8 @@ def test_every_backbone_of_a_shared_storage_is_served_by_one_dashboard(
             detail = get(f"{server.url}/api/studies/{study_id}")
             assert detail["objective_names"] == ["score"]
             assert sum(t["state"] == "Complete" for t in detail["trials"]) == 2
-            assert all(t["note"]["body"] for t in detail["trials"])
+            assert any(t["note"]["body"] for t in detail["trials"]), "the kept trial's"
+            assert detail["plotly_graph_objects"], "each study its own figures"
 
 
 # ------------------------------------------------------------ in a real browser
@@ -301,10 +346,11 @@ def test_the_dashboard_and_the_plot_page_render_in_chromium(
     with running_dashboard(workdir, config) as (proc, url):
         page, console = browse(chromium, url, screenshot=tmp_path / "dashboard.png")
         assert "fake_fake" in page and ">score<" in page, "the study and its metric's name"
+        assert 'id="user-defined-plot:hposweep-fold-scores"' in page, "hposweep's figures"
         assert not js_errors(console), console
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         trials, console = browse(chromium, url + "/trials")  # trial 0 is shown first
-        assert f'href="{link}"' in trials, "trial 0's MLflow run, a link to the training view"
+        assert link in trials, "trial 0's MLflow run (its user attributes): the training view"
         assert not js_errors(console), console
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)

@@ -152,3 +152,58 @@ def test_a_warm_started_study_never_draws_its_sources_parameter_sets(workdir: Pa
     assert len(queued) == 2 and {t.params["x"] for t in queued} <= drawn
     own = [t.params["x"] for t in study.trials if TAG not in t.user_attrs]
     assert len(own) == 4 and not set(own) & drawn, "a draw of the source's own"
+
+
+PRIOR = "hposweep.warm_start_prior"
+RELATIVE = "tpe:relative_params:0"  # what TPE writes on a trial its model drew
+
+
+def _source_with_finished_trials(path: Path, values: dict[float, float]) -> str:
+    """A study of Optuna's own, one COMPLETE trial per ``{x: value}``, its URL#name."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    url = f"sqlite:///{path}"
+    source = optuna.create_study(study_name="src", storage=url, direction="maximize")
+    for x, value in values.items():
+        source.add_trial(optuna.trial.create_trial(
+            params={"x": x}, value=value, distributions={"x": FloatDistribution(0.0, 1.0)}))
+    return f"{url}#src"
+
+
+def test_tpe_models_the_sources_finished_trials_from_the_first_drawn_trial_on(workdir: Path) -> None:
+    """12 finished trials in the source, TPE's start-up 10: the first trial TPE draws
+    (after the 2 queued sets) comes from its model, not at random (before: random until
+    10 trials of this study had finished). The source's values are never this study's:
+    its 9.0 (out of reach here: the objective peaks at 1.0) is no trial, best, count or
+    status of this study, on a resume either."""
+    values = {0.9: 9.0, **{round(0.05 + 0.07 * i, 2): 0.5 + 0.01 * i for i in range(11)}}
+    source = _source_with_finished_trials(workdir / "src.db", values)
+    config = fake_config(workdir, FAKE_CONFIG.replace("name: random", "name: tpe"))
+    warm = [f"study.warm_start={{from: '{source}', top_k: 2}}", "mlflow.enabled=false"]
+    first = hposweep("run", config, *warm, "study.max_trials=4")
+    assert first.exit_code == 0, first.stderr
+    assert ("warm start: the tpe sampler models 12 of the 12 finished trials of 'src' from the "
+            "first trial on") in first.stdout
+    study = load_study("outputs", "fake_fake")
+    recorded = study.user_attrs[PRIOR]["warm_start:" + source]
+    assert recorded["source"] == "study:src" and len(recorded["trials"]) == 12
+    trials = study.trials
+    assert [t.params["x"] for t in trials[:2]] == [0.9, 0.75]
+    assert [RELATIVE in t.system_attrs for t in trials] == [False, False, True, True]
+    again = hposweep("run", config, *warm, "study.max_trials=4", "--json")
+    summary = again.json()["backbones"][0]
+    assert summary["n_trials"] == summary["n_complete"] == 4, "the source's trials are not counted"
+    own_best = max(trials, key=lambda t: t.value)
+    assert own_best.value <= 1.0
+    assert (summary["best_trial"], summary["best_value"]) == (own_best.number, own_best.value)
+
+    resumed = hposweep("run", config, *warm, "study.max_trials=6")
+    assert resumed.exit_code == 0, resumed.stderr
+    assert "warm start" not in resumed.stdout + resumed.stderr, "queued and recorded once"
+    study = load_study("outputs", "fake_fake")
+    assert study.user_attrs[PRIOR] == {"warm_start:" + source: recorded}
+    assert [RELATIVE in t.system_attrs for t in study.trials] == [False, False, True, True, True, True]
+    status = hposweep("status", config, *warm, "study.max_trials=6", "--json").json()[0]
+    assert status["finished"] == len(status["trials"]) == 6 and status["remaining"] == 0
+    assert status["best_value"] == max(t.value for t in study.trials) <= 1.0

@@ -143,3 +143,17 @@ def test_a_blank_name_is_refused_naming_its_key(override: str, message: str) -> 
     with pytest.raises(ConfigError) as refused:
         load(SMOKE, [override])
     assert str(refused.value) == f"override '{override}': {message}"
+
+
+@pytest.mark.parametrize("name", ["team/ner", "ner:v2", "it's", "  "])
+def test_a_registered_model_name_mlflow_cannot_take_is_refused(name: str) -> None:
+    message = error_of(SMOKE, f'mlflow.register_model="{name}"')
+    assert message.startswith("override ") and message.endswith(
+        f"""mlflow.register_model: must name a registered model without / : ' " ` (or be null), """
+        f"got {name!r}")
+
+
+def test_registering_a_model_with_tracking_off_is_refused_naming_both_keys() -> None:
+    message = error_of(SMOKE, "mlflow.enabled=false", "mlflow.register_model=ner")
+    assert "mlflow.register_model: needs MLflow tracking on (mlflow.enabled is false)" in message
+    assert load(SMOKE, ["mlflow.register_model=ner"]).config.mlflow.register_model == "ner"

@@ -1,0 +1,129 @@
+"""MLflow Model Registry (``mlflow.register_model``): the model a sweep ships, logged with
+MLflow's ``transformers`` flavour (a pipeline ``mlflow.pyfunc.load_model`` predicts with)
+and registered as a new version of the named model, once per checkpoint.
+
+A checkpoint's identity is the SHA-256 of its ``hposweep.json``: written once, last, when
+the checkpoint is sealed (a new refit or a new best trial writes a new one). A version
+tagged with that identity already registered means there is nothing to do: a re-run that
+changed nothing adds no version, and a run killed after registering does not register
+twice. (A run killed between logging the model and registering it leaves a logged model
+that no version points at; the next run logs and registers it again.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hposweep.checkpoints.layout import METADATA_FILE
+from hposweep.config.schema import SweepConfig
+
+# data.task -> the transformers pipeline task the model is logged as
+PIPELINE_TASKS = {"token-classification": "token-classification",
+                  "sequence-classification": "text-classification"}
+IDENTITY_TAG = "hposweep.checkpoint_sha256"
+MODEL_NAME = "model"  # the logged model's name (MLflow 3: a LoggedModel of the parent run)
+# MLflow 3.17 infers pip requirements by importing the model's every optional dependency
+# (torchvision among them): it fails without them, so the requirements are given.
+REQUIREMENTS = ("mlflow", "transformers", "torch")
+# Without it a token-classification pyfunc's predict raises IndexError on a sentence
+# whose every token is "O" (MLflow 3.17): every token keeps its label instead.
+TOKEN_MODEL_CONFIG = {"ignore_labels": []}
+
+
+@dataclass(frozen=True)
+class Registered:
+    name: str
+    version: str
+    new: bool  # False: a version of this checkpoint was registered before; nothing was logged
+
+
+def checkpoint_identity(checkpoint: Path) -> str:
+    return hashlib.sha256((checkpoint / METADATA_FILE).read_bytes()).hexdigest()
+
+
+def version_tags(cfg: SweepConfig, checkpoint: Path, study_name: str) -> dict[str, str]:
+    """What the version says about itself, from the checkpoint's ``hposweep.json``: the
+    study, the trial, the CV estimate and (a final model scored on a test set)
+    ``test_<metric>``."""
+    meta = json.loads((checkpoint / METADATA_FILE).read_text(encoding="utf-8"))
+    tags = {"hposweep.study_name": study_name, "hposweep.backbone": str(meta["backbone"]),
+            "hposweep.trial_number": str(meta["trial_number"]),
+            "hposweep.source": "final" if meta.get("refit") else "best",
+            IDENTITY_TAG: checkpoint_identity(checkpoint)}
+    if meta.get("objective_value") is not None:
+        tags[f"cv_{cfg.study.objective_metric}"] = str(meta["objective_value"])
+    tags.update({f"test_{k}": str(v) for k, v in (meta.get("test_metrics") or {}).items()})
+    return tags
+
+
+def find_version(client: Any, name: str, identity: str) -> Any:
+    """The version of ``name`` already registered for this checkpoint, or None."""
+    found = client.search_model_versions(
+        f"name = '{name}' and tags.`{IDENTITY_TAG}` = '{identity}'", max_results=1)
+    return found[0] if found else None
+
+
+def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Path, *,
+                        study_name: str, parent_run_id: str) -> Registered:
+    """Log ``checkpoint`` (``save_pretrained`` + tokenizer + ``hposweep.json``) as a
+    ``transformers`` model of the parent run and register it as a new version of
+    ``mlflow.register_model``, unless a version of it exists."""
+    name = cfg.mlflow.register_model
+    assert name is not None, "called only with mlflow.register_model set"
+    if not (checkpoint / "config.json").is_file():
+        raise ValueError(f"{checkpoint} is not a transformers model (no config.json): a custom "
+                         "trainer registers only what it saves with save_pretrained, with its "
+                         "tokenizer")
+    tags = version_tags(cfg, checkpoint, study_name)
+    existing = find_version(client, name, tags[IDENTITY_TAG])
+    if existing is not None:
+        return Registered(name, str(existing.version), new=False)
+    import mlflow
+
+    # MLflow resolves a "models:/" source through the process-wide tracking URI, not the
+    # client's: both the logging and the registering happen with ours in place.
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    pipeline = load_pipeline(cfg, checkpoint)
+    model_config = TOKEN_MODEL_CONFIG if cfg.data.task == "token-classification" else None
+    # The flavour warns that the checkpoint has no hub model card and no licence: ours never do.
+    logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
+    with _use_tracking_uri(uri):
+        info = mlflow.transformers.log_model(
+            pipeline, name=MODEL_NAME, task=PIPELINE_TASKS[cfg.data.task],
+            pip_requirements=pinned_requirements(), model_config=model_config,
+            run_id=parent_run_id)
+        ensure_registered_model(client, name)
+        version = client.create_model_version(name, source=info.model_uri, run_id=parent_run_id,
+                                              tags=tags, model_id=info.model_id)
+    return Registered(name, str(version.version), new=True)
+
+
+def load_pipeline(cfg: SweepConfig, checkpoint: Path) -> Any:
+    """The checkpoint as the transformers pipeline it is logged as (on the CPU)."""
+    import transformers
+
+    return transformers.pipeline(PIPELINE_TASKS[cfg.data.task], model=str(checkpoint),
+                                 tokenizer=str(checkpoint), device="cpu",
+                                 trust_remote_code=cfg.model.trust_remote_code)
+
+
+def pinned_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in REQUIREMENTS]
+
+
+def ensure_registered_model(client: Any, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise

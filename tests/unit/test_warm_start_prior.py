@@ -1,0 +1,76 @@
+"""A warm start's prior (:func:`hposweep.study.warm_start.sampler_prior`): the source's
+finished trials that fit this search space, recorded once with the queued sets, handed
+to the sampler as trials older than any of this study's, their values shifted by what
+the warm-started sets scored here; none when the two studies optimize differently."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from hposweep.config.loading import load
+from hposweep.results import WARM_START_PRIOR_ATTR
+from hposweep.study.space import suggest
+from hposweep.study.storage import make_storage
+from hposweep.study.warm_start import queue_first_trials, recorded_prior, sampler_prior
+from tests.helpers import FAKE_CONFIG, fake_config, opened
+
+# This study's x is [0.2, 1]; the source's 0.1 does not fit it, its trial without x lacks it.
+SOURCE = {0.3: 0.8, 0.5: 0.7, 0.9: 0.6, 0.1: 0.5}
+
+
+def set_up(tmp_path: Path, direction: str) -> tuple[Any, Any, list[str], list[str]]:
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    source = optuna.create_study(study_name="src", storage=url, direction=direction)
+    for x, value in SOURCE.items():
+        source.add_trial(optuna.trial.create_trial(
+            params={"x": x}, value=value, distributions={"x": FloatDistribution(0.0, 1.0)}))
+    source.add_trial(optuna.trial.create_trial(
+        params={"y": 0.5}, value=0.4, distributions={"y": FloatDistribution(0.0, 1.0)}))
+    cfg = load(fake_config(tmp_path, FAKE_CONFIG), [
+        "search_space.x.low=0.2", "study.sampler.name=tpe",
+        f"study.warm_start={{from: '{url}#src', top_k: 2}}"]).config
+    storage = make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(study_name="here", storage=storage, direction="maximize")
+    info: list[str] = []
+    warn: list[str] = []
+    queue_first_trials(cfg, opened(study, storage), info.append, warn.append)
+    return cfg, study, info, warn
+
+
+def test_the_prior_is_the_fitting_source_trials_shifted_by_what_the_warm_sets_scored_here(
+        tmp_path: Path) -> None:
+    cfg, study, info, _ = set_up(tmp_path, "maximize")
+    assert "warm start: the tpe sampler models 3 of the 5 finished trials of 'src' from the " \
+           "first trial on (the others lack a parameter of this search space or a value it " \
+           "can take)" in info
+    prior = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+    assert [(t.number, t.params, t.value) for t in prior] == \
+        [(-3, {"x": 0.3}, 0.8), (-2, {"x": 0.5}, 0.7), (-1, {"x": 0.9}, 0.6)]
+    assert all(t.state.name == "COMPLETE" for t in prior)
+    assert {d for t in prior for d in t.distributions.values()} == {FloatDistribution(0.2, 1.0)}
+    assert not study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), "nothing added"
+    for value_here in (0.75, 0.6):  # the queued sets (the source's x=0.3, then x=0.5)
+        trial = study.ask()
+        suggest(trial, cfg.search_space)
+        study.tell(trial, value_here)
+    shifted = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+    shift = -0.075  # the median of 0.75 - 0.8 and 0.6 - 0.7
+    assert [t.value for t in shifted] == pytest.approx([v + shift for v in (0.8, 0.7, 0.6)])
+    narrower = load(fake_config(tmp_path, FAKE_CONFIG), ["search_space.x.low=0.4"]).config
+    assert [t.params for t in sampler_prior(narrower, recorded_prior(study), study.get_trials())] \
+        == [{"x": 0.5}, {"x": 0.9}], "a resume whose search space no longer takes x=0.3"
+    grown = load(fake_config(tmp_path, FAKE_CONFIG), ["search_space.y={type: float, low: 0, high: 1}"])
+    assert sampler_prior(grown.config, recorded_prior(study), study.get_trials()) == []
+
+
+def test_a_source_that_optimizes_the_other_way_is_not_modelled(tmp_path: Path) -> None:
+    cfg, study, _, warn = set_up(tmp_path, "minimize")
+    assert ("warm start: the values of 'src' are not given to the sampler (goal minimize, "
+            "this study maximize)") in warn
+    assert WARM_START_PRIOR_ATTR not in study.user_attrs
+    assert sampler_prior(cfg, recorded_prior(study), study.get_trials()) == []
