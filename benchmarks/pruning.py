@@ -5,7 +5,9 @@ hposweep's arms run through its own trial loop (``hposweep.sweep.run``, in this 
 the same admission, trial and report path as ``hposweep run``, minus the CLI's start-up;
 in-memory study, no MLflow): none, median (running estimates), wilcoxon, median +
 wilcoxon (``study.pruner: {name: median, folds: wilcoxon}``), hyperband (running
-estimates), hyperband + wilcoxon. The plain-script arms run the same trainer, search space
+estimates), hyperband + wilcoxon, and variants of the start-up and warm-up (median's
+``n_startup_trials`` 1-3 and ``n_warmup_steps`` 1, 2, 3 and ``epochs``; Hyperband's
+``min_resource`` 2 and ``epochs``). The plain-script arms run the same trainer, search space
 and seeded TPE in a loop of Optuna calls, reporting each fold-epoch's raw score at step
 ``fold x epochs + epoch``: median (what hposweep reported before running estimates),
 Optuna's ``HyperbandPruner``, Optuna's ``SuccessiveHalvingPruner`` (asynchronous
@@ -81,6 +83,25 @@ HPOSWEEP_ARMS = {
         [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}}}"],
     f"median + wilcoxon, from fold 1 (n_warmup_steps={EPOCHS})":
         [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {EPOCHS}}}"],
+    # Fewer start-up trials: median's first trials run every fold unpruned by the median
+    # rule (the fold test still stops them between folds), and the target comes early.
+    **{f"median + wilcoxon, from fold 1, {n} start-up trials":
+       [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {EPOCHS}, "
+        f"n_startup_trials: {n}}}"] for n in (1, 2, 3)},
+    "median, from fold 1, 2 start-up trials":
+        [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}, n_startup_trials: 2}}"],
+    "median + wilcoxon, 2 start-up trials":
+        ["study.pruner={name: median, folds: wilcoxon, n_startup_trials: 2}"],
+    # A shorter warm-up inside fold 0: the crossing is over after a few epochs.
+    **{f"median + wilcoxon, warm-up {n} steps":
+       [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {n}}}"]
+       for n in (1, 2, 3)},
+    # Hyperband's first rung later: inside fold 0 after the crossing, or at fold 0's end.
+    **{f"hyperband + wilcoxon, min_resource {n}":
+       [f"study.pruner={{name: hyperband, folds: wilcoxon, min_resource: {n}}}"]
+       for n in (2, EPOCHS)},
+    f"hyperband, min_resource {EPOCHS}":
+        [f"study.pruner={{name: hyperband, min_resource: {EPOCHS}}}"],
 }
 
 

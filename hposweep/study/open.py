@@ -104,7 +104,7 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
         )
     study = optuna.create_study(
         study_name=study_name, storage=storage, load_if_exists=True,
-        directions=[o.goal for o in objectives_of(cfg)], pruner=make_pruner(cfg),
+        directions=[o.goal for o in objectives_of(cfg)],
         sampler=optuna.samplers.RandomSampler(),  # each trial gets its own: TrialLoop._admit
     )
     if RUN_ID_ATTR not in study.user_attrs:
@@ -113,6 +113,7 @@ def open_study(cfg: SweepConfig, study_name: str) -> OpenStudy:
     if study.metric_names is None:  # the objectives' names in plots and dashboards
         study.set_metric_names([o.metric for o in objectives_of(cfg)])
     steps = settle_report_steps(cfg, study)
+    study.pruner = make_pruner(cfg, steps)
     return OpenStudy(study, storage, storage.get_study_id_from_name(study_name),
                      exists and _has_past_trials(study), steps)
 

@@ -44,15 +44,20 @@ def make_sampler(cfg: SweepConfig, stream: str, trial_number: int, prior: Sequen
     return WithPrior(sampler, prior)
 
 
-def make_pruner(cfg: SweepConfig) -> Any:
-    """The study's pruner: the epoch-level one of ``study.pruner.name`` (a ``folds`` test
-    is :func:`make_fold_test`'s), Wilcoxon on fold steps, or none."""
+def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:
+    """The study's pruner for its kind of ``steps`` (:func:`settle_report_steps`): the
+    epoch-level one of ``study.pruner.name`` (a ``folds`` test is :func:`make_fold_test`'s),
+    Wilcoxon on fold steps, or none. A study of raw epoch scores (``epoch``: made before
+    running estimates) keeps Optuna's own median rule, as it was made."""
     import optuna
 
     from hposweep.study.pruners import FoldMedianPruner
 
     p = cfg.study.pruner
     max_resource = cfg.train.epochs * (cfg.k_fold.n_splits if cfg.k_fold.enabled else 1)
+    if p.name == "median" and steps == "epoch":
+        return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
+                                           n_warmup_steps=p.n_warmup_steps)
     if p.name == "median":
         return FoldMedianPruner(cfg.train.epochs, n_startup_trials=p.n_startup_trials,
                                 n_warmup_steps=p.n_warmup_steps)
@@ -90,20 +95,22 @@ STEP_KINDS = {
 def report_steps(cfg: SweepConfig, stored: str | None = None) -> str:
     """What the study's intermediate values are (:data:`STEP_KINDS`): ``fold`` for a
     fold-level pruner (wilcoxon), ``estimate`` for the epoch-level ones (with or without
-    ``folds``). Never two kinds in one study: pruner ``none`` keeps the kind the study has
-    (``stored``; an ``epoch`` study goes on reporting raw epoch scores), estimates by
-    default."""
+    ``folds``) and ``none``. A study keeps the kind it has (``stored``) where it can: a
+    study of raw epoch scores (``epoch``, made before running estimates) goes on reporting
+    them under ``none`` and the epoch-level pruners."""
     from hposweep.config.schema import FOLD_PRUNERS
 
-    if cfg.study.pruner.name == "none":
+    if cfg.study.pruner.name in FOLD_PRUNERS:
+        return "fold"
+    if cfg.study.pruner.name == "none" or stored == "epoch":
         return stored or "estimate"
-    return "fold" if cfg.study.pruner.name in FOLD_PRUNERS else "estimate"
+    return "estimate"
 
 
 def settle_report_steps(cfg: SweepConfig, study: Any) -> str:
-    """The study's kind of steps, recorded with it. A study whose trials reported one kind
-    cannot switch to a pruner of another: the pruner would compare a fold's score with an
-    epoch's, or an epoch's raw score with a running estimate."""
+    """The study's kind of steps, recorded with it. A study whose trials reported epoch
+    steps (raw scores or estimates) cannot switch to a fold-level pruner, nor the other
+    way: the pruner would compare a fold's score with an epoch's."""
     recorded = stored = study.user_attrs.get(REPORT_STEPS_ATTR)
     if stored is None and _has_values(study):
         stored = "epoch"  # studies made before it was recorded reported raw epoch scores
@@ -111,14 +118,30 @@ def settle_report_steps(cfg: SweepConfig, study: Any) -> str:
     if recorded == wanted:
         return wanted
     if stored not in (None, wanted) and _has_values(study):
+        keep = ("wilcoxon or none" if stored == "fold" else
+                "an epoch-level pruner (median, hyperband, successive_halving) or none")
         raise UserError(
             f"study {study.study_name!r} holds {STEP_KINDS[stored].split(' (')[0]} and "
             f"study.pruner.name={cfg.study.pruner.name} would report "
             f"{STEP_KINDS[wanted].split(' (')[0]}: the pruner would compare incomparable "
-            "values. Resume it with study.pruner.name=none (no pruning), or use another "
-            "study.name or --fresh")
+            f"values. Resume it with {keep}, or use another study.name or --fresh")
     study.set_user_attr(REPORT_STEPS_ATTR, wanted)
     return wanted
+
+
+def raw_steps_notice(cfg: SweepConfig, study_name: str, steps: str) -> str | None:
+    """The line a study of raw epoch scores (made before running estimates) resumed with
+    an epoch-level pruner gets: it prunes as before, and running estimates need a new
+    study."""
+    if steps != "epoch" or cfg.study.pruner.name == "none":
+        return None
+    name = cfg.study.pruner.name
+    return (f"study {study_name!r} was made before running estimates: it goes on reporting "
+            f"each fold's own epoch scores to study.pruner.name={name}, so its pruning stays "
+            "fold-local as before" + (" (the median rule in practice in fold 0 only)"
+                                      if name == "median" else "")
+            + "; running estimates (epoch-level pruning past fold 0) need a new study: "
+            "--fresh or another study.name")
 
 
 def _has_values(study: Any) -> bool:

@@ -40,6 +40,7 @@ from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
 from hposweep.study.notes import has_note, write_figures, write_study_note, write_trial_note
 from hposweep.study.open import OpenStudy, open_study, study_lock
+from hposweep.study.samplers import raw_steps_notice
 from hposweep.study.storage import finished_states, redact_url, storage_kind, storage_url, study_exists
 from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.final import FinalOutcome, FinalStage, final_checkpoint
@@ -199,6 +200,9 @@ class BackboneSweep:
                                    front=len(objectives_of(cfg)) > 1)
         for trial in recovered:
             self._say_recovered(trial)
+        notice = raw_steps_notice(cfg, self.study_name, self.opened.report_steps)
+        if notice:
+            self.console.warn(notice)
         queue_first_trials(cfg, self.opened, self.console.info, self.console.warn)
         stored = study.user_attrs.get(PARENT_RUN_ATTR)
         parent = self.tracker.start_sweep(

@@ -78,7 +78,7 @@ class TrialRun:
         self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
         # The steps' values are running estimates of the objective (not raw epoch scores).
         self.estimates = env.opened.report_steps == "estimate"
-        self.fold_test = make_fold_test(env.cfg) if self.estimates else None
+        self.fold_test = make_fold_test(env.cfg)  # None with wilcoxon (the config's rules)
         self.finished: list[float] = []  # the objective on each finished fold, in order
         self.curves: dict[int, dict[int, float]] = {}  # fold index -> epoch -> its own score
         self.estimate: float | None = None  # the last running estimate reported
@@ -141,8 +141,9 @@ class TrialRun:
             self.finished.append(fold_metrics[-1][metric])
             if self.by_fold:
                 self._fold_scored(index, fold_metrics)
-            elif self.estimates and self._reports_epochs():
-                self._fold_finished(index, fold_metrics, replayed=index in completed)
+            elif self._reports_epochs():
+                self._fold_finished(index, fold_metrics,
+                                    replayed=self.estimates and index in completed)
         mean = _mean(fold_metrics)
         for constraint in constraints_of(cfg):  # before tell: samplers read them then
             self.trial.set_constraint(constraint.key, constraint.violation(mean))
@@ -244,10 +245,11 @@ class TrialRun:
 
     def _fold_finished(self, index: int, fold_metrics: list[dict[str, float]],
                        replayed: bool) -> None:
-        """After fold ``index`` of a study of running estimates. A fold a retried trial
-        took from its resume state reports its estimate at its last step (the mean of the
-        folds so far), so the retry's steps are those of a trial that ran it, in order
-        (its curve, recorded with it, predicts the later folds as its predecessor's did).
+        """After fold ``index`` of a study of epoch steps. A fold a retried trial took from
+        its resume state (``replayed``: in a study of running estimates) reports its
+        estimate at its last step (the mean of the folds so far), so the retry's steps are
+        those of a trial that ran it, in order (its curve, recorded with it, predicts the
+        later folds as its predecessor's did).
         Then, with ``study.pruner.folds``, the fold-level test decides (never after the
         last fold: that trial is complete)."""
         epochs = self._epochs()

@@ -11,20 +11,31 @@ import optuna
 import pytest
 
 from hposweep.results import REPORT_STEPS_ATTR
-from tests.helpers import fake_config, hposweep, load_study
+from tests.helpers import CliResult, fake_config, hposweep, load_study
 
 EPOCHS = 3
 
 
+def run(workdir: Path, xs: list[float], *overrides: str) -> CliResult:
+    """``hposweep run`` of one trial per ``x`` in ``xs``, in that order (those the study has
+    not run yet)."""
+    return hposweep("run", fake_config(workdir), "train.trainer=fake_trainers:plateau_by_x",
+                    f"train.epochs={EPOCHS}", "mlflow.enabled=false",
+                    f"study.max_trials={len(xs)}",
+                    "study.enqueue=[" + ", ".join(f"{{x: {x}}}" for x in xs) + "]", *overrides)
+
+
 def sweep(workdir: Path, xs: list[float], *overrides: str) -> list[optuna.trial.FrozenTrial]:
-    """``hposweep run`` of one trial per ``x`` in ``xs``, in that order; the study's trials."""
-    config = fake_config(workdir)
-    result = hposweep("run", config, "train.trainer=fake_trainers:plateau_by_x",
-                      f"train.epochs={EPOCHS}", "mlflow.enabled=false",
-                      f"study.max_trials={len(xs)}",
-                      "study.enqueue=[" + ", ".join(f"{{x: {x}}}" for x in xs) + "]", *overrides)
+    """:func:`run`, which must succeed; the study's trials."""
+    result = run(workdir, xs, *overrides)
     assert result.exit_code == 0, result.stderr
     return load_study(workdir / "outputs", "fake_fake").trials
+
+
+def raw(plateaus: list[float]) -> dict[int, float]:
+    """The raw epoch scores of ``plateau_by_x``'s folds, at step fold × epochs + epoch."""
+    return {k * EPOCHS + e: p * (e + 1) / EPOCHS for k, p in enumerate(plateaus)
+            for e in range(EPOCHS)}
 
 
 def test_median_prunes_in_a_later_fold_a_trial_that_led_on_fold_0(workdir: Path) -> None:
@@ -98,3 +109,41 @@ def test_estimates_without_k_fold_are_the_epoch_scores(workdir: Path) -> None:
     assert trials[0].intermediate_values == pytest.approx(
         {e: 0.9 * (e + 1) / EPOCHS for e in range(EPOCHS)})
     assert trials[0].value == pytest.approx(0.9)
+
+
+def test_a_study_made_before_running_estimates_resumes_with_its_pruner_on_raw_epoch_scores(
+        workdir: Path) -> None:
+    """A study as hposweep made it before running estimates (its kind of steps ``epoch``,
+    two trials of raw epoch scores) resumes with ``median`` and with ``median`` plus the
+    fold test: exit 0, one notice, and its new trials report raw scores at fold × epochs +
+    epoch to Optuna's own median rule (which never prunes past fold 0 there)."""
+    db = workdir / "outputs" / "hpo" / "fake_fake" / "study.db"
+    db.parent.mkdir(parents=True)
+    optuna.create_study(study_name="fake_fake", storage=f"sqlite:///{db}",
+                        direction="maximize").set_user_attr(REPORT_STEPS_ATTR, "epoch")
+    sweep(workdir, [0.2, 0.1], "k_fold.n_splits=3")  # pruner none: as the old code reported
+    notice = ("study 'fake_fake' was made before running estimates: it goes on reporting each "
+              "fold's own epoch scores to study.pruner.name=median, so its pruning stays "
+              "fold-local as before (the median rule in practice in fold 0 only); running "
+              "estimates (epoch-level pruning past fold 0) need a new study: --fresh or "
+              "another study.name")
+    # 0.12: above the median at every step, worse than the best (0.9) on its 2 first folds
+    combined = run(workdir, [0.2, 0.1, 0.12], "k_fold.n_splits=3",
+                   "study.pruner={name: median, folds: wilcoxon, n_startup_trials: 2}")
+    assert combined.exit_code == 0, combined.stderr
+    assert combined.stderr.count(notice) == 1
+    # 0.8: the best on fold 0 (0.95), bad after (0.2), fold 1's first epoch 0.2/3 below
+    # the median there (0.2833): a running estimate would be pruned, a raw score is not
+    median = run(workdir, [0.2, 0.1, 0.12, 0.8], "k_fold.n_splits=3", "study.pruner.name=median",
+                 "study.pruner.n_startup_trials=2")
+    assert median.exit_code == 0, median.stderr
+    assert median.stderr.count(notice) == 1
+    study = load_study(workdir / "outputs", "fake_fake")
+    assert study.user_attrs[REPORT_STEPS_ATTR] == "epoch"
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "PRUNED", "COMPLETE"]
+    assert trials[1].intermediate_values == pytest.approx(raw([0.9] * 3))
+    assert trials[2].user_attrs["prune_reason"].startswith("pruned after fold 2/3")
+    assert trials[2].intermediate_values == pytest.approx(raw([0.88] * 2))
+    assert trials[3].intermediate_values == pytest.approx(raw([0.95, 0.2, 0.2]))
+    assert trials[3].value == pytest.approx(0.45)

@@ -14,7 +14,12 @@ from hposweep.config.loading import load
 from hposweep.errors import ConfigError, UserError
 from hposweep.results import REPORT_STEPS_ATTR
 from hposweep.study.pruners import FoldMedianPruner
-from hposweep.study.samplers import make_fold_test, make_pruner, settle_report_steps
+from hposweep.study.samplers import (
+    make_fold_test,
+    make_pruner,
+    raw_steps_notice,
+    settle_report_steps,
+)
 from hposweep.sweep.trial import running_estimate
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
@@ -74,27 +79,60 @@ def study_with(kind: str | None, values: dict[int, float]) -> optuna.Study:
 
 
 @pytest.mark.parametrize(("kind", "pruner", "message"), [
-    ("epoch", "median", "study 's' holds each fold's own epoch scores at step fold × epochs + "
-                        "epoch and study.pruner.name=median would report running estimates of "
-                        "the objective: the pruner would compare incomparable values. Resume it "
-                        "with study.pruner.name=none"),
-    (None, "hyperband", "holds each fold's own epoch scores"),
-    ("fold", "median", "holds fold scores at step = fold index"),
+    ("fold", "median", "study 's' holds fold scores at step = fold index and "
+                       "study.pruner.name=median would report running estimates of the "
+                       "objective: the pruner would compare incomparable values. Resume it "
+                       "with wilcoxon or none, or use another study.name or --fresh"),
     ("estimate", "wilcoxon", "holds running estimates of the objective and "
-                             "study.pruner.name=wilcoxon would report fold scores"),
+                             "study.pruner.name=wilcoxon would report fold scores at step = "
+                             "fold index: the pruner would compare incomparable values. Resume "
+                             "it with an epoch-level pruner (median, hyperband, "
+                             "successive_halving) or none"),
+    ("epoch", "wilcoxon", "holds each fold's own epoch scores at step fold × epochs + epoch "
+                          "and study.pruner.name=wilcoxon would report fold scores"),
+    (None, "wilcoxon", "holds each fold's own epoch scores"),
 ])
-def test_a_study_never_mixes_kinds_of_steps(kind: str | None, pruner: str, message: str) -> None:
+def test_a_study_never_mixes_epoch_and_fold_steps(kind: str | None, pruner: str,
+                                                  message: str) -> None:
     cfg = load(SMOKE, ["k_fold.n_splits=5", f"study.pruner.name={pruner}"]).config
     with pytest.raises(UserError) as info:
         settle_report_steps(cfg, study_with(kind, {0: 0.5}))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
-def test_pruner_none_continues_a_study_of_raw_epoch_scores_and_estimates_are_the_default() -> None:
+@pytest.mark.parametrize("kind", ["epoch", None])
+@pytest.mark.parametrize("pruner", ["median", "hyperband", "successive_halving", "none"])
+def test_a_study_made_before_running_estimates_keeps_reporting_raw_epoch_scores(
+        kind: str | None, pruner: str) -> None:
+    """Its attr ``epoch``, or none with intermediate values (made before it was recorded):
+    it resumes with its pruner, on raw scores, under Optuna's own median rule; only an
+    epoch-level pruner hears that running estimates need a new study."""
+    cfg = load(SMOKE, ["k_fold.n_splits=5", f"study.pruner.name={pruner}"]).config
+    study = study_with(kind, {0: 0.5})
+    assert settle_report_steps(cfg, study) == "epoch"
+    assert study.user_attrs[REPORT_STEPS_ATTR] == "epoch"
+    if pruner == "median":
+        assert type(make_pruner(cfg, "epoch")) is optuna.pruners.MedianPruner
+        assert type(make_pruner(cfg, "estimate")) is FoldMedianPruner
+    notice = raw_steps_notice(cfg, "s", "epoch")
+    if pruner == "none":
+        assert notice is None, "nothing prunes: nothing to say"
+    else:
+        assert notice is not None and "\n" not in notice
+        assert notice.startswith(f"study 's' was made before running estimates: it goes on "
+                                 f"reporting each fold's own epoch scores to "
+                                 f"study.pruner.name={pruner}, so its pruning stays fold-local "
+                                 "as before")
+        assert notice.endswith("; running estimates (epoch-level pruning past fold 0) need a "
+                               "new study: --fresh or another study.name")
+    assert raw_steps_notice(cfg, "s", "estimate") is None
+
+
+def test_new_studies_report_running_estimates() -> None:
     none = load(SMOKE, ["study.pruner.name=none"]).config
-    assert settle_report_steps(none, study_with(None, {0: 0.5})) == "epoch"
     assert settle_report_steps(none, study_with(None, {})) == "estimate"
     combined = load(SMOKE, ["k_fold.n_splits=5", "study.pruner={name: median, folds: wilcoxon}"])
+    assert settle_report_steps(combined.config, study_with(None, {})) == "estimate"
     assert settle_report_steps(combined.config, study_with("estimate", {0: 0.5})) == "estimate"
 
 
