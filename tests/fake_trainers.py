@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+HOLDING = "test trainer: holding"
+
 
 def wait_if_told() -> None:
     """Timing a test controls without changing the config (a resumed study must keep its
@@ -23,6 +25,8 @@ def wait_if_told() -> None:
     gate = os.environ.get("HPOSWEEP_TEST_GATE")
     door = os.environ.get("HPOSWEEP_TEST_DOOR")
     deadline = time.monotonic() + 120
+    if hold:  # a line to sync on: a signal sent from now on lands in this loop, not in a write
+        print(HOLDING, flush=True)
     while time.monotonic() < deadline and (hold or any(
             path and not Path(path).exists() for path in (gate, door))):
         time.sleep(0.02)

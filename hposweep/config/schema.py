@@ -370,7 +370,9 @@ SearchEntry = Annotated[
 class ModelConfig(Section):
     from_config: dict[str, Any] | None = None
     trust_remote_code: bool = False
-    revision: str | None = None  # from_pretrained: a branch, tag or commit of a hub model
+    # from_pretrained: a branch, tag or commit of a hub model
+    revision: Annotated[str, non_blank("must not be empty: a branch, tag or commit, or null")
+                        ] | None = None
     local_files_only: bool | None = None  # null: true when HF_HUB_OFFLINE=1
     # null: float32; the dtype the weights are loaded in
     torch_dtype: Annotated[TorchDtype | None, Field(
@@ -385,13 +387,6 @@ class ModelConfig(Section):
         if spec is not None and "model_type" not in spec:
             raise rule("needs a model_type, e.g. {model_type: bert, hidden_size: 64}")
         return spec
-
-    @field_validator("revision")
-    @classmethod
-    def _revision_not_empty(cls, revision: str | None) -> str | None:
-        if revision is not None and not revision.strip():
-            raise rule("must not be empty: a branch, tag or commit, or null")
-        return revision
 
 
 class SyntheticConfig(Section):
@@ -534,14 +529,9 @@ class FinalConfig(Section):
     epochs: Annotated[Literal["best"] | Annotated[int, Field(ge=1)], Field(
         description="'best' or a whole number, at least 1")] = "best"
     include_validation: bool = True  # k-fold off: train on the validation part too
-    select: str | None = None  # several objectives: knee (null), 'trial N' or 'METRIC <= X'
-
-    @field_validator("select")
-    @classmethod
-    def _a_choice(cls, select: str | None) -> str | None:
-        if select is not None and not select.strip():
-            raise rule("must not be empty: knee, 'trial N' or 'METRIC <= X' (or null)")
-        return select
+    # several objectives: knee (null), 'trial N' or 'METRIC <= X'
+    select: Annotated[str, non_blank("must not be empty: knee, 'trial N' or 'METRIC <= X' "
+                                     "(or null)")] | None = None
 
 
 # MLflow refuses / and : in a registered model's name; quotes would break its search filter.

@@ -76,7 +76,7 @@ def test_plot_writes_one_self_contained_page_per_study(finished: Path, workdir: 
     for study in ("fake_alpha", "fake_beta"):
         page = (workdir / "plots" / f"{study}.html").read_text()
         for title in ("optimization history", "parallel coordinate", "slice",
-                      "intermediate values"):
+                      "intermediate values: running estimates of the objective"):  # k-fold
             assert f"<h2>{title}</h2>" in page
         # Fewer than 10 completed trials: no importances, and a warning says why.
         assert "<h2>param importances</h2>" not in page

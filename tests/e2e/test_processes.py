@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import FAST, SMOKE
 from tests.e2e.test_sweep_behaviour import free_port
+from tests.fake_trainers import HOLDING
 from tests.helpers import FAKE_CONFIG, fake_config, load_study, mlflow_client, process_env, runs_by_kind
 
 BIN = Path(sys.executable).parent
@@ -51,7 +52,7 @@ def wait_for_line(proc: subprocess.Popen[str], text: str) -> None:
 def test_interrupt_marks_the_trial_failed_and_the_study_resumes(
         workdir: Path, sig: signal.Signals, code: int) -> None:
     proc = start_sweep(workdir, "study.max_trials=2", env_extra={"HPOSWEEP_TEST_HOLD": "1"})
-    wait_for_line(proc, "trial 0 started")
+    wait_for_line(proc, HOLDING)  # in the trainer: the trial's MLflow runs are written
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
