@@ -205,9 +205,12 @@ def _record_prior(cfg: SweepConfig, opened: OpenStudy, source: _Source, info: Ca
     records[source.key] = {"source": f"study:{source.name}", "trials": kept}
     opened.study.set_user_attr(WARM_START_PRIOR_ATTR, records)
     if cfg.study.sampler.name in PRIOR_SAMPLERS:
+        left_out = len(source.complete) - len(kept)
+        why = (f" ({left_out} left out: they lack a parameter of this search space or a value "
+               "it can take)" if left_out else "")
         info(f"warm start: the {cfg.study.sampler.name} sampler models {len(kept)} of the "
-             f"{len(source.complete)} finished trials of {source.name!r} from the first trial on "
-             "(the others lack a parameter of this search space or a value it can take)")
+             f"{len(source.complete)} finished trials of {source.name!r} from the first trial "
+             f"on{why}")
 
 
 def _taken_whole(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[str, Any] | None:

@@ -46,8 +46,8 @@ def test_the_prior_is_the_fitting_source_trials_shifted_by_what_the_warm_sets_sc
         tmp_path: Path) -> None:
     cfg, study, info, _ = set_up(tmp_path, "maximize")
     assert "warm start: the tpe sampler models 3 of the 5 finished trials of 'src' from the " \
-           "first trial on (the others lack a parameter of this search space or a value it " \
-           "can take)" in info
+           "first trial on (2 left out: they lack a parameter of this search space or a value " \
+           "it can take)" in info
     prior = sampler_prior(cfg, recorded_prior(study), study.get_trials())
     assert [(t.number, t.params, t.value) for t in prior] == \
         [(-3, {"x": 0.3}, 0.8), (-2, {"x": 0.5}, 0.7), (-1, {"x": 0.9}, 0.6)]
