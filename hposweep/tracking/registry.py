@@ -12,9 +12,12 @@ that no version points at; the next run logs and registers it again.)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from hposweep.config.schema import SweepConfig
 PIPELINE_TASKS = {"token-classification": "token-classification",
                   "sequence-classification": "text-classification"}
 IDENTITY_TAG = "hposweep.checkpoint_sha256"
+TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 MODEL_NAME = "model"  # the logged model's name (MLflow 3: a LoggedModel of the parent run)
 # MLflow 3.17 infers pip requirements by importing the model's every optional dependency
 # (torchvision among them): it fails without them, so the requirements are given.
@@ -85,15 +89,11 @@ def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Pat
         return Registered(name, str(existing.version), new=False)
     import mlflow
 
-    # MLflow resolves a "models:/" source through the process-wide tracking URI, not the
-    # client's: both the logging and the registering happen with ours in place.
-    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-
     pipeline = load_pipeline(cfg, checkpoint)
     model_config = TOKEN_MODEL_CONFIG if cfg.data.task == "token-classification" else None
     # The flavour warns that the checkpoint has no hub model card and no licence: ours never do.
     logging.getLogger("mlflow.transformers").setLevel(logging.ERROR)
-    with _use_tracking_uri(uri):
+    with process_tracking_uri(uri):
         info = mlflow.transformers.log_model(
             pipeline, name=MODEL_NAME, task=PIPELINE_TASKS[cfg.data.task],
             pip_requirements=pinned_requirements(), model_config=model_config,
@@ -102,6 +102,26 @@ def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Pat
         version = client.create_model_version(name, source=info.model_uri, run_id=parent_run_id,
                                               tags=tags, model_id=info.model_id)
     return Registered(name, str(version.version), new=True)
+
+
+@contextlib.contextmanager
+def process_tracking_uri(uri: str) -> Iterator[None]:
+    """``uri`` as MLflow's process-wide tracking URI for a while: MLflow resolves a new
+    version's ``models:/`` source through it, not through the client's. MLflow's own
+    ``_use_tracking_uri`` also sets ``MLFLOW_TRACKING_URI`` and, leaving, unsets it when
+    no URI was set in code: the variable the user set is put back as it was, so that
+    what runs next in this process (the next backbone's sweep) tracks where it did."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    saved = os.environ.get(TRACKING_URI_VARIABLE)
+    try:
+        with _use_tracking_uri(uri):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(TRACKING_URI_VARIABLE, None)
+        else:
+            os.environ[TRACKING_URI_VARIABLE] = saved
 
 
 def load_pipeline(cfg: SweepConfig, checkpoint: Path) -> Any:

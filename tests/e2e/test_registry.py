@@ -101,18 +101,18 @@ def test_the_best_checkpoint_is_one_version_tagged_with_its_study_and_trial(swee
 
 
 def test_the_registered_token_classifier_predicts_a_label_per_word_through_pyfunc(
-        sweep: Sweep) -> None:
+        sweep: Sweep, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(sweep.server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.server)  # undone after the test
     model = mlflow.pyfunc.load_model(f"models:/{sweep.model}/1")
     predicted = model.predict(["John Smith lives in Paris", "nothing"])
     assert [len(labels.split(",")) for labels in predicted] == [5, 1], predicted
     assert {label for labels in predicted for label in labels.split(",")} <= NER_LABELS
 
 
-def test_a_token_classifier_that_finds_no_entity_still_predicts(sweep: Sweep,
-                                                                tmp_path: Path) -> None:
+def test_a_token_classifier_that_finds_no_entity_still_predicts(
+        sweep: Sweep, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MLflow 3.17's token-classification pyfunc raises IndexError on a sentence without an
     entity unless every label is kept: a model made to say "O" for every token predicts
     "O" for every word."""
@@ -134,7 +134,7 @@ def test_a_token_classifier_that_finds_no_entity_still_predicts(sweep: Sweep,
     registered = register_checkpoint(sweep.client(), sweep.server, cfg, silent,
                                      study_name="smoke_tiny-bert",
                                      parent_run_id=sweep.versions()[0].run_id)
-    mlflow.set_tracking_uri(sweep.server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.server)  # undone after the test
     model = mlflow.pyfunc.load_model(f"models:/{name}/{registered.version}")
     assert list(model.predict(["John Smith lives in Paris"])) == ["O,O,O,O,O"]
 
@@ -175,7 +175,7 @@ def test_the_final_model_is_the_next_version_with_its_test_metrics_once_per_refi
 
 
 def test_a_sequence_classifier_is_registered_as_a_text_classification_pipeline(
-        sweep: Sweep, tmp_path: Path) -> None:
+        sweep: Sweep, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import mlflow
 
     from hposweep.checkpoints.metadata import CheckpointMetadata
@@ -199,7 +199,7 @@ def test_a_sequence_classifier_is_registered_as_a_text_classification_pipeline(
     parent = sweep.versions()[0].run_id
     registered = register_checkpoint(sweep.client(), sweep.server, cfg, checkpoint,
                                      study_name="reviews", parent_run_id=parent)
-    mlflow.set_tracking_uri(sweep.server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", sweep.server)  # undone after the test
     predicted = mlflow.pyfunc.load_model(f"models:/{model}/{registered.version}").predict(
         ["great fun", "dull"])
     assert set(predicted["label"]) <= {"neg", "pos"} and len(predicted) == 2, predicted

@@ -5,11 +5,19 @@ tracker does with a checkpoint it cannot register (the registering itself, on a 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from hposweep.checkpoints.layout import METADATA_FILE
 from hposweep.config.loading import load
-from hposweep.tracking.registry import IDENTITY_TAG, checkpoint_identity, version_tags
+from hposweep.tracking.registry import (
+    IDENTITY_TAG,
+    checkpoint_identity,
+    process_tracking_uri,
+    version_tags,
+)
 from hposweep.tracking.tracker import SweepTracker
 from tests.conftest import SMOKE
 from tests.helpers import mlflow_client
@@ -62,3 +70,21 @@ def test_no_checkpoint_on_disk_is_one_warning_and_no_name_registers_nothing(
         assert tracker.register_model(None) is None
     assert warnings == ["no checkpoint of the best trial is on disk; no version of 'ner' is "
                         "registered"]
+
+
+def test_registering_leaves_the_users_tracking_uri_variable_as_it_was(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The next backbone's sweep in this process reads ``MLFLOW_TRACKING_URI`` again:
+    registering (which sets MLflow's process-wide URI for a while) must not unset it."""
+    import mlflow
+
+    users = f"sqlite:///{tmp_path / 'users.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", users)
+    with process_tracking_uri(f"sqlite:///{tmp_path / 'ours.db'}"):
+        assert mlflow.get_tracking_uri() == f"sqlite:///{tmp_path / 'ours.db'}"
+    assert os.environ["MLFLOW_TRACKING_URI"] == users
+    assert mlflow.get_tracking_uri() == users
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with process_tracking_uri(f"sqlite:///{tmp_path / 'ours.db'}"):
+        pass
+    assert "MLFLOW_TRACKING_URI" not in os.environ
