@@ -16,7 +16,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from hposweep.data.readers import SweepData, final_training_data, load_test
 from hposweep.errors import DeviceFailed, InternalError, UserError, first_line
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import BEST_EPOCH_ATTR, FINAL_ATTR, StudyReport
-from hposweep.sweep.trial import TrialEnv, call_trainer, ours
+from hposweep.sweep.trial import TrialEnv, call_trainer, checked_metrics, ours
 
 PLAN_FILE = "plan.json"  # in the resume dir: what the saved state is a refit of
 
@@ -155,7 +155,7 @@ class FinalStage:
                                                                      step=step)),
             _warn=env.console.warn)
         try:
-            metrics = _metrics(call_trainer(env, params, data, ctx, "final stage"))
+            metrics = checked_metrics(call_trainer(env, params, data, ctx, "final stage"), [])
             if not (staging / "checkpoint").is_dir():
                 raise TrialFailed("the trainer saved no model to ctx.checkpoint_dir")
             cv = self._cv_values(trial)
@@ -241,15 +241,6 @@ class FinalStage:
         self.env.console.warn(f"{self.env.backbone}: the final stage failed ({reason}); the "
                               "study is intact: `hposweep refit` (or the next run) tries again")
         return FinalOutcome(trial=number, error=reason)
-
-
-def _metrics(returned: Any) -> dict[str, float]:
-    if not isinstance(returned, Mapping):
-        raise TrialFailed(f"the trainer returned {type(returned).__name__}, not a dict of metrics")
-    try:
-        return {str(k): float(v) for k, v in returned.items()}
-    except (TypeError, ValueError) as exc:
-        raise TrialFailed(f"the trainer's metrics must be numbers: {exc}") from None
 
 
 def _final_metadata(meta: CheckpointMetadata, epochs: int, train_examples: int,

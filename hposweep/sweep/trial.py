@@ -199,7 +199,7 @@ class TrialRun:
             _warn=env.console.warn, _record=ours(self._record), recorded=self.recorded,
         )
         try:
-            metrics = _checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
+            metrics = checked_metrics(self._call_trainer(fold, ctx), required_metrics(cfg))
         except Pruned as exc:  # the trainer's: the reason says where, as the live view does
             env.tracker.end_run(fold_run, "PRUNED")
             where = place(fold.fold, len(env.folds), self.last_epoch.get(index))
@@ -389,7 +389,7 @@ def ours(callback: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _checked_metrics(metrics: Any, required: list[str]) -> dict[str, float]:
+def checked_metrics(metrics: Any, required: list[str]) -> dict[str, float]:
     """The trainer's metrics as floats; each of ``required`` (the objectives, then what the
     constraints name) present and finite."""
     if not isinstance(metrics, Mapping):
