@@ -241,6 +241,7 @@ class TrialRun:
         self.trial.report(fold_metrics[index][metric], index)
         if index == n_folds - 1 or not self.trial.should_prune():
             return
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
         self._pruned_after_fold(index, fold_metrics)
 
     def _fold_finished(self, index: int, fold_metrics: list[dict[str, float]],
@@ -263,9 +264,9 @@ class TrialRun:
             self._pruned_after_fold(index, fold_metrics)
 
     def _pruned_after_fold(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
-        """The fold-level pruner stops the trial after fold ``index``."""
-        metric, n_folds = self.env.cfg.study.objective_metric, len(self.env.folds)
-        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        """The fold-level pruner stops the trial after fold ``index`` (the caller has
+        recorded its fold values, once)."""
+        n_folds = len(self.env.folds)
         self.pruned_metrics = {**_mean(fold_metrics), **_per_fold(fold_metrics, self.env.folds)}
         raise Pruned(f"pruned after fold {index + 1}/{n_folds}: worse than the best trial "
                      f"fold by fold (Wilcoxon, p < {self.env.cfg.study.pruner.p_threshold})")
