@@ -49,13 +49,6 @@ def _process_start(pid: int) -> str | None:
     return fields[19] if fields else None
 
 
-def _is_zombie(pid: int) -> bool:
-    """A process that has exited but whose parent has not reaped it yet (a SIGKILLed
-    ``--workers`` child, until the parent waits for it): ``kill(pid, 0)`` still finds it."""
-    fields = _process_stat(pid)
-    return fields is not None and fields[0] == "Z"
-
-
 def _process_stat(pid: int) -> list[str] | None:
     """The fields of ``/proc/PID/stat`` after the command name (state first); None when
     there is no such process or no ``/proc``."""
@@ -83,10 +76,11 @@ def owner_is_gone(owner: dict[str, Any] | None) -> bool:
         return True
     except PermissionError:
         return False
-    if _is_zombie(pid):
+    fields = _process_stat(pid)  # one read: its state and its start time
+    if fields is not None and fields[0] == "Z":  # exited, not yet reaped by its parent
         return True
     started = owner.get("started")
-    return started is not None and _process_start(pid) not in (None, started)
+    return started is not None and fields is not None and fields[19] != started
 
 
 def root_trial(trial: Any) -> int:

@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +245,6 @@ class FinalStage:
 
 def _final_metadata(meta: CheckpointMetadata, epochs: int, train_examples: int,
                     test: list[Example] | None, metrics: dict[str, float]) -> CheckpointMetadata:
-    from dataclasses import replace
-
     return replace(meta, refit=True, epochs=epochs, train_examples=train_examples,
                    validation_examples=0, n_folds=None, test_examples=len(test) if test else 0,
                    test_sha256=file_sha256(test) if test else None,

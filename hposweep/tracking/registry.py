@@ -47,18 +47,23 @@ class Registered:
 
 
 def checkpoint_identity(checkpoint: Path) -> str:
-    return hashlib.sha256((checkpoint / METADATA_FILE).read_bytes()).hexdigest()
+    return _identity((checkpoint / METADATA_FILE).read_bytes())
+
+
+def _identity(metadata: bytes) -> str:
+    return hashlib.sha256(metadata).hexdigest()
 
 
 def version_tags(cfg: SweepConfig, checkpoint: Path, study_name: str) -> dict[str, str]:
     """What the version says about itself, from the checkpoint's ``hposweep.json``: the
     study, the trial, the CV estimate and (a final model scored on a test set)
     ``test_<metric>``."""
-    meta = json.loads((checkpoint / METADATA_FILE).read_text(encoding="utf-8"))
+    raw = (checkpoint / METADATA_FILE).read_bytes()  # read once: its content and its identity
+    meta = json.loads(raw)
     tags = {"hposweep.study_name": study_name, "hposweep.backbone": str(meta["backbone"]),
             "hposweep.trial_number": str(meta["trial_number"]),
             "hposweep.source": "final" if meta.get("refit") else "best",
-            IDENTITY_TAG: checkpoint_identity(checkpoint)}
+            IDENTITY_TAG: _identity(raw)}
     if meta.get("objective_value") is not None:
         tags[f"cv_{cfg.study.objective_metric}"] = str(meta["objective_value"])
     tags.update({f"test_{k}": str(v) for k, v in (meta.get("test_metrics") or {}).items()})
