@@ -119,6 +119,11 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
     a sweep's final logging). A study that does not exist, or whose trials still run, is
     refused (exit 2)."""
     cfg = loaded.config
+    for backbone in cfg.backbones:  # before any data is read: a missing study is exit 2 at once
+        name = study_name_for(cfg, backbone)
+        if not study_exists(cfg, name):
+            raise UserError(f"{backbone}: no study {name!r} in "
+                            f"{redact_url(storage_url(cfg, name))}: `hposweep run` makes it")
     quiet_libraries()
     trainer = load_trainer(cfg.train.trainer)
     data = load_data(cfg)
@@ -127,9 +132,6 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
     outcomes = {}
     for backbone in cfg.backbones:
         name = study_name_for(cfg, backbone)
-        if not study_exists(cfg, name):
-            raise UserError(f"{backbone}: no study {name!r} in "
-                            f"{redact_url(storage_url(cfg, name))}: `hposweep run` makes it")
         with reported_os_errors("cannot refit"):
             lock = study_lock(cfg, name, console.info)
             with lock:
