@@ -8,16 +8,25 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 
-from hposweep.study.open import StudyLock
+from hposweep.study.open import LOCK_NOTICE_S, StudyLock
 
 
-def test_a_held_study_lock_is_waited_for_with_one_notice_then_taken(tmp_path: Path) -> None:
+def test_a_held_study_lock_is_waited_for_with_one_notice_then_taken(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The holder may be another worker's final stage (hours of training): the waiting
     process says what it waits for, and takes the lock when it is released, without a
-    time limit that would end it with an error."""
+    time limit that would end it with an error (its second wait has none)."""
     path = tmp_path / ".study.lock"
     holder = FileLock(path)
     holder.acquire()
+    timeouts: list[object] = []
+    acquire = FileLock.acquire
+
+    def recorded(lock: FileLock, *args: object, **kwargs: object) -> object:
+        timeouts.append(kwargs.get("timeout"))
+        return acquire(lock, *args, **kwargs)
+
+    monkeypatch.setattr(FileLock, "acquire", recorded)
     notices: list[str] = []
     noticed, taken = threading.Event(), threading.Event()
 
@@ -36,6 +45,7 @@ def test_a_held_study_lock_is_waited_for_with_one_notice_then_taken(tmp_path: Pa
     holder.release()
     waiter.join(timeout=120)
     assert taken.is_set() and not waiter.is_alive()
+    assert timeouts[:2] == [LOCK_NOTICE_S, None], "the wait after the notice has no limit"
     assert notices == [f"waiting for the study lock ({path}): another process of the study "
                        "holds it (a trial's admission, or its final logging or final stage, "
                        "which may take long)"]
