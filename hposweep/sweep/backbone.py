@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +52,18 @@ from hposweep.training.device import describe_device, freeze_survivors, release_
 from hposweep.training.loader import load_trainer
 
 
-def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list[BackboneResult]:
-    """Run (or resume) the sweep of every backbone. Bad input raises before any trial."""
-    cfg = loaded.config
+@dataclass(frozen=True)
+class Prepared:
+    """What every backbone's sweep (or refit) of one config shares: read and checked once."""
+
+    trainer: TrainFn
+    data: SweepData
+    folds: list[FoldData]
+
+
+def prepare(cfg: SweepConfig, console: LiveConsole) -> Prepared:
+    """The trainer, the data and its folds, each backbone checked (device, precision, model):
+    bad input raises before any study is opened, for ``run`` and ``refit`` alike."""
     quiet_libraries()
     trainer = load_trainer(cfg.train.trainer)
     if cfg.k_fold.enabled and cfg.data.validation is not None:
@@ -66,8 +76,14 @@ def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list
 
         for backbone in cfg.backbones:
             check_backbone(cfg, backbone)
-    return [sweep_backbone(loaded, backbone, data, folds, trainer, console, fresh)
-            for backbone in cfg.backbones]
+    return Prepared(trainer, data, folds)
+
+
+def run(loaded: LoadedConfig, console: LiveConsole, fresh: bool = False) -> list[BackboneResult]:
+    """Run (or resume) the sweep of every backbone. Bad input raises before any trial."""
+    prepared = prepare(loaded.config, console)
+    return [sweep_backbone(loaded, backbone, prepared, console, fresh)
+            for backbone in loaded.config.backbones]
 
 
 def archive_studies(cfg: SweepConfig, console: LiveConsole, backbones: list[str]) -> None:
@@ -96,8 +112,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", module="seqeval")
 
 
-def sweep_backbone(loaded: LoadedConfig, backbone: str, data: SweepData, folds: list[FoldData],
-                   trainer: TrainFn, console: LiveConsole, fresh: bool) -> BackboneResult:
+def sweep_backbone(loaded: LoadedConfig, backbone: str, prepared: Prepared,
+                   console: LiveConsole, fresh: bool) -> BackboneResult:
     """Set the backbone's sweep up once (under the study lock), then run its trials."""
     cfg = loaded.config
     study_name = study_name_for(cfg, backbone)
@@ -109,7 +125,7 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, data: SweepData, folds: 
         lock = study_lock(cfg, study_name, console.info)
         with lock:
             opened = open_study(cfg, study_name)
-            sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console, lock)
+            sweep = BackboneSweep(loaded, backbone, opened, prepared, console, lock)
             sweep.set_up()
     return sweep.run()
 
@@ -124,10 +140,7 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
         if not study_exists(cfg, name):
             raise UserError(f"{backbone}: no study {name!r} in "
                             f"{redact_url(storage_url(cfg, name))}: `hposweep run` makes it")
-    quiet_libraries()
-    trainer = load_trainer(cfg.train.trainer)
-    data = load_data(cfg)
-    folds = build_folds(cfg, data)
+    prepared = prepare(cfg, console)
     preload_mlflow(cfg)
     outcomes = {}
     for backbone in cfg.backbones:
@@ -136,8 +149,7 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
             lock = study_lock(cfg, name, console.info)
             with lock:
                 opened = open_study(cfg, name)
-                sweep = BackboneSweep(loaded, backbone, opened, data, folds, trainer, console,
-                                      lock)
+                sweep = BackboneSweep(loaded, backbone, opened, prepared, console, lock)
                 outcomes[backbone] = sweep.refit(force)
     return outcomes
 
@@ -147,9 +159,8 @@ class BackboneSweep:
     Made and :meth:`set_up` under the study lock (``lock``); :meth:`run` then runs the
     trials (or :meth:`refit` runs the final stage of the study as it stands)."""
 
-    def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy, data: SweepData,
-                 folds: list[FoldData], trainer: TrainFn, console: LiveConsole,
-                 lock: Any) -> None:
+    def __init__(self, loaded: LoadedConfig, backbone: str, opened: OpenStudy,
+                 prepared: Prepared, console: LiveConsole, lock: Any) -> None:
         cfg = loaded.config
         self.loaded = loaded
         self.cfg = cfg
@@ -171,9 +182,10 @@ class BackboneSweep:
             front=lambda: front_values(self.study)) if self.front else CheckpointManager(
             self.layout, cfg.checkpoint.save_only_best, cfg.checkpoint.keep_best,
             maximize=self.maximize, warn=console.warn))
-        self.env = TrialEnv(cfg, backbone, opened, folds, trainer, self.layout, self.checkpoints,
-                            self.tracker, console, self._metadata, self._trial_device)
-        self.final = FinalStage(self.env, data, self.study, self._metadata)
+        self.env = TrialEnv(cfg, backbone, opened, prepared.folds, prepared.trainer, self.layout,
+                            self.checkpoints, self.tracker, console, self._metadata,
+                            self._trial_device)
+        self.final = FinalStage(self.env, prepared.data, self.study, self._metadata)
 
     @functools.cached_property
     def _device(self) -> str:

@@ -6,12 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 import torch
 
 from hposweep.config.loading import load
-from hposweep.config.schema import SweepConfig
+from hposweep.config.schema import SweepConfig, study_name_for
 from hposweep.errors import ConfigError
+from hposweep.study.storage import storage_url
 from hposweep.training.model import check_backbone
 from tests.helpers import hposweep
 
@@ -120,3 +122,35 @@ def test_max_length_counts_the_positions_roberta_reserves() -> None:
     _check_max_length(smoke("data.max_length=512"), roberta, "roberta")
     with pytest.raises(ConfigError, match="513 is more than the 512 positions"):
         _check_max_length(smoke("data.max_length=513"), roberta, "roberta")
+
+
+def test_refit_refuses_a_model_that_cannot_be_built_as_run_does(workdir: Path) -> None:
+    """refit goes through run's checks: the same one-line error and exit 2, before the
+    study is opened (its backbone dir is never made)."""
+    bad = ["model.from_config.hidden_size=30", "model.from_config.num_attention_heads=4"]
+    cfg = load(SMOKE, bad).config
+    name = study_name_for(cfg, "tiny-bert")
+    (workdir / "outputs" / "hpo" / name).mkdir(parents=True)
+    optuna.create_study(study_name=name, storage=storage_url(cfg, name))
+    run = hposweep("run", SMOKE, *bad)
+    refit = hposweep("refit", SMOKE, *bad)
+    assert (refit.exit_code, refit.stderr) == (run.exit_code, run.stderr) == (2, (
+        "error: model.from_config: The hidden size (30) is not a multiple of the number of "
+        "attention heads (4)\n"))
+    assert not (workdir / "outputs" / "hpo" / "tiny-bert").exists()
+
+
+def test_refit_warns_that_k_fold_ignores_the_validation_file_as_run_does(
+        workdir: Path) -> None:
+    conll, files = SMOKE.parent / "conll-tiny.yaml", SMOKE.parents[1] / "examples" / "data"
+    k_fold = ["k_fold.enabled=true", f"data.train={files / 'train.conll'}",
+              f"data.validation={files / 'validation.conll'}"]
+    cfg = load(conll, k_fold).config
+    name = study_name_for(cfg, "tiny-bert")
+    (workdir / "outputs" / "hpo" / name).mkdir(parents=True)
+    optuna.create_study(study_name=name, storage=storage_url(cfg, name))
+    refit = hposweep("refit", conll, *k_fold)  # an empty study: nothing to refit
+    assert refit.exit_code == 1
+    assert refit.stderr.startswith(
+        "warning: data.validation is ignored: k-fold splits data.train (k_fold.enabled=false "
+        "uses the validation file)\n")
