@@ -237,11 +237,11 @@ def export(
         for status in _statuses(cfg):
             if choice is not None and status.best_trial is not None:
                 status = select(cfg, status, choice)
-            if choice is not None or source == "best":
-                status.final = None  # the chosen trial's own checkpoint
+            # --select or --from best: the chosen trial's own checkpoint
+            final = status.final if choice is None and source == "final" else None
             target = to if len(cfg.backbones) == 1 else to / backbone_slug(status.backbone)
-            done = export_best(cfg, status, target, console.warn)
-            what = (f"the final model (trial {status.final['trial']})" if status.final
+            done = export_best(cfg, status, target, console.warn, final)
+            what = (f"the final model (trial {final['trial']})" if final
                     else f"trial {status.best_trial}")
             console.info(f"{status.backbone}: {what} exported to {done}")
     except UserError as exc:

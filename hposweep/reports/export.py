@@ -33,15 +33,15 @@ CARD = "README.md"
 
 
 def export_best(cfg: SweepConfig, status: StudyStatus, target: Path,
-                warn: Callable[[str], None]) -> Path:
-    """Write the export of ``status``'s final model (when it has one: ``status.final``),
-    else of its best trial's checkpoint, to ``target`` (new or empty)."""
+                warn: Callable[[str], None], final: dict[str, Any] | None) -> Path:
+    """Write the export of the final model (``final``: its record, ``status.final``), or
+    with None of ``status``'s best trial's checkpoint, to ``target`` (new or empty)."""
     if status.best_trial is None:
         raise NothingCompleted(f"{status.backbone}: no completed trial to export")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UserError(f"{target} exists and is not empty: export to a new directory")
     with tempfile.TemporaryDirectory() as download:
-        source = _source_checkpoint(cfg, status, Path(download), warn)
+        source = _source_checkpoint(cfg, status, final, Path(download), warn)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex[:8]}"
         shutil.copytree(source, staging)
@@ -108,54 +108,50 @@ def _available(cfg: SweepConfig, member: Any) -> bool:
     return member.checkpoint is not None or logged == LOG_FRONT or (member.knee and bool(logged))
 
 
-def _final_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path) -> Path:
-    """The final model: on disk, else the parent run's ``final_model/``."""
-    assert status.final is not None
-    local = Path(status.final["checkpoint"])
-    if (local / METADATA_FILE).is_file():
-        return local
-    from hposweep.tracking.tracker import FINAL_ARTIFACT_PATH, mlflow_client
+def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, final: dict[str, Any] | None,
+                       download: Path, warn: Callable[[str], None]) -> Path:
+    """The checkpoint to export: the final model (``final``, its record) or else the best
+    trial's; on disk, else from the study's MLflow parent run."""
+    if final is not None:
+        local = Path(final["checkpoint"])
+        if (local / METADATA_FILE).is_file():
+            return local
+        from hposweep.tracking.tracker import FINAL_ARTIFACT_PATH
 
-    if not status.mlflow_parent_run_id:
-        raise UserError(f"{status.backbone}: the final model is not on disk ({local}) and the "
-                        "study has no MLflow parent run to fetch it from")
-    try:
-        return Path(mlflow_client(cfg).download_artifacts(
-            status.mlflow_parent_run_id, FINAL_ARTIFACT_PATH, str(download)))
-    except Exception as exc:
-        raise UserError(f"{status.backbone}: the final model is not on disk and MLflow could "
-                        f"not provide {FINAL_ARTIFACT_PATH}/ ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]})") from None
-
-
-def _source_checkpoint(cfg: SweepConfig, status: StudyStatus, download: Path,
-                       warn: Callable[[str], None]) -> Path:
-    if status.final is not None:
-        return _final_checkpoint(cfg, status, download)
+        return _download(cfg, status, FINAL_ARTIFACT_PATH, "the final model", download,
+                         where=f" ({local})")
     if status.checkpoint and Path(status.checkpoint).is_dir():
         return Path(status.checkpoint)
-    if not status.mlflow_parent_run_id:
-        raise UserError(f"{status.backbone}: the best checkpoint is not on disk and the study "
-                        "has no MLflow parent run to fetch it from")
     from hposweep.config.schema import LOG_FRONT
-    from hposweep.tracking.tracker import ARTIFACT_PATH, front_artifact, mlflow_client
+    from hposweep.tracking.tracker import ARTIFACT_PATH, front_artifact
 
     artifact = (front_artifact(status.best_trial)  # type: ignore[arg-type]
                 if status.front and cfg.mlflow.log_best_checkpoint == LOG_FRONT
                 else ARTIFACT_PATH)
-    client = mlflow_client(cfg)
-    try:
-        path = Path(client.download_artifacts(status.mlflow_parent_run_id, artifact,
-                                              str(download)))
-    except Exception as exc:
-        raise UserError(f"{status.backbone}: the best checkpoint is not on disk and MLflow could "
-                        f"not provide {artifact}/ ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0][:200]})") from None
+    path = _download(cfg, status, artifact, "the best checkpoint", download)
     logged = trial_number_of(path)
     if logged != status.best_trial:
         warn(f"{status.backbone}: MLflow's {artifact}/ is trial {logged}, "
              f"the study's best is trial {status.best_trial}")
     return path
+
+
+def _download(cfg: SweepConfig, status: StudyStatus, artifact: str, what: str, download: Path,
+              where: str = "") -> Path:
+    """``artifact`` of the study's MLflow parent run, downloaded into ``download``: ``what``
+    (found ``where``) is not on disk."""
+    from hposweep.tracking.tracker import mlflow_client
+
+    if not status.mlflow_parent_run_id:
+        raise UserError(f"{status.backbone}: {what} is not on disk{where} and the study has no "
+                        "MLflow parent run to fetch it from")
+    try:
+        return Path(mlflow_client(cfg).download_artifacts(status.mlflow_parent_run_id, artifact,
+                                                          str(download)))
+    except Exception as exc:
+        raise UserError(f"{status.backbone}: {what} is not on disk and MLflow could not provide "
+                        f"{artifact}/ ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
 
 
 def model_card(cfg: SweepConfig, status: StudyStatus, checkpoint: Path) -> str:

@@ -149,6 +149,14 @@ def test_export_exports_the_final_model_and_from_best_the_fold_model(
     assert f"all {N_TRAIN} training examples" in card and "| test | CV estimate |" in card
     assert hposweep("export", SMOKE, *SWEEP, "--from", "best", "--to", here / "fold").exit_code == 0
     assert json.loads((here / "fold" / "hposweep.json").read_text())["refit"] is False
+    aside = here / "final-aside"  # the final model gone from disk: MLflow's final_model/
+    swept["final_dir"].rename(aside)
+    try:
+        fetched = hposweep("export", SMOKE, *SWEEP, "--to", here / "fetched")
+    finally:
+        aside.rename(swept["final_dir"])
+    assert fetched.exit_code == 0, fetched.stderr
+    assert json.loads((here / "fetched" / "hposweep.json").read_text()) == swept["meta"]
 
 
 def test_refit_force_with_other_epochs_replaces_the_final_model_atomically(
