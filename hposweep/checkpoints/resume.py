@@ -11,6 +11,7 @@ symlink is not ours: nothing is read, written or deleted through it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -39,26 +40,31 @@ class TrialResume:
         return self.dir / f"fold{index}" if self.usable else None
 
     def completed_folds(self) -> dict[int, dict[str, float]]:
-        return {int(k): v for k, v in self._read("completed").items()}
+        return dict(self._recorded[0])
 
     def completed_curves(self) -> dict[int, dict[int, float]]:
         """Each finished fold's objective per epoch, as it reported them (a running
         estimate predicts a fold's end from them); {} for folds recorded without."""
-        try:
-            return {int(k): {int(e): float(v) for e, v in curve.items()}
-                    for k, curve in self._read("curves").items()}
-        except (ValueError, TypeError, AttributeError):
-            return {}
+        return {k: dict(curve) for k, curve in self._recorded[1].items()}
 
-    def _read(self, key: str) -> dict[str, Any]:
+    @functools.cached_property
+    def _recorded(self) -> tuple[dict[int, dict[str, float]], dict[int, dict[int, float]]]:
+        """``folds.json``, read once (then kept up to date by :meth:`record_fold`): the
+        finished folds' metrics and curves."""
         path = self.dir / FOLDS_FILE
-        if not self.usable or not path.is_file():
-            return {}
         try:
-            found = json.loads(path.read_text())[key]
-        except (ValueError, KeyError, TypeError):
-            return {}
-        return found if isinstance(found, dict) else {}
+            found = json.loads(path.read_text()) if self.usable and path.is_file() else {}
+        except ValueError:
+            found = {}
+        if not isinstance(found, dict):
+            found = {}
+        completed = {int(k): v for k, v in _mapping(found.get("completed")).items()}
+        try:
+            curves = {int(k): {int(e): float(v) for e, v in curve.items()}
+                      for k, curve in _mapping(found.get("curves")).items()}
+        except (ValueError, TypeError, AttributeError):
+            curves = {}
+        return completed, curves
 
     def record_fold(self, index: int, metrics: dict[str, float],
                     curve: dict[int, float] | None = None) -> None:
@@ -67,9 +73,9 @@ class TrialResume:
         warning: the trial goes on, and only a retry after a crash trains the fold again."""
         if not self.usable:
             return
-        completed, curves = self.completed_folds(), self.completed_curves()
+        completed, curves = self._recorded
         completed[index] = metrics
-        curves[index] = curve or {}
+        curves[index] = dict(curve or {})
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed, "curves": curves})
@@ -84,6 +90,10 @@ class TrialResume:
         remove_tree(self.dir, self.root, self.warn)
         with contextlib.suppress(OSError):
             self.dir.parent.rmdir()  # the trial dir, unless it also holds a checkpoint
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def resume_roots(layout: CheckpointLayout) -> list[int]:
