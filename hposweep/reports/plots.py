@@ -194,45 +194,18 @@ def history_figure(trials: list[Any], direction: str) -> Any:
 
 def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
                         maximize: bool = True) -> Any:
-    """One line per trial: by epoch, the mean of what its folds reported for that epoch.
-    Beyond ``MAX_LEGEND_TRIALS`` lines, each is coloured by its last value (darker is
-    better) instead of a palette that repeats; beyond ``MAX_TRACES``, in ``COLOUR_BANDS``
-    shades, the lines of a shade and style joined into one trace."""
-    import plotly.graph_objects as go
-
+    """One line per trial: by epoch, the mean of what its folds reported for that epoch
+    (drawn as :func:`_trial_lines` draws)."""
     lines = [(t, fold_means(t.intermediate_values, _epochs_of(t, epochs), n_folds))
              for t in trials]
-    lines = [(t, per_epoch) for t, per_epoch in lines if per_epoch]
-    joined = len(lines) > MAX_TRACES
-    colours = _by_value([per_epoch[-1][1] for _, per_epoch in lines], maximize,
-                        COLOUR_BANDS if joined else None) if (
-        len(lines) > MAX_LEGEND_TRIALS) else None
-    figure = go.Figure()
-    if joined and colours:
-        bands: dict[tuple[str, str], list[tuple[list[Any], list[Any], list[Any]]]] = {}
-        for (trial, per_epoch), colour in zip(lines, colours, strict=True):
-            bands.setdefault((colour, STATE_LINES[trial.state.name]), []).append((
-                [e + 1 for e, _, _ in per_epoch], [m for _, m, _ in per_epoch],
-                [[trial.number, k] for _, _, k in per_epoch]))
-        for (colour, dash), band in bands.items():
-            figure.add_trace(_joined(band, {"color": colour, "dash": dash},
-                                     "trial %{customdata[0]}, epoch %{x}: %{y:.4f} "
-                                     "(mean of %{customdata[1]} folds)"))
-    for i, (trial, per_epoch) in enumerate([] if joined else lines):
-        line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
-        if colours:
-            line["color"] = colours[i]
-        figure.add_trace(go.Scatter(
-            x=[e + 1 for e, _, _ in per_epoch], y=[m for _, m, _ in per_epoch],
-            customdata=[k for _, _, k in per_epoch], mode="lines+markers",
-            name=f"trial {trial.number} ({trial.state.name.lower()})", line=line,
-            hovertemplate="epoch %{x}: %{y:.4f} (mean of %{customdata} folds)"))
+    figure = _trial_lines(
+        [(t, [e + 1 for e, _, _ in per_epoch], [m for _, m, _ in per_epoch],
+          [k for _, _, k in per_epoch]) for t, per_epoch in lines if per_epoch],
+        maximize, "epoch %{x}: %{y:.4f} (mean of %{customdata} folds)",
+        "trial %{customdata[0]}, epoch %{x}: %{y:.4f} (mean of %{customdata[1]} folds)")
     figure.update_layout(xaxis={"title": "epoch", "dtick": 1},
                          yaxis_title="reported value, mean over folds" if n_folds > 1
                          else "reported value")
-    if colours:
-        figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
-                             "last value (darker is better); dashed: pruned")
     return figure
 
 
@@ -240,27 +213,52 @@ def estimates_figure(trials: list[Any], epochs: int, maximize: bool = True) -> A
     """One line per trial: its running estimate of the objective (the mean of its
     finished folds' scores with the current fold's predicted score: what the pruner compared)
     at each fold-epoch it trained, fold ``k``'s epoch ``e`` at x = ``k × epochs + e + 1``.
-    A completed trial's line ends at its value."""
-    import plotly.graph_objects as go
-
-    lines = [(t, sorted(t.intermediate_values.items())) for t in trials if t.intermediate_values]
-    colours = _by_value([points[-1][1] for _, points in lines], maximize) if (
-        len(lines) > MAX_LEGEND_TRIALS) else None
-    figure = go.Figure()
-    for i, (trial, points) in enumerate(lines):
-        line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
-        if colours:
-            line["color"] = colours[i]
-        per_fold = _epochs_of(trial, epochs)
-        figure.add_trace(go.Scatter(
-            x=[s + 1 for s, _ in points], y=[v for _, v in points], mode="lines+markers",
-            customdata=[[s // per_fold + 1, s % per_fold + 1] for s, _ in points],
-            name=f"trial {trial.number} ({trial.state.name.lower()})", line=line,
-            hovertemplate="fold %{customdata[0]} epoch %{customdata[1]}: %{y:.4f}"))
+    A completed trial's line ends at its value (drawn as :func:`_trial_lines` draws)."""
+    lines = []
+    for trial in trials:
+        points, per_fold = sorted(trial.intermediate_values.items()), _epochs_of(trial, epochs)
+        if points:
+            lines.append((trial, [s + 1 for s, _ in points], [v for _, v in points],
+                          [[s // per_fold + 1, s % per_fold + 1] for s, _ in points]))
+    figure = _trial_lines(
+        lines, maximize, "fold %{customdata[0]} epoch %{customdata[1]}: %{y:.4f}",
+        "trial %{customdata[0]}, fold %{customdata[1]} epoch %{customdata[2]}: %{y:.4f}")
     figure.update_layout(xaxis={"title": f"fold-epochs trained (fold k's epoch e: "
                                          f"k × {epochs} + e + 1)"},
                          yaxis_title="running estimate: mean of the finished folds and the "
                                      "current fold's predicted score")
+    return figure
+
+
+def _trial_lines(lines: list[tuple[Any, list[Any], list[float], list[Any]]], maximize: bool,
+                 hover: str, joined_hover: str) -> Any:
+    """A figure of one line per trial (its x, y and per-point hover data; dashed: pruned).
+    Beyond ``MAX_LEGEND_TRIALS`` lines, each is coloured by its last value (darker is
+    better) instead of a palette that repeats; beyond ``MAX_TRACES``, in ``COLOUR_BANDS``
+    shades, the lines of a shade and style joined into one trace (its hover data, then
+    ``joined_hover``, led by the trial's number)."""
+    import plotly.graph_objects as go
+
+    joined = len(lines) > MAX_TRACES
+    colours = _by_value([y[-1] for _, _, y, _ in lines], maximize,
+                        COLOUR_BANDS if joined else None) if (
+        len(lines) > MAX_LEGEND_TRIALS) else None
+    figure = go.Figure()
+    if joined and colours:
+        bands: dict[tuple[str, str], list[tuple[list[Any], list[Any], list[Any]]]] = {}
+        for (trial, x, y, data), colour in zip(lines, colours, strict=True):
+            bands.setdefault((colour, STATE_LINES[trial.state.name]), []).append((
+                x, y, [[trial.number, *(d if isinstance(d, list) else [d])] for d in data]))
+        for (colour, dash), band in bands.items():
+            figure.add_trace(_joined(band, {"color": colour, "dash": dash}, joined_hover))
+    for i, (trial, x, y, data) in enumerate([] if joined else lines):
+        line: dict[str, Any] = {"dash": STATE_LINES[trial.state.name]}
+        if colours:
+            line["color"] = colours[i]
+        figure.add_trace(go.Scatter(
+            x=x, y=y, customdata=data, mode="lines+markers",
+            name=f"trial {trial.number} ({trial.state.name.lower()})", line=line,
+            hovertemplate=hover))
     if colours:
         figure.update_layout(showlegend=False, title=f"{len(lines)} trials, coloured by their "
                              "last value (darker is better); dashed: pruned")

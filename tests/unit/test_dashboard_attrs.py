@@ -130,3 +130,32 @@ def test_many_trials_are_drawn_as_a_few_traces_with_every_point(
     points = [d[0] for t in lines for d in t["customdata"] if d is not None]
     assert sorted(points) == list(range(n)), "every trial's epoch once"
     assert sum(len(v) for v in dashboard_figures(study, cfg).values()) < 60_000
+
+
+def test_many_trials_of_running_estimates_are_drawn_as_a_few_traces_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The running-estimates figure (a k-fold study of estimates) joins its lines beyond
+    MAX_TRACES trials as the intermediate-values figure does."""
+    from hposweep.config.loading import load
+    from hposweep.reports.plots import COLOUR_BANDS, MAX_TRACES, dashboard_figures
+    from hposweep.results import REPORT_STEPS_ATTR
+    from tests.helpers import fake_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = load(fake_config(tmp_path), [], check_files=False).config  # 2 folds, 1 epoch
+    study = optuna.create_study(direction="maximize")
+    study.set_user_attr(REPORT_STEPS_ATTR, "estimate")
+    n = MAX_TRACES + 1
+    for number in range(n):
+        value = (number * 37 % n) / n
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": value}, distributions={"x": optuna.distributions.FloatDistribution(0, 1)},
+            value=value, intermediate_values={0: value, 1: value}))
+    figure = json.loads(
+        dashboard_figures(study, cfg)["hposweep-intermediate-values-running-estimates-of-the-"
+                                      "objective"])
+    assert f"{n} trials, coloured by" in figure["layout"]["title"]["text"]
+    assert len(figure["data"]) <= COLOUR_BANDS
+    points = sorted((d[0], d[1]) for t in figure["data"] for d in t["customdata"]
+                    if d is not None)
+    assert points == [(i, fold) for i in range(n) for fold in (1, 2)], "each fold-epoch once"
