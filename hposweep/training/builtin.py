@@ -173,10 +173,11 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
     s = prepare(params, data, ctx, micro)
     reset_peak_memory(s.device)
     cfg = ctx.config
-    # The final stage trains its epochs and is scored once on the test set, after training:
-    # no epoch is chosen, and nothing stops early, on what it is scored on.
-    keep_best = cfg.train.select_epoch == "best" and not ctx.final
-    selector = EpochSelector(False, 0.0, None) if ctx.final else selector_for(cfg)
+    if ctx.final:  # trains its epochs, then is scored once on the test set: no epoch is
+        # chosen, and nothing stops early, on what it is scored on
+        keep_best, selector = False, EpochSelector(False, 0.0, None)
+    else:
+        keep_best, selector = cfg.train.select_epoch == "best", selector_for(cfg)
     # Weights are copied only when this fold's model may be kept: else only values count.
     keep_weights = keep_best and ctx.checkpoint_dir is not None
     resumed = _resume(s, ctx, selector, keep_weights)
@@ -193,9 +194,11 @@ def _train_fold(params: dict[str, Any], data: FoldData, ctx: TrialContext, micro
             s.generator.set_state(epoch_start_rng)  # same batch order as the interrupted epoch
         epoch_start_rng = s.generator.get_state()
         train_loss = _train_epoch(s, ctx, epoch, progress, epoch_start_rng, selector)
-        metrics = {} if ctx.final else _evaluate(s, data)
-        metrics["train_loss"] = train_loss
-        value = train_loss if ctx.final else metrics[ctx.objective_metric]
+        if ctx.final:  # nothing to score on until training ends: the value is the loss
+            metrics, value = {"train_loss": train_loss}, train_loss
+        else:
+            metrics = {**_evaluate(s, data), "train_loss": train_loss}
+            value = metrics[ctx.objective_metric]
         selector.observe(epoch, value, metrics, s.model, keep_weights)
         progress = Progress(epoch + 1, 0, 0.0, [*progress.history, (epoch, value)], metrics,
                             selector.best, selector.since_best)
