@@ -260,7 +260,9 @@ class TrialRun:
             return
         metric = self.env.cfg.study.objective_metric
         self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
-        if self.fold_test.prune(self.trial.study, self.env.opened.frozen_trial(self.number)):
+        # The test reads the trial's number and fold values: the live trial has both (its
+        # user attributes as just set), so the stored trial is not read back.
+        if self.fold_test.prune(self.trial.study, self.trial):
             self._pruned_after_fold(index, fold_metrics)
 
     def _pruned_after_fold(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
