@@ -5,6 +5,7 @@ and with ``--workers 2`` the final stage runs once. Instant trainers (``fake_tra
 from __future__ import annotations
 
 import io
+import json
 import re
 import subprocess
 import sys
@@ -86,11 +87,20 @@ def test_workers_ending_together_run_the_final_stage_once(workdir: Path, tmp_pat
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list(barrier.iterdir())) == 2  # both workers reached the end together
+    # Trained once: one final MLflow run (each training starts one), the study's record
+    # and the one sealed final checkpoint are of it, and no second one was staged.
     (run_,) = final_runs(workdir)
     assert run_.info.status == "FINISHED"
-    assert proc.stdout.count("final stage: trial") == 1
-    (final_dir,) = (workdir / "outputs" / "hpo" / "fake").glob("final_*")
+    study = load_study(workdir / "outputs", "fake_fake")
+    final = study.user_attrs["hposweep.final"]
+    assert final["mlflow_run_id"] == run_.info.run_id
+    root = workdir / "outputs" / "hpo" / "fake"
+    (final_dir,) = root.glob("final_*")
+    assert workdir / final["checkpoint"] == final_dir / "checkpoint"
+    meta = json.loads((final_dir / "checkpoint" / "hposweep.json").read_text())
+    assert meta["refit"] is True and meta["trial_number"] == final["trial"]
     assert (final_dir / "checkpoint" / "weights.json").is_file()
+    assert not list(root.glob(".tmp-*"))
 
 
 def test_a_failing_final_stage_is_a_warning_and_exit_1_and_the_study_is_intact(
