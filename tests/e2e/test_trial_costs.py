@@ -60,10 +60,15 @@ def test_other_hosts_stale_trials_are_looked_for_once_per_heartbeat_interval(
     assert checks == [0, 4]  # before the first trial, and at the end
 
 
-def test_a_trial_that_saved_no_checkpoint_costs_no_best_decision(
-        workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("trainer", "decided"), [
+    ("no_op", []),  # saves nothing
+    ("quadratic", [0, 1, 2]),  # the positive control: saves a checkpoint every trial
+])
+def test_only_a_trial_that_saved_a_checkpoint_costs_a_best_decision(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, trainer: str, decided: list[int]) -> None:
     """With best-only checkpoints, a trial with nothing staged cannot become the kept
-    best: the study's best value is not read to decide it."""
+    best: the study's best value is not read to decide it. A trial that staged one is
+    decided on (the study's best value read)."""
     from hposweep.sweep.backbone import BackboneSweep
 
     reads: list[int] = []
@@ -75,12 +80,12 @@ def test_a_trial_that_saved_no_checkpoint_costs_no_best_decision(
 
     monkeypatch.setattr(BackboneSweep, "_best_other_value", spy)
     result = hposweep("run", fake_config(workdir), "study.max_trials=3",
-                      "train.trainer=fake_trainers:no_op", *NO_KFOLD)
+                      f"train.trainer=fake_trainers:{trainer}", *NO_KFOLD)
 
     assert result.exit_code == 0, result.stderr
     trials = load_study(workdir / "outputs", "fake_fake").trials
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
-    assert reads == []
+    assert sorted(set(reads)) == decided
 
 
 def test_mlflow_is_imported_before_the_study_lock_is_taken(workdir: Path) -> None:
