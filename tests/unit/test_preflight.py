@@ -124,14 +124,18 @@ def test_max_length_counts_the_positions_roberta_reserves() -> None:
         _check_max_length(smoke("data.max_length=513"), roberta, "roberta")
 
 
+def empty_study(workdir: Path, cfg: SweepConfig) -> None:
+    """The config's study, with no trial: what refit needs to go past its first check."""
+    name = study_name_for(cfg, cfg.backbones[0])
+    (workdir / "outputs" / "hpo" / name).mkdir(parents=True)
+    optuna.create_study(study_name=name, storage=storage_url(cfg, name))
+
+
 def test_refit_refuses_a_model_that_cannot_be_built_as_run_does(workdir: Path) -> None:
     """refit goes through run's checks: the same one-line error and exit 2, before the
     study is opened (its backbone dir is never made)."""
     bad = ["model.from_config.hidden_size=30", "model.from_config.num_attention_heads=4"]
-    cfg = load(SMOKE, bad).config
-    name = study_name_for(cfg, "tiny-bert")
-    (workdir / "outputs" / "hpo" / name).mkdir(parents=True)
-    optuna.create_study(study_name=name, storage=storage_url(cfg, name))
+    empty_study(workdir, load(SMOKE, bad).config)
     run = hposweep("run", SMOKE, *bad)
     refit = hposweep("refit", SMOKE, *bad)
     assert (refit.exit_code, refit.stderr) == (run.exit_code, run.stderr) == (2, (
@@ -140,15 +144,11 @@ def test_refit_refuses_a_model_that_cannot_be_built_as_run_does(workdir: Path) -
     assert not (workdir / "outputs" / "hpo" / "tiny-bert").exists()
 
 
-def test_refit_warns_that_k_fold_ignores_the_validation_file_as_run_does(
-        workdir: Path) -> None:
+def test_refit_warns_that_k_fold_ignores_the_validation_file(workdir: Path) -> None:
     conll, files = SMOKE.parent / "conll-tiny.yaml", SMOKE.parents[1] / "examples" / "data"
     k_fold = ["k_fold.enabled=true", f"data.train={files / 'train.conll'}",
               f"data.validation={files / 'validation.conll'}"]
-    cfg = load(conll, k_fold).config
-    name = study_name_for(cfg, "tiny-bert")
-    (workdir / "outputs" / "hpo" / name).mkdir(parents=True)
-    optuna.create_study(study_name=name, storage=storage_url(cfg, name))
+    empty_study(workdir, load(conll, k_fold).config)
     refit = hposweep("refit", conll, *k_fold)  # an empty study: nothing to refit
     assert refit.exit_code == 1
     assert refit.stderr.startswith(
