@@ -6,11 +6,12 @@ study, the trainer, the checkpoint manager and the tracker, and tells the consol
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,18 +117,26 @@ def sweep_backbone(loaded: LoadedConfig, backbone: str, prepared: Prepared,
                    console: LiveConsole, fresh: bool) -> BackboneResult:
     """Set the backbone's sweep up once (under the study lock), then run its trials."""
     cfg = loaded.config
-    study_name = study_name_for(cfg, backbone)
     if fresh:
         archive_studies(cfg, console, [backbone])
     preload_mlflow(cfg)
     barrier_point("setup")
-    with reported_os_errors("cannot set the sweep up"):
-        lock = study_lock(cfg, study_name, console.info)
-        with lock:
-            opened = open_study(cfg, study_name)
-            sweep = BackboneSweep(loaded, backbone, opened, prepared, console, lock)
-            sweep.set_up()
+    with locked_sweep(loaded, backbone, prepared, console, "cannot set the sweep up") as sweep:
+        sweep.set_up()
     return sweep.run()
+
+
+@contextlib.contextmanager
+def locked_sweep(loaded: LoadedConfig, backbone: str, prepared: Prepared, console: LiveConsole,
+                 failing: str) -> Iterator[BackboneSweep]:
+    """The backbone's sweep, its study opened under the study lock, which the block holds;
+    a file-system error is one line, ``failing: ...`` (exit 2)."""
+    cfg = loaded.config
+    name = study_name_for(cfg, backbone)
+    with reported_os_errors(failing):
+        lock = study_lock(cfg, name, console.info)
+        with lock:
+            yield BackboneSweep(loaded, backbone, open_study(cfg, name), prepared, console, lock)
 
 
 def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, FinalOutcome]:
@@ -144,13 +153,8 @@ def refit(loaded: LoadedConfig, console: LiveConsole, force: bool) -> dict[str, 
     preload_mlflow(cfg)
     outcomes = {}
     for backbone in cfg.backbones:
-        name = study_name_for(cfg, backbone)
-        with reported_os_errors("cannot refit"):
-            lock = study_lock(cfg, name, console.info)
-            with lock:
-                opened = open_study(cfg, name)
-                sweep = BackboneSweep(loaded, backbone, opened, prepared, console, lock)
-                outcomes[backbone] = sweep.refit(force)
+        with locked_sweep(loaded, backbone, prepared, console, "cannot refit") as sweep:
+            outcomes[backbone] = sweep.refit(force)
     return outcomes
 
 
