@@ -80,6 +80,7 @@ class TrialResume:
             self.dir.mkdir(parents=True, exist_ok=True)
             write_json_atomic(self.dir / FOLDS_FILE, {"completed": completed, "curves": curves})
         except OSError as exc:
+            del completed[index], curves[index]  # what is kept is what the file holds
             self.warn(f"{self.dir}: fold {index} not recorded as finished ({exc}); a retry "
                       "after a crash trains it again")
         remove_tree(self.dir / f"fold{index}", self.root, self.warn)

@@ -170,9 +170,13 @@ def test_a_full_disk_while_recording_a_finished_fold_is_a_warning(tmp_path: Path
         fill(root)
         resume.record_fold(0, {"score": 0.5})
         left = sorted(p.name for p in resume.dir.iterdir())
+        (root / "filler").unlink()  # room again: the next fold is recorded, fold 0 is not
+        resume.record_fold(1, {"score": 0.7})
+        retry = TrialResume(layout, 0, warn=warnings.append).completed_folds()
     assert len(warnings) == 1 and "No space left on device" in warnings[0], warnings
     assert "fold 0" in warnings[0]
     assert left == [], "neither a half-written folds.json nor the fold's useless state is left"
+    assert retry == {1: {"score": 0.7}}, "as the warning says, a retry trains fold 0 again"
 
 
 def saved_state(tmp_path: Path, cfg, fold) -> Path:
