@@ -61,6 +61,46 @@ def test_the_median_rule_reads_the_current_folds_steps_only() -> None:
     assert not optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running)
 
 
+def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_trial_there() -> None:
+    """Crossing curves: the completed trials are fast ones (0.8 after epoch 0); slower ones
+    were pruned. A slow good trial (0.55) is below the completed trials' median but not in
+    the bottom quarter of every trial that reached the step (0.45): it goes on. A bad one
+    (0.2) still stops at its first epoch, and from fold 1 on the median rule applies."""
+    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={
+            0: 0.8, 1: 0.85, 2: 0.8, 3: 0.85}))
+    for slow in (0.4, 0.45, 0.5):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={0: slow}))
+
+    def running(values: dict[int, float]) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         intermediate_values=values)
+
+    assert not pruner.prune(study, running({0: 0.55}))
+    assert optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running({0: 0.55})), \
+        "the completed trials' median would prune it"
+    assert pruner.prune(study, running({0: 0.2}))
+    assert pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.6})), "fold 1: the median rule"
+    assert not pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.82}))
+
+
+def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
+    pruner = FoldMedianPruner(2, n_startup_trials=2)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
+    for slow in (0.4, 0.45, 0.5):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={0: slow}))
+    bad = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                    intermediate_values={0: 0.1})
+    assert not pruner.prune(study, bad), "one trial completed of 2"
+    study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
+    assert pruner.prune(study, bad)
+
+
 def test_hyperband_spans_every_fold_epoch() -> None:
     cfg = load(SMOKE, ["k_fold.n_splits=3", "train.epochs=3", "study.pruner.name=hyperband",
                        "study.pruner.folds=wilcoxon"]).config
