@@ -14,7 +14,10 @@ Optuna's ``HyperbandPruner``, Optuna's ``SuccessiveHalvingPruner`` (asynchronous
 successive halving: ASHA) and, when ``ray[tune]`` can be imported (``RAY_SITE`` in the
 environment: a site-packages dir to append to ``sys.path``), Ray Tune's
 ``AsyncHyperBandScheduler`` (ASHA, its defaults but ``max_t``) driven by the same loop.
-``PRUNING_ARMS=word,word``: only ``none`` and the arms whose names contain a word.
+``PRUNING_ARMS=word,word``: only ``none`` and the arms whose names contain a word;
+``PRUNING_SEEDS=n``: n seeds instead of 5. The plain arms draw another random stream than
+hposweep's (one sampler per study, not one per trial), so ``none (plain)`` is their own
+baseline; ``± SE``: the standard error over seeds of the fold-epochs to target.
 
 Figures: fold-epochs trained until the sweep's best (by its mean over folds, as the sweep
 picks it) is within one standard error of the unpruned sweep's final best (its true score,
@@ -63,9 +66,23 @@ def run_sweep(overrides: list[str]) -> Any:
     from hposweep.console.reports import SweepConsole
     from hposweep.sweep import backbone as sweep
 
-    loaded = load(REPO / "configs" / "smoke.yaml", overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "sim.yaml"
+        base.write_text(_base_config())
+        loaded = load(base, overrides)
     (result,) = sweep.run(loaded, SweepConsole(mode="json"))
     return result
+
+
+def _base_config() -> str:
+    """configs/smoke.yaml without its search space and pruner: the benchmark's space is
+    the plain script's (``SPACE``, ``_suggest``), its pruner settings hposweep's defaults."""
+    from omegaconf import OmegaConf
+
+    smoke = OmegaConf.load(REPO / "configs" / "smoke.yaml")
+    del smoke["search_space"]
+    del smoke.study["pruner"]
+    return OmegaConf.to_yaml(smoke)
 
 
 SEEDS = 5
@@ -105,12 +122,27 @@ HPOSWEEP_ARMS = {
 }
 
 
+# The median rule as it was before fold 0 got its own (``FoldMedianPruner``'s docstring):
+# the completed trials' median at every step, fold 0's included.
+BEFORE = {"median (estimates), fold 0 as the others (before)": "median (estimates)",
+          "median + wilcoxon, fold 0 as the others (before)": "median + wilcoxon"}
+
+
+def _median_everywhere(self: Any, study: Any, trial: Any) -> bool:
+    import optuna
+
+    from hposweep.study.pruners import fold_view
+
+    return optuna.pruners.MedianPruner.prune(self, study, fold_view(trial, self._epochs))
+
+
 def _plain_pruners() -> dict[str, Callable[[int], Any]]:
     """The plain-script arms: a pruner per trial count (Optuna's defaults, as hposweep
     sets them where it has its own: median's 5 start-up trials)."""
     import optuna
 
     arms: dict[str, Callable[[int], Any]] = {
+        "none (plain)": lambda folds: optuna.pruners.NopPruner(),
         "median, raw (plain; hposweep before)": lambda folds: optuna.pruners.MedianPruner(),
         "Optuna hyperband (plain)": lambda folds: optuna.pruners.HyperbandPruner(
             min_resource=1, max_resource=folds * EPOCHS, reduction_factor=3),
@@ -197,10 +229,19 @@ def plain(arm: str, seed: int, trials: int, folds: int) -> list[TrialCost]:
 
 
 def through_hposweep(arm: str, seed: int, trials: int, folds: int, tmp: Path) -> list[TrialCost]:
+    from unittest import mock
+
+    from hposweep.study.pruners import FoldMedianPruner
+
     _sim_curves.EPOCHS_RUN.clear()
-    result = run_sweep([*sweep_overrides(tmp / f"{arm}-{seed}".replace(" ", "_"), seed, trials,
-                                         folds, trainer="_sim_curves:curves"),
-                        f"train.epochs={EPOCHS}", *HPOSWEEP_ARMS[arm]])
+    overrides = [*sweep_overrides(tmp / f"{arm}-{seed}".replace(" ", "_").replace("/", "_"), seed,
+                                  trials, folds, trainer="_sim_curves:curves"),
+                 f"train.epochs={EPOCHS}", *HPOSWEEP_ARMS[BEFORE.get(arm, arm)]]
+    if arm in BEFORE:
+        with mock.patch.object(FoldMedianPruner, "prune", _median_everywhere):
+            result = run_sweep(overrides)
+    else:
+        result = run_sweep(overrides)
     return [TrialCost(t.number, _sim_curves.EPOCHS_RUN.get(t.number, 0),
                       t.value if t.state == "COMPLETE" else None, t.params)
             for t in sorted(result.trials, key=lambda t: t.number)]
@@ -225,9 +266,10 @@ def final_best(run: list[TrialCost]) -> TrialCost:
 
 def main() -> None:
     quick = quick_mode(__doc__)
-    seeds, trials, folds = (range(2), 12, 5) if quick else (range(SEEDS), 60, 5)
+    seeds, trials, folds = ((range(2), 12, 5) if quick else
+                            (range(int(os.environ.get("PRUNING_SEEDS", SEEDS))), 60, 5))
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainers for train.trainer
-    arms = [*HPOSWEEP_ARMS, *_plain_pruners()]
+    arms = [*HPOSWEEP_ARMS, *BEFORE, *_plain_pruners()]
     if os.environ.get("PRUNING_ARMS"):  # "none" and the arms whose names contain a word
         words = os.environ["PRUNING_ARMS"].split(",")
         arms = [a for a in arms if a == "none" or any(w in a for w in words)]
@@ -237,7 +279,8 @@ def main() -> None:
             order = arms if seed % 2 == 0 else arms[::-1]  # neither side always first
             for arm in order:
                 runs[arm].append(through_hposweep(arm, seed, trials, folds, Path(tmp))
-                                 if arm in HPOSWEEP_ARMS else plain(arm, seed, trials, folds))
+                                 if arm in HPOSWEEP_ARMS or arm in BEFORE
+                                 else plain(arm, seed, trials, folds))
     targets = []
     for run in runs["none"]:
         best = final_best(run)
@@ -249,18 +292,19 @@ def main() -> None:
     print(f"{len(seeds)} seeds x {trials} trials x {folds} folds x {EPOCHS} epochs, TPE; "
           f"targets (unpruned final best's true score - 1 SE over folds): "
           + " ".join(f"{t:.4f}" for t in targets))
-    print(f"{'arm':<42}{'to target':>10}{'vs none':>9}{'reached':>9}{'whole sweep':>13}"
+    print(f"{'arm':<42}{'to target':>10}{'± SE':>6}{'vs none':>9}{'reached':>9}{'whole sweep':>13}"
           f"{'vs none':>9}{'pruned':>8}{'final best':>12}")
     for arm, arm_runs in runs.items():
         costs = [cost_to(r, t) for r, t in zip(arm_runs, targets, strict=True)]
         # A sweep that never reaches the target counts its whole cost (a lower bound).
-        cost = statistics.fmean(c if c is not None else sum(t.epochs for t in r)
-                                for c, r in zip(costs, arm_runs, strict=True))
+        paid = [c if c is not None else sum(t.epochs for t in r)
+                for c, r in zip(costs, arm_runs, strict=True)]
+        cost, spread = statistics.fmean(paid), statistics.stdev(paid) / len(paid) ** 0.5
         total = statistics.fmean(sum(t.epochs for t in r) for r in arm_runs)
         pruned = statistics.fmean(sum(t.value is None for t in r) for r in arm_runs)
         best = statistics.fmean(_sim_curves.true_final(final_best(r).params) for r in arm_runs)
         reached = sum(c is not None for c in costs)
-        print(f"{arm:<42}{cost:>10.0f}{cost / base:>8.2f}x{reached:>6}/{len(costs)}"
+        print(f"{arm:<42}{cost:>10.0f}{spread:>6.0f}{cost / base:>8.2f}x{reached:>6}/{len(costs)}"
               f"{total:>13.0f}{total / total_base:>8.2f}x{pruned:>8.1f}{best:>12.4f}")
         print(f"{'':<42}per seed to target: {[c for c in costs]}")
 
