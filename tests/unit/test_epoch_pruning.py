@@ -87,6 +87,22 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     assert not pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.82}))
 
 
+def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> None:
+    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    study = optuna.create_study(direction="minimize", pruner=pruner)
+    study.add_trial(optuna.trial.create_trial(value=0.2, intermediate_values={0: 0.2, 1: 0.2}))
+    for slow in (0.6, 0.55, 0.5):
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={0: slow}))
+
+    def running(loss: float) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         intermediate_values={0: loss})
+
+    assert not pruner.prune(study, running(0.45))
+    assert pruner.prune(study, running(0.9))
+
+
 def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
     pruner = FoldMedianPruner(2, n_startup_trials=2)
     study = optuna.create_study(direction="maximize", pruner=pruner)
