@@ -12,6 +12,9 @@ RETRIED_FROM_ATTR = "retried_from"
 FOLD_VALUES_ATTR = "fold_values"
 BEST_EPOCH_ATTR = "hposweep.best_epoch"  # the mean over folds of the best epoch (from 0)
 FINAL_ATTR = "hposweep.final"  # the final stage's record (final.refit): see sweep/final.py
+# The version of mlflow.register_model that holds the model the study ships, as last
+# registered (or found registered): {name, version, source, checkpoint_sha256}
+REGISTERED_ATTR = "hposweep.registered"
 WARM_START_ATTR = "hposweep.warm_start"  # {source, from_trial}: a trial enqueued or warm-started
 PARENT_RUN_ATTR = "hposweep.mlflow_parent_run_id"
 FINAL_LOGGED_ATTR = "hposweep.final_logged"  # what the last worker logged: never twice
@@ -75,6 +78,14 @@ def origin(source: str, from_trial: int | None) -> str:
     return f"trial {from_trial} of {source.removeprefix('study:')!r}"
 
 
+def registered_of(study: Any) -> dict[str, str] | None:
+    """The registered version the study records (``REGISTERED_ATTR``), as reports show it."""
+    record = study.user_attrs.get(REGISTERED_ATTR)
+    if not record:
+        return None
+    return {key: str(record[key]) for key in ("name", "version", "source")}
+
+
 def reason_of(trial: Any) -> str | None:
     """Why a trial failed or was pruned, as the sweep recorded it."""
     return trial.user_attrs.get(FAIL_REASON_ATTR) or trial.user_attrs.get(PRUNE_REASON_ATTR)
@@ -98,6 +109,9 @@ class StudyReport:
     # The final model (final.refit): trial, epochs, train_examples, test_metrics, cv_value,
     # checkpoint, mlflow_run_id, test_sha256 (None: no final stage has finished)
     final: dict[str, Any] | None = None
+    # mlflow.register_model: the version that holds the model the study ships, {name,
+    # version, source ("final" or "best")}; None: none registered
+    registered: dict[str, str] | None = None
 
 
 @dataclass

@@ -55,7 +55,7 @@ class SweepConsole(LiveConsole):
                  *_budget_lines(status),
                  *([f"intermediate values: {status.intermediate_values}"]
                    if status.intermediate_values else []),
-                 *final_lines(status),
+                 *final_lines(status), *registered_lines(status),
                  "resume pending:" if status.pending else "resume pending: nothing",
                  *[f"  {p}" for p in status.pending]]
         self.out.print(Panel(text(*lines), title=Text(status.backbone), title_align="left",
@@ -72,7 +72,7 @@ class SweepConsole(LiveConsole):
                      f"checkpoint: {status.checkpoint or '(none on disk)'}",
                      f"MLflow parent run: {status.mlflow_parent_run_id or '-'}",
                      f"MLflow best trial run: {status.mlflow_best_run_id or '-'}",
-                     *final_lines(status)]
+                     *final_lines(status), *registered_lines(status)]
             self.out.print(Panel(text(*lines), title=Text(f"{status.backbone} ({status.study_name})"),
                                  title_align="left", expand=False))
             if status.front:
@@ -119,7 +119,8 @@ def summary_panel(result: BackboneResult) -> Panel:
     else:
         lines += [best_line(result),
                   f"params: {fmt_params(result.best_params)}",
-                  f"checkpoint: {result.checkpoint or '(none on disk)'}", *final_lines(result)]
+                  f"checkpoint: {result.checkpoint or '(none on disk)'}", *final_lines(result),
+                  *registered_lines(result)]
         k = len(result.best_fold_values)
         if result.refit_command and result.final is None and k:
             lines.append(f"the checkpoint is one fold's model (trained on {k - 1}/{k} of the "
@@ -143,6 +144,18 @@ def final_lines(study: Any) -> list[str]:
     return [f"final model: trial {final['trial']} refit on {final['train_examples']} examples, "
             f"{final['epochs']} epoch{'s' * (final['epochs'] != 1)}; {scores}",
             f"final checkpoint: {final['checkpoint']}"]
+
+
+REGISTERED_SOURCES = {"final": "the final model", "best": "the best trial's checkpoint"}
+
+
+def registered_lines(study: Any) -> list[str]:
+    """``mlflow.register_model``: the registered version that holds the study's model."""
+    registered = study.registered
+    if not registered:
+        return []
+    source = REGISTERED_SOURCES.get(registered["source"], registered["source"])
+    return [f"registered: models:/{registered['name']}/{registered['version']} ({source})"]
 
 
 def best_line(study: Any) -> str:

@@ -20,6 +20,7 @@ from hposweep.results import (
     StudyReport,
     TrialRow,
     owner_of,
+    registered_of,
 )
 from hposweep.study import budget, recovery
 from hposweep.study.grid import StudyGrid
@@ -76,6 +77,7 @@ def study_status(cfg: SweepConfig, backbone: str) -> StudyStatus:
     kept = record.kept_checkpoints() if record else {}
     fill_best(status, cfg, study, kept)
     status.final = study.user_attrs.get(FINAL_ATTR)
+    status.registered = registered_of(study)
     status.pending = _pending(trials)
     kind = study.user_attrs.get(REPORT_STEPS_ATTR)
     status.intermediate_values = STEP_KINDS.get(kind) if kind else None

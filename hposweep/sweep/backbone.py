@@ -33,10 +33,12 @@ from hposweep.objectives.spec import objectives_of, uses_front
 from hposweep.results import (
     FINAL_ATTR,
     PARENT_RUN_ATTR,
+    REGISTERED_ATTR,
     BackboneResult,
     StudyReport,
     TrialRow,
     reason_of,
+    registered_of,
 )
 from hposweep.study import recovery
 from hposweep.study.loop import Stop, TrialLoop, heartbeat_interval
@@ -48,6 +50,7 @@ from hposweep.study.warm_start import queue_first_trials
 from hposweep.sweep.final import FinalOutcome, FinalStage, final_checkpoint
 from hposweep.sweep.notes import study_note, trial_note
 from hposweep.sweep.trial import TrialEnv, TrialRun
+from hposweep.tracking.registry import IDENTITY_KEY, checkpoint_identity
 from hposweep.tracking.tracker import SweepTracker, preload_mlflow
 from hposweep.training.device import describe_device, freeze_survivors, release_memory, resolve_device
 from hposweep.training.loader import load_trainer
@@ -279,6 +282,7 @@ class BackboneSweep:
                 result.final = self.study.user_attrs.get(FINAL_ATTR)
                 if result.best_trial is not None:
                     self._register_model(self._shipped_model(result))
+                result.registered = registered_of(self.study)
                 self._write_study_note()
                 self._write_figures(result)
         if self.cfg.k_fold.enabled and not self.cfg.final.refit:
@@ -293,11 +297,30 @@ class BackboneSweep:
                                                  else None)
 
     def _register_model(self, checkpoint: Path | None) -> None:
-        """``mlflow.register_model``: ``checkpoint`` as a version, once (say when it is new)."""
+        """``mlflow.register_model``: ``checkpoint`` as a version, once (say when it is new),
+        recorded on the study (``REGISTERED_ATTR``: what ``best`` and ``status`` show). When
+        none is registered (MLflow unreachable or failing, the key unset) the record stays if
+        it is of this checkpoint, else it is dropped: no record names another model's version."""
         registered = self.tracker.register_model(checkpoint)
         if registered is not None and registered.new:
             self.console.info(f"{self.backbone}: {checkpoint} registered in MLflow as version "
                               f"{registered.version} of {registered.name!r}")
+        stored = self.study.user_attrs.get(REGISTERED_ATTR)
+        if registered is not None:
+            record = registered.record()
+        elif stored and checkpoint is not None and (
+                stored.get(IDENTITY_KEY) == self._identity(checkpoint)):
+            record = stored
+        else:
+            record = None
+        if record != stored:
+            self.study.set_user_attr(REGISTERED_ATTR, record)
+
+    def _identity(self, checkpoint: Path) -> str | None:
+        try:
+            return checkpoint_identity(checkpoint)
+        except OSError:
+            return None
 
     def _run_trial(self, trial: Any) -> Any:
         outcome = TrialRun(self.env, trial).run()

@@ -29,6 +29,7 @@ from hposweep.config.schema import SweepConfig
 PIPELINE_TASKS = {"token-classification": "token-classification",
                   "sequence-classification": "text-classification"}
 IDENTITY_TAG = "hposweep.checkpoint_sha256"
+IDENTITY_KEY = "checkpoint_sha256"  # in the study's record of the version
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
 MODEL_NAME = "model"  # the logged model's name (MLflow 3: a LoggedModel of the parent run)
 # MLflow 3.17 infers pip requirements by importing the model's every optional dependency
@@ -44,6 +45,13 @@ class Registered:
     name: str
     version: str
     new: bool  # False: a version of this checkpoint was registered before; nothing was logged
+    source: str  # what the version is: "final" (a final model) or "best" (a trial's checkpoint)
+    identity: str  # the checkpoint's (:func:`checkpoint_identity`)
+
+    def record(self) -> dict[str, str]:
+        """What the study keeps of it (``REGISTERED_ATTR``)."""
+        return {"name": self.name, "version": self.version, "source": self.source,
+                IDENTITY_KEY: self.identity}
 
 
 def checkpoint_identity(checkpoint: Path) -> str:
@@ -89,9 +97,10 @@ def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Pat
                          "trainer registers only what it saves with save_pretrained, with its "
                          "tokenizer")
     tags = version_tags(cfg, checkpoint, study_name)
-    existing = find_version(client, name, tags[IDENTITY_TAG])
+    source, identity = tags["hposweep.source"], tags[IDENTITY_TAG]
+    existing = find_version(client, name, identity)
     if existing is not None:
-        return Registered(name, str(existing.version), new=False)
+        return Registered(name, str(existing.version), False, source, identity)
     import mlflow
 
     pipeline = load_pipeline(cfg, checkpoint)
@@ -106,7 +115,7 @@ def register_checkpoint(client: Any, uri: str, cfg: SweepConfig, checkpoint: Pat
         ensure_registered_model(client, name)
         version = client.create_model_version(name, source=info.model_uri, run_id=parent_run_id,
                                               tags=tags, model_id=info.model_id)
-    return Registered(name, str(version.version), new=True)
+    return Registered(name, str(version.version), True, source, identity)
 
 
 @contextlib.contextmanager

@@ -77,6 +77,27 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Sweep
     return done
 
 
+def shown(sweep: Sweep, *more: str) -> list[tuple[str, Any, str, Any]]:
+    """What ``best`` and ``status`` say of the registered version: per command, its
+    ``registered:`` line and ``--json``'s ``registered``."""
+    said = []
+    for command in ("best", "status"):
+        text, as_json = sweep.run(*more, command=command), sweep.run(*more, "--json",
+                                                                     command=command)
+        assert text.returncode == as_json.returncode == 0, text.stderr + as_json.stderr
+        lines = [line.strip(" │") for line in text.stdout.splitlines() if "registered:" in line]
+        (status,) = json.loads(as_json.stdout)
+        said.append((command, lines, command, status["registered"]))
+    return said
+
+
+def registered(model: str, version: str, source: str) -> list[tuple[str, Any, str, Any]]:
+    words = {"final": "the final model", "best": "the best trial's checkpoint"}[source]
+    return [(command, [f"registered: models:/{model}/{version} ({words})"], command,
+             {"name": model, "version": version, "source": source})
+            for command in ("best", "status")]
+
+
 def best_checkpoint(sweep: Sweep) -> Path:
     (checkpoint,) = (sweep.workdir / "outputs" / "hpo" / "tiny-bert").glob("trial_*/checkpoint")
     return checkpoint
@@ -98,6 +119,10 @@ def test_the_best_checkpoint_is_one_version_tagged_with_its_study_and_trial(swee
     assert parent.data.tags["hposweep.runType"] == "sweep", "logged under the sweep's parent run"
     assert [o.model_id for o in parent.outputs.model_outputs] == [version.source.split("/")[-1]]
     assert parent.info.status == "FINISHED"
+
+
+def test_best_and_status_name_the_registered_version_of_the_best_checkpoint(sweep: Sweep) -> None:
+    assert shown(sweep) == registered(sweep.model, "1", "best")
 
 
 def test_the_registered_token_classifier_predicts_a_label_per_word_through_pyfunc(
@@ -145,9 +170,11 @@ def test_a_rerun_that_changes_nothing_adds_no_version_and_logs_no_model(sweep: S
     models_before = client.search_logged_models([experiment])
     proc = sweep.run()
     assert proc.returncode == 0, proc.stderr
-    assert "registered" not in proc.stdout + proc.stderr, proc.stdout
+    assert "registered in MLflow" not in proc.stdout + proc.stderr, proc.stdout
+    assert f"registered: models:/{sweep.model}/1 (the best trial's checkpoint)" in proc.stdout
     assert [v.version for v in sweep.versions()] == ["1"]
     assert len(client.search_logged_models([experiment])) == len(models_before)
+    assert shown(sweep) == registered(sweep.model, "1", "best"), "still version 1"
 
 
 def test_the_final_model_is_the_next_version_with_its_test_metrics_once_per_refit(
@@ -168,10 +195,31 @@ def test_the_final_model_is_the_next_version_with_its_test_metrics_once_per_refi
     assert (newest.version, newest.tags["hposweep.source"]) == ("2", "final")
     assert {k.removeprefix("test_"): float(v) for k, v in newest.tags.items()
             if k.startswith("test_")} == metadata["test_metrics"] != {}
+    assert shown(sweep, *final) == registered(sweep.model, "2", "final")
     refit = sweep.run(*final, "--force", command="refit")
     assert refit.returncode == 0, refit.stderr
     assert [v.version for v in sweep.versions()] == ["1", "2", "3"]
     assert sweep.versions()[-1].tags["hposweep.source"] == "final"
+    assert shown(sweep, *final) == registered(sweep.model, "3", "final")
+
+
+def test_a_final_model_that_could_not_be_registered_shows_no_version_until_it_is(
+        sweep: Sweep) -> None:
+    """``refit --force`` with MLflow unreachable replaces the final model without registering
+    it: ``best`` and ``status`` name no version (version 3 holds the old final model); the
+    next run with MLflow back registers it and shows the new version."""
+    from tests.e2e.test_sweep_behaviour import free_port
+
+    final = ["final.refit=true", "data.test=test.conll"]
+    down = sweep.run(*final, f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}", "--force",
+                     command="refit")
+    assert down.returncode == 0, down.stderr
+    assert "MLflow failed" in down.stderr
+    assert shown(sweep, *final) == [("best", [], "best", None), ("status", [], "status", None)]
+    back = sweep.run(*final)
+    assert back.returncode == 0, back.stderr
+    assert [v.version for v in sweep.versions()] == ["1", "2", "3", "4"]
+    assert shown(sweep, *final) == registered(sweep.model, "4", "final")
 
 
 def test_a_sequence_classifier_is_registered_as_a_text_classification_pipeline(
