@@ -101,7 +101,8 @@ def test_wilcoxon_never_prunes_the_trial_that_turns_out_best(workdir: Path) -> N
     # Epoch-level: fold k's epoch e at k * epochs + e; folds 0 and 1 were not rerun, and
     # report their running estimate at their last steps (1 and 3), as trial 0 did.
     ("median", None, [1, 3, 4, 5, 6, 7]),
-    # Both: the same steps; the fold-level test runs after each fold taken, too.
+    # Both: the same steps (that the fold-level test runs after each fold taken, too:
+    # test_a_retry_runs_the_fold_test_on_the_folds_it_took_from_its_resume_state).
     ("median", "wilcoxon", [1, 3, 4, 5, 6, 7]),
 ], ids=["wilcoxon", "median", "median+wilcoxon"])
 def test_a_retry_after_a_kill_in_fold_2_reports_its_folds_at_their_own_steps(
@@ -134,6 +135,38 @@ def test_a_retry_after_a_kill_in_fold_2_reports_its_folds_at_their_own_steps(
             {s: v for s, v in expected.items() if s in retry_steps})
         assert first.intermediate_values == pytest.approx(
             {s: v for s, v in expected.items() if s <= 4}), "trial 0 died in fold 2's epoch 0"
+
+
+def test_a_retry_runs_the_fold_test_on_the_folds_it_took_from_its_resume_state(
+        workdir: Path) -> None:
+    """``median`` + ``folds: wilcoxon``: trial 1, clearly worse than the best (trial 0), is
+    killed in fold 2 by a run whose fold test waits for 3 folds; its retry, in a run whose
+    test decides after 2, is pruned after the 2 folds it took from its resume state, before
+    it trains any fold (a retry that skipped the test there would train fold 2)."""
+    log = workdir / "folds.log"
+    command = [str(BIN / "hposweep"), "run", str(fake_config(workdir)), *WILCOXON,
+               "study.pruner.name=median", "study.pruner.folds=wilcoxon",
+               "study.max_trials=2", "train.epochs=2",
+               "study.enqueue=[{x: 0.3}, {x: 0.9}]", "mlflow.enabled=false"]
+    killed = subprocess.run([*command, "study.pruner.n_startup_steps=3"], cwd=workdir,
+                            capture_output=True, text=True, timeout=300,
+                            env=process_env(FOLD_LOG=str(log),
+                                            HPOSWEEP_KILL_AT="trial1:fold2:epoch0"))
+    assert killed.returncode == -9, killed.stderr
+    trained = ["0 0", "0 1", "0 2", "0 3", "1 0", "1 1"]
+    assert log.read_text().splitlines() == trained, "trial 1 reached fold 2: not pruned"
+    resumed = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
+                             timeout=300, env=process_env(FOLD_LOG=str(log)))
+    assert resumed.returncode == 0, resumed.stderr
+    best, first, retry = load_study("outputs", "fake_fake").trials
+    assert (best.state.name, first.state.name, retry.state.name) == ("COMPLETE", "FAIL",
+                                                                     "PRUNED")
+    assert retry.user_attrs["retried_from"] == 1
+    assert retry.user_attrs["prune_reason"].startswith("pruned after fold 2/4"), \
+        retry.user_attrs["prune_reason"]
+    assert log.read_text().splitlines() == trained, "the retry trained no fold"
+    assert retry.user_attrs["fold_values"] == pytest.approx(
+        [1.0 - (0.9 - 0.3) ** 2 + FOLD_OFFSETS[k] for k in (0, 1)])
 
 
 def test_a_study_keeps_its_kind_of_steps(workdir: Path) -> None:
