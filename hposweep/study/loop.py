@@ -36,7 +36,7 @@ from hposweep.study.open import OpenStudy
 from hposweep.study.samplers import PRIOR_SAMPLERS, make_sampler
 from hposweep.study.seeds import study_stream
 from hposweep.study.storage import finished_states
-from hposweep.study.warm_start import recorded_prior, sampler_prior
+from hposweep.study.warm_start import SamplerPrior, recorded_prior
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class TrialLoop:
         self.on_lost = on_lost  # a trial another worker failed while it ran (heartbeat missed)
         self._stale_checked: float | None = None  # time.monotonic() of the last stale-trial check
         self._grid: StudyGrid | None = None
-        self._prior: dict[str, Any] | None = None  # a warm start's recorded trials, read once
+        self._prior: SamplerPrior | None = None  # a warm start's recorded trials, fitted once
 
     def run(self) -> Stop:
         s = self.cfg.study
@@ -196,8 +196,8 @@ class TrialLoop:
             prior: list[Any] = []
             if name in PRIOR_SAMPLERS:
                 if self._prior is None:  # recorded at set-up, before any process's loop runs
-                    self._prior = recorded_prior(self.opened.study)
-                prior = sampler_prior(self.cfg, self._prior, trials)
+                    self._prior = SamplerPrior(self.cfg, recorded_prior(self.opened.study))
+                prior = self._prior.trials(trials)
             return make_sampler(self.cfg, stream, len(trials), prior)
         if self._grid is None or self._grid.stream != stream:
             self._grid = StudyGrid(self.cfg, stream)

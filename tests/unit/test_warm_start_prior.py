@@ -16,7 +16,7 @@ from hposweep.config.loading import load
 from hposweep.results import WARM_START_PRIOR_ATTR
 from hposweep.study.space import suggest
 from hposweep.study.storage import make_storage
-from hposweep.study.warm_start import queue_first_trials, recorded_prior, sampler_prior
+from hposweep.study.warm_start import SamplerPrior, queue_first_trials, recorded_prior, sampler_prior
 from tests.helpers import FAKE_CONFIG, fake_config, opened
 
 # This study's x is [0.2, 1]; the source's 0.1 does not fit it, its trial without x lacks it.
@@ -74,3 +74,33 @@ def test_a_source_that_optimizes_the_other_way_is_not_modelled(tmp_path: Path) -
             "this study maximize)") in warn
     assert WARM_START_PRIOR_ATTR not in study.user_attrs
     assert sampler_prior(cfg, recorded_prior(study), study.get_trials()) == []
+
+
+def test_the_prior_a_trial_loop_keeps_is_the_prior_made_afresh_at_every_admission(
+        tmp_path: Path) -> None:
+    """The trial loop fits the records once (:class:`SamplerPrior`) and makes the trials again
+    only when a shift changes: at each step it hands the sampler what :func:`sampler_prior`
+    makes from scratch (the same numbers, parameters, distributions and values), and the
+    same trials while no shift changed."""
+    cfg, study, _, _ = set_up(tmp_path, "maximize")
+    kept = SamplerPrior(cfg, recorded_prior(study))
+
+    def same_as_afresh() -> list[Any]:
+        prior = kept.trials(study.get_trials())
+        afresh = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+        assert [(t.number, t.state, t.params, t.distributions, t.value) for t in prior] == \
+            [(t.number, t.state, t.params, t.distributions, t.value) for t in afresh]
+        return prior
+
+    before = same_as_afresh()
+    values = {}
+    for value_here in (0.75, 0.6, 0.5):  # the 2 queued sets, then a sampled trial
+        trial = study.ask()
+        suggest(trial, cfg.search_space)
+        study.tell(trial, value_here)
+        values[value_here] = [t.value for t in same_as_afresh()]
+    assert values[0.75] == pytest.approx([v - 0.05 for v in (0.8, 0.7, 0.6)])
+    assert values[0.6] == values[0.5] == pytest.approx([v - 0.075 for v in (0.8, 0.7, 0.6)])
+    assert [t.value for t in before] == [0.8, 0.7, 0.6], "a made prior is never changed"
+    unchanged = kept.trials(study.get_trials())
+    assert unchanged is kept.trials(study.get_trials()), "no shift changed: not made again"
