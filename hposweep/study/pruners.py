@@ -48,9 +48,10 @@ FIRST_FOLD_PERCENTILE = 25.0
 class FoldMedianPruner(optuna.pruners.MedianPruner):
     """Optuna's median rule on the current fold's steps: the trial's best estimate in this
     fold so far against the median of the completed trials' estimates at this step.
-    ``epochs``: the steps of a fold (a trial's own ``epochs`` parameter overrides it).
+    ``epochs``: the steps of a fold (a trial's own ``epochs`` parameter overrides it);
+    ``folds``: the trial's folds (1 without k-fold).
 
-    In fold 0 the estimate is the epoch's own score, which, where learning curves cross,
+    With k-fold, in fold 0 the estimate is the epoch's own score, which, where learning curves cross,
     ranks how fast a trial learns as much as how good it ends; and the completed trials
     are the survivors, whose first epochs are the fast ones, so a median over them prunes
     every slower trial, good ones included, and no slower trial completes to lower it.
@@ -60,16 +61,17 @@ class FoldMedianPruner(optuna.pruners.MedianPruner):
     epoch. From fold 1 on the estimate predicts the trial's end from its own fold-0 curve,
     and the median rule applies."""
 
-    def __init__(self, epochs: int, **kwargs: Any) -> None:
+    def __init__(self, epochs: int, folds: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._epochs = epochs
+        self._k_fold = folds > 1  # without k-fold every step is the median rule's
         self._first_fold = optuna.pruners.PercentilePruner(  # Optuna's: the top share kept
             100.0 - FIRST_FOLD_PERCENTILE, **{**kwargs, "n_startup_trials": 0})
 
     def prune(self, study: Any, trial: Any) -> bool:
         epochs = int(trial.params.get("epochs", self._epochs))
         view = fold_view(trial, epochs)
-        if trial.last_step is None or trial.last_step >= epochs:
+        if not self._k_fold or trial.last_step is None or trial.last_step >= epochs:
             return bool(super().prune(study, view))
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if not completed or len(completed) < self._n_startup_trials:

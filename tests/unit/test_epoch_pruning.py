@@ -66,7 +66,7 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     were pruned. A slow good trial (0.55) is below the completed trials' median but not in
     the bottom quarter of every trial that reached the step (0.45): it goes on. A bad one
     (0.2) still stops at its first epoch, and from fold 1 on the median rule applies."""
-    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=1)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(2):
         study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={
@@ -85,10 +85,12 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     assert pruner.prune(study, running({0: 0.2}))
     assert pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.6})), "fold 1: the median rule"
     assert not pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.82}))
+    without_k_fold = FoldMedianPruner(2, 1, n_startup_trials=1)
+    assert without_k_fold.prune(study, running({0: 0.55})), "no folds: the median rule"
 
 
 def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> None:
-    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=1)
     study = optuna.create_study(direction="minimize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.2, intermediate_values={0: 0.2, 1: 0.2}))
     for slow in (0.6, 0.55, 0.5):
@@ -104,7 +106,7 @@ def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> 
 
 
 def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
-    pruner = FoldMedianPruner(2, n_startup_trials=2)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=2)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
     for slow in (0.4, 0.45, 0.5):

@@ -57,7 +57,7 @@ def test_a_studys_stream_is_its_name_and_the_studies_it_was_warm_started_from() 
     # Optuna's median rule on the current fold's steps (hposweep.study.pruners)
     (["study.pruner.name=median", "study.pruner.n_startup_trials=7", "study.pruner.n_warmup_steps=3",
       "train.epochs=4"],
-     FoldMedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3, "_epochs": 4}),
+     FoldMedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3, "_epochs": 4, "_k_fold": True}),
     # the resource is one step per epoch per fold: 4 epochs x 3 folds
     (["study.pruner.name=hyperband", "study.pruner.min_resource=2", "study.pruner.reduction_factor=4",
       "train.epochs=4", "k_fold.n_splits=3"],
