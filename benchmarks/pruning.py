@@ -107,8 +107,8 @@ HPOSWEEP_ARMS = {
         f"n_startup_trials: {n}}}"] for n in (1, 2, 3)},
     "median, from fold 1, 2 start-up trials":
         [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}, n_startup_trials: 2}}"],
-    "median + wilcoxon, 2 start-up trials":
-        ["study.pruner={name: median, folds: wilcoxon, n_startup_trials: 2}"],
+    **{f"median + wilcoxon, {n} start-up trials":
+       [f"study.pruner={{name: median, folds: wilcoxon, n_startup_trials: {n}}}"] for n in (1, 2)},
     # A shorter warm-up inside fold 0: the crossing is over after a few epochs.
     **{f"median + wilcoxon, warm-up {n} steps":
        [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {n}}}"]
