@@ -14,7 +14,7 @@ Optuna's ``HyperbandPruner``, Optuna's ``SuccessiveHalvingPruner`` (asynchronous
 successive halving: ASHA) and, when ``ray[tune]`` can be imported (``RAY_SITE`` in the
 environment: a site-packages dir to append to ``sys.path``), Ray Tune's
 ``AsyncHyperBandScheduler`` (ASHA, its defaults but ``max_t``) driven by the same loop.
-``PRUNING_ARMS=word,word``: only ``none`` and the arms whose names contain a word;
+``PRUNING_ARMS=word,word``: only the unpruned arms and those whose names contain a word;
 ``PRUNING_SEEDS=n``: n seeds instead of 5. The plain arms draw another random stream than
 hposweep's (one sampler per study, not one per trial), so ``none (plain)`` is their own
 baseline; ``± SE``: the standard error over seeds of the fold-epochs to target.
@@ -107,8 +107,8 @@ HPOSWEEP_ARMS = {
         f"n_startup_trials: {n}}}"] for n in (1, 2, 3)},
     "median, from fold 1, 2 start-up trials":
         [f"study.pruner={{name: median, n_warmup_steps: {EPOCHS}, n_startup_trials: 2}}"],
-    "median + wilcoxon, 2 start-up trials":
-        ["study.pruner={name: median, folds: wilcoxon, n_startup_trials: 2}"],
+    **{f"median + wilcoxon, {n} start-up trials":
+       [f"study.pruner={{name: median, folds: wilcoxon, n_startup_trials: {n}}}"] for n in (1, 2)},
     # A shorter warm-up inside fold 0: the crossing is over after a few epochs.
     **{f"median + wilcoxon, warm-up {n} steps":
        [f"study.pruner={{name: median, folds: wilcoxon, n_warmup_steps: {n}}}"]
@@ -133,7 +133,8 @@ def _median_everywhere(self: Any, study: Any, trial: Any) -> bool:
 
     from hposweep.study.pruners import fold_view
 
-    return optuna.pruners.MedianPruner.prune(self, study, fold_view(trial, self._epochs))
+    epochs = int(trial.params.get("epochs", self._epochs))
+    return optuna.pruners.MedianPruner.prune(self, study, fold_view(trial, epochs))
 
 
 def _plain_pruners() -> dict[str, Callable[[int], Any]]:
@@ -270,9 +271,9 @@ def main() -> None:
                             (range(int(os.environ.get("PRUNING_SEEDS", SEEDS))), 60, 5))
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainers for train.trainer
     arms = [*HPOSWEEP_ARMS, *BEFORE, *_plain_pruners()]
-    if os.environ.get("PRUNING_ARMS"):  # "none" and the arms whose names contain a word
+    if os.environ.get("PRUNING_ARMS"):
         words = os.environ["PRUNING_ARMS"].split(",")
-        arms = [a for a in arms if a == "none" or any(w in a for w in words)]
+        arms = [a for a in arms if a.startswith("none") or any(w in a for w in words)]
     runs: dict[str, list[list[TrialCost]]] = {arm: [] for arm in arms}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
@@ -292,21 +293,22 @@ def main() -> None:
     print(f"{len(seeds)} seeds x {trials} trials x {folds} folds x {EPOCHS} epochs, TPE; "
           f"targets (unpruned final best's true score - 1 SE over folds): "
           + " ".join(f"{t:.4f}" for t in targets))
-    print(f"{'arm':<42}{'to target':>10}{'± SE':>6}{'vs none':>9}{'reached':>9}{'whole sweep':>13}"
+    print(f"{'arm':<52}{'to target':>10}{'± SE':>6}{'vs none':>9}{'reached':>9}{'whole sweep':>13}"
           f"{'vs none':>9}{'pruned':>8}{'final best':>12}")
     for arm, arm_runs in runs.items():
         costs = [cost_to(r, t) for r, t in zip(arm_runs, targets, strict=True)]
         # A sweep that never reaches the target counts its whole cost (a lower bound).
         paid = [c if c is not None else sum(t.epochs for t in r)
                 for c, r in zip(costs, arm_runs, strict=True)]
-        cost, spread = statistics.fmean(paid), statistics.stdev(paid) / len(paid) ** 0.5
+        cost = statistics.fmean(paid)
+        spread = statistics.stdev(paid) / len(paid) ** 0.5 if len(paid) > 1 else 0.0
         total = statistics.fmean(sum(t.epochs for t in r) for r in arm_runs)
         pruned = statistics.fmean(sum(t.value is None for t in r) for r in arm_runs)
         best = statistics.fmean(_sim_curves.true_final(final_best(r).params) for r in arm_runs)
         reached = sum(c is not None for c in costs)
-        print(f"{arm:<42}{cost:>10.0f}{spread:>6.0f}{cost / base:>8.2f}x{reached:>6}/{len(costs)}"
+        print(f"{arm:<52}{cost:>10.0f}{spread:>6.0f}{cost / base:>8.2f}x{reached:>6}/{len(costs)}"
               f"{total:>13.0f}{total / total_base:>8.2f}x{pruned:>8.1f}{best:>12.4f}")
-        print(f"{'':<42}per seed to target: {[c for c in costs]}")
+        print(f"{'':<52}per seed to target: {[c for c in costs]}")
 
 
 if __name__ == "__main__":

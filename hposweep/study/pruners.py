@@ -8,8 +8,10 @@ with the current fold's score predicted from its epoch). Every trial's value at 
 is then the same kind of number, so any step of any fold can prune. Optuna's
 ``MedianPruner`` compares the trial's *best* value over all its steps, though, and in fold
 0 the estimate is the epoch's score, lower at its start than the finished fold's score
-later: :class:`FoldMedianPruner` gives it the steps of the current fold only. Successive
-halving and Hyperband compare the value at the step itself: Optuna's own.
+later: :class:`FoldMedianPruner` gives it the steps of the current fold only, and in fold
+0 compares with every trial that reached the step, not the completed ones alone (its
+docstring says why). Successive halving and Hyperband compare the value at the step
+itself: Optuna's own.
 
 The fold-level test (:class:`FoldTest`) is not the study's pruner: Optuna keeps one
 pruner and one sequence of intermediate values per trial, and those are the estimates.
@@ -38,7 +40,7 @@ def fold_view(trial: Any, epochs: int) -> Any:
     return view
 
 
-# In fold 0 a trial is pruned only in the bottom quarter of every trial that reached the
+# In fold 0 a trial is pruned below this percentile of the other trials that reached the
 # step. Measured on benchmarks/pruning.py's crossing curves with the default pruner
 # settings: 25 kept the best in every seed and was the cheapest; 10 dearer, 50 lost it in
 # a seed, and the completed trials alone (the median rule's set) in 2 to 4 of 5.
@@ -48,28 +50,33 @@ FIRST_FOLD_PERCENTILE = 25.0
 class FoldMedianPruner(optuna.pruners.MedianPruner):
     """Optuna's median rule on the current fold's steps: the trial's best estimate in this
     fold so far against the median of the completed trials' estimates at this step.
-    ``epochs``: the steps of a fold (a trial's own ``epochs`` parameter overrides it).
+    ``epochs``: the steps of a fold (a trial's own ``epochs`` parameter overrides it);
+    ``folds``: the trial's folds (1 without k-fold).
 
-    In fold 0 the estimate is the epoch's own score, which, where learning curves cross,
-    ranks how fast a trial learns as much as how good it ends; and the completed trials
-    are the survivors, whose first epochs are the fast ones, so a median over them prunes
-    every slower trial, good ones included, and no slower trial completes to lower it.
-    There the trial is compared instead with every trial that reached the step (completed,
-    pruned or running: the rung of asynchronous successive halving) and pruned only in its
-    bottom quarter (:data:`FIRST_FOLD_PERCENTILE`): a bad trial still stops at its first
-    epoch. From fold 1 on the estimate predicts the trial's end from its own fold-0 curve,
-    and the median rule applies."""
+    With k-fold, in fold 0 the estimate is the epoch's own score, which, where learning
+    curves cross, ranks how fast a trial learns as much as how good it ends; and the
+    completed trials are the survivors, whose first epochs are the fast ones, so a median
+    over them prunes every slower trial, good ones included, and no slower trial completes
+    to lower it. There the trial's best value in fold 0 so far is compared instead with the
+    values of every other trial that reached the step (completed, pruned or running: the
+    rung of asynchronous successive halving), and it is pruned below their 25th percentile
+    (:data:`FIRST_FOLD_PERCENTILE`, interpolated: with few trials there, the middle one of
+    three can be below it): a bad trial still stops at its first epoch. From fold 1 on the
+    estimate predicts the trial's end from its own fold-0 curve, and the median rule
+    applies. The start-up (``n_startup_trials`` completed trials) and warm-up are the
+    median rule's."""
 
-    def __init__(self, epochs: int, **kwargs: Any) -> None:
+    def __init__(self, epochs: int, folds: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._epochs = epochs
+        self._k_fold = folds > 1  # without k-fold every step is the median rule's
         self._first_fold = optuna.pruners.PercentilePruner(  # Optuna's: the top share kept
             100.0 - FIRST_FOLD_PERCENTILE, **{**kwargs, "n_startup_trials": 0})
 
     def prune(self, study: Any, trial: Any) -> bool:
         epochs = int(trial.params.get("epochs", self._epochs))
         view = fold_view(trial, epochs)
-        if trial.last_step is None or trial.last_step >= epochs:
+        if not self._k_fold or trial.last_step is None or trial.last_step >= epochs:
             return bool(super().prune(study, view))
         completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if not completed or len(completed) < self._n_startup_trials:

@@ -59,7 +59,8 @@ def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
                                            n_warmup_steps=p.n_warmup_steps)
     if p.name == "median":
-        return FoldMedianPruner(cfg.train.epochs, n_startup_trials=p.n_startup_trials,
+        folds = cfg.k_fold.n_splits if cfg.k_fold.enabled else 1
+        return FoldMedianPruner(cfg.train.epochs, folds, n_startup_trials=p.n_startup_trials,
                                 n_warmup_steps=p.n_warmup_steps)
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_resource,

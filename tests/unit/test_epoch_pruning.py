@@ -66,7 +66,7 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     were pruned. A slow good trial (0.55) is below the completed trials' median but not in
     the bottom quarter of every trial that reached the step (0.45): it goes on. A bad one
     (0.2) still stops at its first epoch, and from fold 1 on the median rule applies."""
-    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=1)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     for _ in range(2):
         study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={
@@ -82,13 +82,36 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     assert not pruner.prune(study, running({0: 0.55}))
     assert optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running({0: 0.55})), \
         "the completed trials' median would prune it"
+    assert not pruner.prune(study, running({0: 0.47})), "above the 25th percentile (0.45)"
     assert pruner.prune(study, running({0: 0.2}))
     assert pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.6})), "fold 1: the median rule"
     assert not pruner.prune(study, running({0: 0.55, 1: 0.85, 2: 0.82}))
+    without_k_fold = FoldMedianPruner(2, 1, n_startup_trials=1)
+    assert without_k_fold.prune(study, running({0: 0.55})), "no folds: the median rule"
+
+
+def test_in_fold_0_running_trials_count_and_the_trial_itself_does_not() -> None:
+    """Through the trial's own ``should_prune``: completed trials at 0.40 and 0.80 after
+    epoch 0 put the 25th percentile at 0.50 (at 0.425 if the trial counted itself); a
+    running trial at 0.30 lowers it to 0.35."""
+    study = optuna.create_study(direction="maximize",
+                                pruner=FoldMedianPruner(2, 3, n_startup_trials=1))
+    for first in (0.40, 0.80):
+        study.add_trial(optuna.trial.create_trial(value=first, intermediate_values={
+            0: first, 1: first}))
+    alone = study.ask()
+    alone.report(0.45, 0)
+    assert alone.should_prune()
+    study.tell(alone, state=optuna.trial.TrialState.FAIL)  # no longer reported at the step
+    running = study.ask()
+    running.report(0.30, 0)
+    beside = study.ask()
+    beside.report(0.38, 0)
+    assert not beside.should_prune()
 
 
 def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> None:
-    pruner = FoldMedianPruner(2, n_startup_trials=1)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=1)
     study = optuna.create_study(direction="minimize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.2, intermediate_values={0: 0.2, 1: 0.2}))
     for slow in (0.6, 0.55, 0.5):
@@ -104,7 +127,7 @@ def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> 
 
 
 def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
-    pruner = FoldMedianPruner(2, n_startup_trials=2)
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=2)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
     for slow in (0.4, 0.45, 0.5):

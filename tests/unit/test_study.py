@@ -57,7 +57,9 @@ def test_a_studys_stream_is_its_name_and_the_studies_it_was_warm_started_from() 
     # Optuna's median rule on the current fold's steps (hposweep.study.pruners)
     (["study.pruner.name=median", "study.pruner.n_startup_trials=7", "study.pruner.n_warmup_steps=3",
       "train.epochs=4"],
-     FoldMedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3, "_epochs": 4}),
+     FoldMedianPruner, {"_n_startup_trials": 7, "_n_warmup_steps": 3, "_epochs": 4, "_k_fold": True}),
+    # without k-fold every step is the median rule's (no fold 0 of its own)
+    (["study.pruner.name=median", "k_fold.enabled=false"], FoldMedianPruner, {"_k_fold": False}),
     # the resource is one step per epoch per fold: 4 epochs x 3 folds
     (["study.pruner.name=hyperband", "study.pruner.min_resource=2", "study.pruner.reduction_factor=4",
       "train.epochs=4", "k_fold.n_splits=3"],
@@ -68,7 +70,8 @@ def test_a_studys_stream_is_its_name_and_the_studies_it_was_warm_started_from() 
       "study.pruner.reduction_factor=4"],
      optuna.pruners.SuccessiveHalvingPruner, {"_min_resource": 2, "_reduction_factor": 4}),
     (["study.pruner.name=none"], optuna.pruners.NopPruner, {}),
-], ids=["median", "hyperband-k-fold", "hyperband-one-split", "successive_halving", "none"])
+], ids=["median", "median-without-k-fold", "hyperband-k-fold", "hyperband-one-split",
+        "successive_halving", "none"])
 def test_each_pruner_name_gives_its_pruner_with_the_configured_settings(
         overrides: list[str], cls: type, settings: dict[str, int]) -> None:
     pruner = make_pruner(load(SMOKE, overrides).config)
