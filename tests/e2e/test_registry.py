@@ -216,9 +216,11 @@ def test_a_final_model_that_could_not_be_registered_shows_no_version_until_it_is
     assert down.returncode == 0, down.stderr
     assert "MLflow failed" in down.stderr
     assert shown(sweep, *final) == [("best", [], "best", None), ("status", [], "status", None)]
-    back = sweep.run(*final)
+    back = sweep.run(*final, "--json")
     assert back.returncode == 0, back.stderr
     assert [v.version for v in sweep.versions()] == ["1", "2", "3", "4"]
+    assert json.loads(back.stdout)["backbones"][0]["registered"] == {
+        "name": sweep.model, "version": "4", "source": "final"}, "run --json says it too"
     assert shown(sweep, *final) == registered(sweep.model, "4", "final")
 
 
