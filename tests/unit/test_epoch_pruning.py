@@ -25,6 +25,17 @@ from hposweep.sweep.trial import running_estimate
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 
+def add_pruned_after_epoch_0(study: optuna.Study, values: tuple[float, ...]) -> None:
+    for value in values:
+        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
+                                                  intermediate_values={0: value}))
+
+
+def running(values: dict[int, float]) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                     intermediate_values=values)
+
+
 def test_the_fold_test_compares_fold_scores_with_the_best_trials() -> None:
     cfg = load(SMOKE, ["k_fold.n_splits=5", "study.pruner={name: median, folds: wilcoxon}"]).config
     test = make_fold_test(cfg)
@@ -55,13 +66,12 @@ def test_the_median_rule_reads_the_current_folds_steps_only() -> None:
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.8, intermediate_values={
         0: 0.5, 1: 0.8, 2: 0.7, 3: 0.8}))
-    running = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                        intermediate_values={0: 0.6, 1: 0.9, 2: 0.55})
-    assert pruner.prune(study, running)
-    assert not optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running)
+    trial = running({0: 0.6, 1: 0.9, 2: 0.55})
+    assert pruner.prune(study, trial)
+    assert not optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, trial)
 
 
-def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_trial_there() -> None:
+def test_in_fold_0_a_slow_trial_is_pruned_only_below_the_25th_percentile_of_every_trial_there() -> None:
     """Crossing curves: the completed trials are fast ones (0.8 after epoch 0); slower ones
     were pruned. A slow good trial (0.55) is below the completed trials' median but not in
     the bottom quarter of every trial that reached the step (0.45): it goes on. A bad one
@@ -71,14 +81,7 @@ def test_in_fold_0_a_slow_trial_is_pruned_only_in_the_bottom_quarter_of_every_tr
     for _ in range(2):
         study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={
             0: 0.8, 1: 0.85, 2: 0.8, 3: 0.85}))
-    for slow in (0.4, 0.45, 0.5):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
-                                                  intermediate_values={0: slow}))
-
-    def running(values: dict[int, float]) -> optuna.trial.FrozenTrial:
-        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                         intermediate_values=values)
-
+    add_pruned_after_epoch_0(study, (0.4, 0.45, 0.5))
     assert not pruner.prune(study, running({0: 0.55}))
     assert optuna.pruners.MedianPruner(n_startup_trials=1).prune(study, running({0: 0.55})), \
         "the completed trials' median would prune it"
@@ -103,8 +106,8 @@ def test_in_fold_0_running_trials_count_and_the_trial_itself_does_not() -> None:
     alone.report(0.45, 0)
     assert alone.should_prune()
     study.tell(alone, state=optuna.trial.TrialState.FAIL)  # no longer reported at the step
-    running = study.ask()
-    running.report(0.30, 0)
+    other = study.ask()
+    other.report(0.30, 0)
     beside = study.ask()
     beside.report(0.38, 0)
     assert not beside.should_prune()
@@ -114,27 +117,17 @@ def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> 
     pruner = FoldMedianPruner(2, 3, n_startup_trials=1)
     study = optuna.create_study(direction="minimize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.2, intermediate_values={0: 0.2, 1: 0.2}))
-    for slow in (0.6, 0.55, 0.5):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
-                                                  intermediate_values={0: slow}))
-
-    def running(loss: float) -> optuna.trial.FrozenTrial:
-        return optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                         intermediate_values={0: loss})
-
-    assert not pruner.prune(study, running(0.45))
-    assert pruner.prune(study, running(0.9))
+    add_pruned_after_epoch_0(study, (0.6, 0.55, 0.5))
+    assert not pruner.prune(study, running({0: 0.45}))
+    assert pruner.prune(study, running({0: 0.9}))
 
 
 def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
     pruner = FoldMedianPruner(2, 3, n_startup_trials=2)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
-    for slow in (0.4, 0.45, 0.5):
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.PRUNED,
-                                                  intermediate_values={0: slow}))
-    bad = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
-                                    intermediate_values={0: 0.1})
+    add_pruned_after_epoch_0(study, (0.4, 0.45, 0.5))
+    bad = running({0: 0.1})
     assert not pruner.prune(study, bad), "one trial completed of 2"
     study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
     assert pruner.prune(study, bad)
