@@ -56,7 +56,9 @@ def run_arm(arm: str, overrides: list[str], journal: str) -> Any:
     warm = [*overrides, f"study.warm_start={{from: '{journal}#source', top_k: {TOP_K}}}"]
     if arm == "warm":
         return run_sweep(warm)
-    with mock.patch("hposweep.study.loop.sampler_prior", return_value=[]):  # the old behaviour
+    from hposweep.study.warm_start import SamplerPrior
+
+    with mock.patch.object(SamplerPrior, "trials", return_value=[]):  # the old behaviour
         return run_sweep(warm)
 
 
