@@ -1,0 +1,28 @@
+"""The simulated compute benchmarks still run against the code they measure (``--quick``:
+tiny sizes, figures meaningless): they drive hposweep's trial loop in process and patch
+its internals for their "before" arms, so a refactor can break them without any other
+test noticing (the warm-start benchmark's old-behaviour arm once patched a function the
+loop no longer called). Their figures are never asserted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.mark.parametrize(("script", "rows"), [
+    ("pruning.py", ["none ", "median + wilcoxon ", "median + wilcoxon, fold 0 as the others (before)",
+                    "none (plain)", "Optuna hyperband (plain)"]),
+    ("warm_start.py", ["trials to the cold sweep's final best", "final best true score"]),
+])
+def test_a_simulated_benchmark_runs_every_arm(script: str, rows: list[str]) -> None:
+    done = subprocess.run([sys.executable, script, "--quick"], cwd=BENCHMARKS,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for row in rows:
+        assert any(line.startswith(row) for line in done.stdout.splitlines()), (row, done.stdout)
