@@ -78,9 +78,15 @@ def throughput() -> dict[str, Any]:
             "passed": done.returncode == 0}
 
 
-def workers(workdir: Path) -> dict[str, Any]:
-    from hposweep.results import device_of
+def device_of(trial: Any) -> dict[str, str]:
+    """The device a trial recorded (``device``, ``device_name``, ``device_index``)."""
+    from hposweep.results import TRIAL_ATTR
 
+    record = trial.user_attrs.get(TRIAL_ATTR, {})
+    return {k: record[k] for k in ("device", "device_name", "device_index") if k in record}
+
+
+def workers(workdir: Path) -> dict[str, Any]:
     done = hposweep(workdir, *GPU, "study.max_trials=4", "--workers", "2")
     devices = sorted({json.dumps(device_of(t), sort_keys=True) for t in trials(workdir)})
     counted = states(workdir)
