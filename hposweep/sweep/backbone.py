@@ -247,6 +247,7 @@ class BackboneSweep:
         outcome = self.final.run(report, force=force)
         if outcome.checkpoint is not None:
             self._register_model(outcome.checkpoint)
+        outcome.registered = registered_of(self.study)
         self._write_study_note()
         return outcome
 

@@ -50,6 +50,7 @@ class FinalOutcome:
     test_metrics: dict[str, float] = field(default_factory=dict)
     mlflow_run_id: str | None = None
     error: str | None = None
+    registered: dict[str, str] | None = None  # the registered version holding the model
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "checkpoint": str(self.checkpoint) if self.checkpoint else None}

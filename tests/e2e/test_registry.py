@@ -196,9 +196,11 @@ def test_the_final_model_is_the_next_version_with_its_test_metrics_once_per_refi
     assert {k.removeprefix("test_"): float(v) for k, v in newest.tags.items()
             if k.startswith("test_")} == metadata["test_metrics"] != {}
     assert shown(sweep, *final) == registered(sweep.model, "2", "final")
-    refit = sweep.run(*final, "--force", command="refit")
+    refit = sweep.run(*final, "--force", "--json", command="refit")
     assert refit.returncode == 0, refit.stderr
     assert [v.version for v in sweep.versions()] == ["1", "2", "3"]
+    assert json.loads(refit.stdout)["tiny-bert"]["registered"] == {
+        "name": sweep.model, "version": "3", "source": "final"}, "refit --json says it too"
     assert sweep.versions()[-1].tags["hposweep.source"] == "final"
     assert shown(sweep, *final) == registered(sweep.model, "3", "final")
 
@@ -212,9 +214,10 @@ def test_a_final_model_that_could_not_be_registered_shows_no_version_until_it_is
 
     final = ["final.refit=true", "data.test=test.conll"]
     down = sweep.run(*final, f"mlflow.tracking_uri=http://127.0.0.1:{free_port()}", "--force",
-                     command="refit")
+                     "--json", command="refit")
     assert down.returncode == 0, down.stderr
     assert "MLflow failed" in down.stderr
+    assert json.loads(down.stdout)["tiny-bert"]["registered"] is None
     assert shown(sweep, *final) == [("best", [], "best", None), ("status", [], "status", None)]
     back = sweep.run(*final, "--json")
     assert back.returncode == 0, back.stderr
