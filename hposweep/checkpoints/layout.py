@@ -108,7 +108,10 @@ class CheckpointLayout:
         return self.trial_dir(number, fold) / "checkpoint"
 
     def staging_dir(self, number: int, fold: int | None) -> Path:
-        name = self.trial_dir(number, fold).name
+        return self._staging(self.trial_dir(number, fold).name)
+
+    def _staging(self, name: str) -> Path:
+        """A new staging dir for the dir ``name`` (its prefix marks it a leftover if found)."""
         return self.root / f"{STAGING_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
 
     @property
@@ -125,7 +128,7 @@ class CheckpointLayout:
         return self.final_dir / "resume"
 
     def final_staging_dir(self) -> Path:
-        return self.root / f"{STAGING_PREFIX}{self.final_dir.name}-{uuid.uuid4().hex[:8]}"
+        return self._staging(self.final_dir.name)
 
     def final_staging_dirs(self) -> list[Path]:
         """Staging dirs of final stages that did not finish (or a replaced final model)."""
