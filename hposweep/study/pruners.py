@@ -78,26 +78,28 @@ class FoldMedianPruner(optuna.pruners.MedianPruner):
         view = fold_view(trial, epochs)
         if not self._k_fold or trial.last_step is None or trial.last_step >= epochs:
             return bool(super().prune(study, view))
-        completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if not completed or len(completed) < self._n_startup_trials:
+        reported = study.get_trials(deepcopy=False, states=_REPORTING)
+        completed = sum(t.state == optuna.trial.TrialState.COMPLETE for t in reported)
+        if not completed or completed < self._n_startup_trials:
             return False
-        return bool(self._first_fold.prune(_EveryTrialCounts(study, trial.number), view))
+        others = [t for t in reported if t.number != trial.number and t.intermediate_values]
+        return bool(self._first_fold.prune(_Compared(study.direction, others), view))
 
 
-class _EveryTrialCounts:
-    """What ``PercentilePruner.prune`` reads of a study, with every other trial that
-    reported (completed, pruned or running) among the trials it compares with."""
+_REPORTING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+              optuna.trial.TrialState.RUNNING)
 
-    def __init__(self, study: Any, number: int) -> None:
-        self.direction = study.direction
-        self._study = study
-        self._number = number
+
+class _Compared:
+    """What ``PercentilePruner.prune`` reads of a study: its direction and the trials it
+    compares with (asked for as the completed ones: here every other trial that reported)."""
+
+    def __init__(self, direction: Any, trials: list[Any]) -> None:
+        self.direction = direction
+        self._trials = trials
 
     def get_trials(self, deepcopy: bool = False, states: Any = None) -> list[Any]:
-        reported = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
-                    optuna.trial.TrialState.RUNNING)
-        return [t for t in self._study.get_trials(deepcopy=False, states=reported)
-                if t.number != self._number and t.intermediate_values]
+        return self._trials
 
 
 class FoldTest:

@@ -54,16 +54,16 @@ def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:
     from hposweep.study.pruners import FoldMedianPruner
 
     p = cfg.study.pruner
-    max_resource = cfg.train.epochs * (cfg.k_fold.n_splits if cfg.k_fold.enabled else 1)
+    folds = cfg.k_fold.n_splits if cfg.k_fold.enabled else 1
     if p.name == "median" and steps == "epoch":
         return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials,
                                            n_warmup_steps=p.n_warmup_steps)
     if p.name == "median":
-        folds = cfg.k_fold.n_splits if cfg.k_fold.enabled else 1
         return FoldMedianPruner(cfg.train.epochs, folds, n_startup_trials=p.n_startup_trials,
                                 n_warmup_steps=p.n_warmup_steps)
     if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource, max_resource=max_resource,
+        return optuna.pruners.HyperbandPruner(min_resource=p.min_resource,
+                                              max_resource=cfg.train.epochs * folds,
                                               reduction_factor=p.reduction_factor)
     if p.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,
@@ -118,7 +118,8 @@ def settle_report_steps(cfg: SweepConfig, study: Any) -> str:
     wanted = report_steps(cfg, stored)
     if recorded == wanted:
         return wanted
-    if stored not in (None, wanted) and _has_values(study):
+    # a kind found from the values (nothing recorded) has values: no second scan
+    if stored not in (None, wanted) and (recorded is None or _has_values(study)):
         keep = ("wilcoxon or none" if stored == "fold" else
                 "an epoch-level pruner (median, hyperband, successive_halving) or none")
         raise UserError(
