@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hposweep.errors import UserError
 from hposweep.objectives.pareto import knee
-from hposweep.objectives.spec import Objective, objectives_of, uses_front
+from hposweep.objectives.spec import Objective, objectives_of, parse_constraint, uses_front
 from hposweep.results import mlflow_run_of
 
 
@@ -91,3 +92,33 @@ def fill_best(report: Any, cfg: Any, study: Any, kept: Mapping[int, Path]) -> No
     report.best_fold_values = list(best.user_attrs.get(FOLD_VALUES_ATTR, best.values[:1]))
     report.checkpoint = str(kept[best.number]) if best.number in kept else None
     report.mlflow_best_run_id = mlflow_run_of(best)
+
+
+def front_choice(cfg: Any, members: list[Any], objectives: list[str], choice: str, who: str,
+                 kind: str = "member") -> Any:
+    """The member of ``members`` (of the Pareto front) that ``choice`` names: ``knee``,
+    ``trial N``, or ``METRIC <= X`` / ``METRIC >= X`` (of the members that satisfy it, the
+    best in the first objective). Exit 2 (``who``: what asked) when it names none."""
+    words = choice.split()
+    if choice.strip() == "knee":
+        chosen = [m for m in members if m.knee]
+    elif len(words) == 2 and words[0] == "trial" and words[1].isdigit():
+        chosen = [m for m in members if m.number == int(words[1])]
+    else:
+        try:
+            condition = parse_constraint(choice)
+        except ValueError:
+            raise UserError(f"{who} {choice!r}: use knee, 'trial N' or 'METRIC <= X' / "
+                            "'METRIC >= X'") from None
+        if condition.metric not in objectives:
+            raise UserError(f"{who} {choice!r}: {condition.metric!r} is not an objective "
+                            f"({', '.join(objectives)})")
+        first = objectives_of(cfg)[0]
+        chosen = sorted((m for m in members if condition.holds(m.values)),
+                        key=lambda m: (-m.values[first.metric] if first.maximize
+                                       else m.values[first.metric], m.number))
+    if not chosen:
+        listed = ", ".join(f"trial {m.number}" + (" (knee)" if m.knee else "") for m in members)
+        raise UserError(f"{who} {choice!r} names no {kind} of the Pareto front "
+                        f"({kind}s: {listed or 'none'})")
+    return chosen[0]

@@ -65,35 +65,15 @@ def select(cfg: SweepConfig, status: StudyStatus, choice: str) -> StudyStatus:
     names no kept member."""
     from dataclasses import replace
 
-    from hposweep.objectives.spec import objectives_of, parse_constraint, uses_front
+    from hposweep.objectives.front import front_choice
+    from hposweep.objectives.spec import uses_front
 
     if not uses_front(cfg):
         raise UserError("--select picks a member of a Pareto front: it needs several "
                         "study.objectives or study.constraints")
     kept = [m for m in status.front if _available(cfg, m)]
-    words = choice.split()
-    if choice.strip() == "knee":
-        chosen = [m for m in kept if m.knee]
-    elif len(words) == 2 and words[0] == "trial" and words[1].isdigit():
-        chosen = [m for m in kept if m.number == int(words[1])]
-    else:
-        try:
-            condition = parse_constraint(choice)
-        except ValueError:
-            raise UserError(f"--select {choice!r}: use knee, 'trial N' or 'METRIC <= X' / "
-                            "'METRIC >= X'") from None
-        if condition.metric not in status.objectives:
-            raise UserError(f"--select {choice!r}: {condition.metric!r} is not an objective "
-                            f"({', '.join(status.objectives)})")
-        first = objectives_of(cfg)[0]
-        chosen = sorted((m for m in kept if condition.holds(m.values)),
-                        key=lambda m: (-m.values[first.metric] if first.maximize
-                                       else m.values[first.metric], m.number))
-    if not chosen:
-        members = ", ".join(f"trial {m.number}" + (" (knee)" if m.knee else "") for m in kept)
-        raise UserError(f"{status.backbone}: --select {choice!r} names no kept member of the "
-                        f"Pareto front (kept: {members or 'none'})")
-    member = chosen[0]
+    member = front_choice(cfg, kept, status.objectives, choice, f"{status.backbone}: --select",
+                          "kept member")
     return replace(status, best_trial=member.number,
                    best_value=member.values[status.objectives[0]], best_params=member.params,
                    best_fold_values=status.best_fold_values if member.knee else [],

@@ -87,9 +87,11 @@ def chosen_trial(cfg: SweepConfig, report: StudyReport) -> int:
     """The trial the final stage refits: the best, the knee of a front, or
     ``final.select`` (the choices of ``export --select``)."""
     if cfg.final.select is not None and report.front:
-        from hposweep.reports.export import select
+        from hposweep.objectives.front import front_choice
 
-        report = select(cfg, report, cfg.final.select)  # type: ignore[arg-type]
+        # any member: a refit needs the trial's hyperparameters, not its checkpoint
+        return int(front_choice(cfg, report.front, report.objectives, cfg.final.select,
+                                "final.select").number)
     if report.best_trial is None:
         raise UserError("no completed trial to refit")
     return report.best_trial

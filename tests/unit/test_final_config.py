@@ -90,3 +90,22 @@ def test_final_epochs_best_is_the_mean_best_epoch_rounded_else_the_trials_epochs
     assert final_epochs(cfg, trial(4.0, epochs=5)) == 5
     assert final_epochs(config("train.select_epoch=last"), trial(0.0)) == 3
     assert final_epochs(config("final.epochs=7"), trial(0.0)) == 7
+
+
+def test_final_select_may_name_a_front_member_whose_checkpoint_was_not_kept() -> None:
+    """A refit needs the trial's hyperparameters only: ``final.select`` chooses among every
+    member of the front, where ``export --select`` chooses among the kept ones."""
+    from hposweep.objectives.front import FrontMember
+    from hposweep.results import StudyReport
+    from hposweep.sweep.final import chosen_trial
+
+    two = ["study.pruner.name=none", "study.objectives=[{metric: macro-f1-span, goal: maximize}, "
+           "{metric: latency_ms, goal: minimize}]"]
+    cfg = config(*two, "final.select='trial 4'")
+    front = [FrontMember(2, {"macro-f1-span": 0.8, "latency_ms": 9.0}, {}, knee=True,
+                         checkpoint="outputs/hpo/x/trial_2_00000000/checkpoint"),
+             FrontMember(4, {"macro-f1-span": 0.7, "latency_ms": 5.0}, {})]
+    report = StudyReport(best_trial=2, objectives=["macro-f1-span", "latency_ms"], front=front)
+    assert chosen_trial(cfg, report) == 4
+    with pytest.raises(UserError, match="names no member"):
+        chosen_trial(config(*two, "final.select='trial 3'"), report)
