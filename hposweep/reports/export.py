@@ -223,14 +223,13 @@ def _metric_lines(meta: CheckpointMetadata | None) -> list[str]:
     """The trial's metrics (mean over folds); for a final model its test metrics, beside
     the cross-validation estimate (the search's, optimistic: the best of many trials)."""
     if meta is not None and meta.refit:
+        estimate = "-" if meta.objective_value is None else f"{meta.objective_value:.4f}"
         if not meta.test_metrics:
-            return ["## Scores", "", f"CV estimate: {meta.objective_metric} = "
-                    f"{meta.objective_value:.4f}; no test set, so no test score."]
+            return ["## Scores", "", f"CV estimate: {meta.objective_metric} = {estimate}; "
+                    "no test set, so no test score."]
         return ["## Scores: test set vs the search's CV estimate", "",
                 "| metric | test | CV estimate |", "|---|---|---|",
-                *[f"| {k} | {v:.4f} | "
-                  + (f"{meta.objective_value:.4f}" if k == meta.objective_metric
-                     and meta.objective_value is not None else "-") + " |"
+                *[f"| {k} | {v:.4f} | {estimate if k == meta.objective_metric else '-'} |"
                   for k, v in sorted(meta.test_metrics.items())]]
     return ["## Metrics of the trial (mean over folds)", "", "| metric | value |", "|---|---|",
             *[f"| {k} | {v:.4f} |" for k, v in sorted(meta.metrics.items() if meta else [])]]

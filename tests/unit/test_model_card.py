@@ -48,3 +48,11 @@ def test_a_checkpoint_without_example_counts_still_names_its_fold(tmp_path: Path
     """Checkpoints made before the counts were recorded: the fold, of the config's folds."""
     text = card(tmp_path, ["k_fold.n_splits=2"], {"fold": 1}, [0.4, 0.6])
     assert "- model: fold 2/2's model\n" in text
+
+
+def test_a_final_model_without_a_cv_estimate_or_test_set_still_gets_a_card(tmp_path: Path) -> None:
+    """A final model's metadata may hold no objective value (several objectives): the card
+    says so instead of failing to format it."""
+    text = card(tmp_path, [], {"refit": True, "objective_value": None, "epochs": 3,
+                               "train_examples": 300}, [])
+    assert "CV estimate: f1 = -; no test set, so no test score." in text
