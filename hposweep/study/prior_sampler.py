@@ -3,7 +3,7 @@
 Optuna's TPE and GP samplers read a study's finished trials through ``study._get_trials``
 (and draw at random while fewer than ``n_startup_trials`` of them are finished). The
 sampler is handed a view of the study whose trials are the prior ones
-(:func:`hposweep.study.warm_start.sampler_prior`) followed by the study's own; everything
+(:class:`hposweep.study.warm_start.SamplerPrior`) followed by the study's own; everything
 else, writes included, goes to the study itself. Nothing is added to the study: its
 trials, best trial, counts and budget are its own.
 """

@@ -11,7 +11,7 @@ kept; the others are dropped, with a warning, and sampled as usual.
 
 A warm start also records, in the same step, the other study's finished trials with their
 values (the study user attr ``hposweep.warm_start_prior``): the TPE and GP samplers model
-them with the study's own (:func:`sampler_prior`, :mod:`hposweep.study.prior_sampler`), so
+them with the study's own (:class:`SamplerPrior`, :mod:`hposweep.study.prior_sampler`), so
 they count as the sampler's start-up. They are never trials of this study.
 """
 
@@ -53,7 +53,7 @@ class Planned:
 def queue_first_trials(cfg: SweepConfig, opened: OpenStudy, info: Callable[[str], None],
                        warn: Callable[[str], None]) -> int:
     """Queue what was never queued in this study, and record a warm start's prior (see
-    :func:`sampler_prior`); returns how many trials were queued. Call under the study lock."""
+    :class:`SamplerPrior`); returns how many trials were queued. Call under the study lock."""
     trials = opened.study.get_trials(deepcopy=False)
     done = {t.user_attrs[WARM_START_ATTR].get("key") for t in trials
             if WARM_START_ATTR in t.user_attrs}
@@ -83,7 +83,7 @@ def recorded_prior(study: Any) -> dict[str, Any]:
     return study.user_attrs.get(WARM_START_PRIOR_ATTR) or {}
 
 
-def sampler_prior(cfg: SweepConfig, records: dict[str, Any], trials: Sequence[Any]) -> list[Any]:
+class SamplerPrior:
     """The finished trials of the studies this one was warm-started from (``records``:
     :func:`recorded_prior`), as Optuna COMPLETE trials of this search space for the sampler
     to model (numbered below 0, so older than any trial of this study), never trials of
@@ -92,14 +92,11 @@ def sampler_prior(cfg: SweepConfig, records: dict[str, Any], trials: Sequence[An
 
     A source trial's value is shifted by the median difference between the warm-started
     trials' values here and their values in the source (0 until one of them completes):
-    another backbone or data set may score higher or lower throughout."""
-    return SamplerPrior(cfg, records).trials(trials)
+    another backbone or data set may score higher or lower throughout.
 
-
-class SamplerPrior:
-    """:func:`sampler_prior` for every admission of a trial loop: the records are fitted to
-    the search space once (about 30 us a record), and the trials made again only when a
-    shift changed (a warm-started trial completed), not for each trial."""
+    One per trial loop: the records are fitted to the search space once (about 30 us a
+    record), and the trials made again only when a shift changed (a warm-started trial
+    completed), not for each trial."""
 
     def __init__(self, cfg: SweepConfig, records: dict[str, Any]) -> None:
         import optuna
@@ -122,7 +119,7 @@ class SamplerPrior:
         self._prior: list[Any] = []
 
     def trials(self, trials: Sequence[Any]) -> list[Any]:
-        """The prior, shifted by what the study's ``trials`` scored (see :func:`sampler_prior`)."""
+        """The prior, shifted by what the study's ``trials`` scored."""
         import optuna
 
         shifts = tuple(_shift(key, records, trials) for key, records, _ in self._fitted)
@@ -210,7 +207,7 @@ def _metric(settings: dict[str, Any]) -> str | None:
 def _record_prior(cfg: SweepConfig, opened: OpenStudy, source: _Source, info: Callable[[str], None],
                   warn: Callable[[str], None]) -> None:
     """Keep the source's COMPLETE trials that give every parameter of this search space a
-    value it can take, with their values, for :func:`sampler_prior`: only when both
+    value it can take, with their values, for :class:`SamplerPrior`: only when both
     studies optimize one objective, the same metric the same way."""
     objectives = objectives_of(cfg)
     if len(objectives) > 1 or not source.complete:

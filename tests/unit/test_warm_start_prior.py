@@ -1,4 +1,4 @@
-"""A warm start's prior (:func:`hposweep.study.warm_start.sampler_prior`): the source's
+"""A warm start's prior (:class:`hposweep.study.warm_start.SamplerPrior`): the source's
 finished trials that fit this search space, recorded once with the queued sets, handed
 to the sampler as trials older than any of this study's, their values shifted by what
 the warm-started sets scored here; none when the two studies optimize differently."""
@@ -16,7 +16,7 @@ from hposweep.config.loading import load
 from hposweep.results import WARM_START_PRIOR_ATTR
 from hposweep.study.space import suggest
 from hposweep.study.storage import make_storage
-from hposweep.study.warm_start import SamplerPrior, queue_first_trials, recorded_prior, sampler_prior
+from hposweep.study.warm_start import SamplerPrior, queue_first_trials, recorded_prior
 from tests.helpers import FAKE_CONFIG, fake_config, opened
 
 # This study's x is [0.2, 1]; the source's 0.1 does not fit it, its trial without x lacks it.
@@ -48,7 +48,7 @@ def test_the_prior_is_the_fitting_source_trials_shifted_by_what_the_warm_sets_sc
     assert "warm start: the tpe sampler models 3 of the 5 finished trials of 'src' from the " \
            "first trial on (2 left out: they lack a parameter of this search space or a value " \
            "it can take)" in info
-    prior = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+    prior = SamplerPrior(cfg, recorded_prior(study)).trials(study.get_trials())
     assert [(t.number, t.params, t.value) for t in prior] == \
         [(-3, {"x": 0.3}, 0.8), (-2, {"x": 0.5}, 0.7), (-1, {"x": 0.9}, 0.6)]
     assert all(t.state.name == "COMPLETE" for t in prior)
@@ -58,14 +58,14 @@ def test_the_prior_is_the_fitting_source_trials_shifted_by_what_the_warm_sets_sc
         trial = study.ask()
         suggest(trial, cfg.search_space)
         study.tell(trial, value_here)
-    shifted = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+    shifted = SamplerPrior(cfg, recorded_prior(study)).trials(study.get_trials())
     shift = -0.075  # the median of 0.75 - 0.8 and 0.6 - 0.7
     assert [t.value for t in shifted] == pytest.approx([v + shift for v in (0.8, 0.7, 0.6)])
     narrower = load(fake_config(tmp_path, FAKE_CONFIG), ["search_space.x.low=0.4"]).config
-    assert [t.params for t in sampler_prior(narrower, recorded_prior(study), study.get_trials())] \
+    assert [t.params for t in SamplerPrior(narrower, recorded_prior(study)).trials(study.get_trials())] \
         == [{"x": 0.5}, {"x": 0.9}], "a resume whose search space no longer takes x=0.3"
     grown = load(fake_config(tmp_path, FAKE_CONFIG), ["search_space.y={type: float, low: 0, high: 1}"])
-    assert sampler_prior(grown.config, recorded_prior(study), study.get_trials()) == []
+    assert SamplerPrior(grown.config, recorded_prior(study)).trials(study.get_trials()) == []
 
 
 def test_a_source_that_optimizes_the_other_way_is_not_modelled(tmp_path: Path) -> None:
@@ -73,13 +73,13 @@ def test_a_source_that_optimizes_the_other_way_is_not_modelled(tmp_path: Path) -
     assert ("warm start: the values of 'src' are not given to the sampler (goal minimize, "
             "this study maximize)") in warn
     assert WARM_START_PRIOR_ATTR not in study.user_attrs
-    assert sampler_prior(cfg, recorded_prior(study), study.get_trials()) == []
+    assert SamplerPrior(cfg, recorded_prior(study)).trials(study.get_trials()) == []
 
 
 def test_the_prior_a_trial_loop_keeps_is_the_prior_made_afresh_at_every_admission(
         tmp_path: Path) -> None:
     """The trial loop fits the records once (:class:`SamplerPrior`) and makes the trials again
-    only when a shift changes: at each step it hands the sampler what :func:`sampler_prior`
+    only when a shift changes: at each step it hands the sampler what a new :class:`SamplerPrior`
     makes from scratch (the same numbers, parameters, distributions and values), and the
     same trials while no shift changed."""
     cfg, study, _, _ = set_up(tmp_path, "maximize")
@@ -87,7 +87,7 @@ def test_the_prior_a_trial_loop_keeps_is_the_prior_made_afresh_at_every_admissio
 
     def same_as_afresh() -> list[Any]:
         prior = kept.trials(study.get_trials())
-        afresh = sampler_prior(cfg, recorded_prior(study), study.get_trials())
+        afresh = SamplerPrior(cfg, recorded_prior(study)).trials(study.get_trials())
         assert [(t.number, t.state, t.params, t.distributions, t.value) for t in prior] == \
             [(t.number, t.state, t.params, t.distributions, t.value) for t in afresh]
         return prior
