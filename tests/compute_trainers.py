@@ -15,11 +15,13 @@ FOLD_OFFSETS = (0.0, 0.02, -0.01, 0.01, -0.02)
 
 
 def fold_scored(params, data, ctx):
-    """score = 1 - (x - 0.3)^2 + the fold's offset, reported each epoch of train.epochs;
+    """score = 1 - (x - 0.3)^2 + the fold's offset, reported each epoch of train.epochs
+    (rising to it by $FOLD_RISE an epoch when set: a learning curve);
     appends ``trial fold`` to $FOLD_LOG (when set) so a test sees which folds trained."""
     score = 1.0 - (params["x"] - 0.3) ** 2 + FOLD_OFFSETS[ctx.fold or 0]
-    for epoch in range(ctx.config.train.epochs):
-        ctx.report(score, epoch)
+    epochs, rise = ctx.config.train.epochs, float(os.environ.get("FOLD_RISE", "0"))
+    for epoch in range(epochs):
+        ctx.report(score - rise * (epochs - 1 - epoch), epoch)
     if os.environ.get("FOLD_LOG"):
         with open(os.environ["FOLD_LOG"], "a") as log:
             log.write(f"{ctx.trial_number} {ctx.fold}\n")
