@@ -78,8 +78,8 @@ class TrialRun:
         self.by_fold = env.opened.report_steps == "fold"  # a fold-level pruner (wilcoxon)
         # The steps' values are running estimates of the objective (not raw epoch scores).
         self.estimates = env.opened.report_steps == "estimate"
-        self.fold_test = make_fold_test(env.cfg)  # None with wilcoxon (the config's rules)
-        self.finished: list[float] = []  # the objective on each finished fold, in order
+        self.fold_test = make_fold_test(env.cfg)  # None without study.pruner.folds
+        self.fold_metrics: list[dict[str, float]] = []  # each finished fold's, in order
         self.curves: dict[int, dict[int, float]] = {}  # fold index -> epoch -> its own score
         self.estimate: float | None = None  # the last running estimate reported
         # Set when the fold-level pruner stops the trial: the folds it ran, their mean.
@@ -134,21 +134,19 @@ class TrialRun:
         env.console.trial_started(self.number, self.params, retried_from)
         completed = self.resume.completed_folds()
         self.curves = self.resume.completed_curves()
-        fold_metrics: list[dict[str, float]] = []
+        fold_metrics = self.fold_metrics
         metric = cfg.study.objective_metric
         for index in range(len(env.folds)):
             fold_metrics.append(completed.get(index) or self._fold(index))
-            self.finished.append(fold_metrics[-1][metric])
             if self.by_fold:
-                self._fold_scored(index, fold_metrics)
+                self._fold_scored(index)
             elif self._reports_epochs():
-                self._fold_finished(index, fold_metrics,
-                                    replayed=self.estimates and index in completed)
+                self._fold_finished(index, replayed=self.estimates and index in completed)
         mean = _mean(fold_metrics)
         for constraint in constraints_of(cfg):  # before tell: samplers read them then
             self.trial.set_constraint(constraint.key, constraint.violation(mean))
         if len(fold_metrics) > 1:
-            self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+            self.trial.set_user_attr(FOLD_VALUES_ATTR, self.finished)
         if "best_epoch" in mean:  # what final.epochs: best trains for
             self.trial.set_user_attr(BEST_EPOCH_ATTR, mean["best_epoch"])
         env.checkpoints.trial_valued(self.number, lambda: env.metadata(
@@ -232,20 +230,23 @@ class TrialRun:
         self.trial.set_user_attr(name, value)
         self.env.tracker.log(self.run_id, {name: float(value)})
 
-    def _fold_scored(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
+    @property
+    def finished(self) -> list[float]:
+        """The objective on each finished fold, in order."""
+        return [m[self.env.cfg.study.objective_metric] for m in self.fold_metrics]
+
+    def _fold_scored(self, index: int) -> None:
         """A fold-level pruner sees fold ``index``'s score at step ``index`` (folds are the
         same for every trial, so step k pairs fold k across trials), then decides; never
         after the last fold. Folds a retried trial took from its resume state are reported
         again: the retry is a new Optuna trial."""
-        metric, n_folds = self.env.cfg.study.objective_metric, len(self.env.folds)
-        self.trial.report(fold_metrics[index][metric], index)
-        if index == n_folds - 1 or not self.trial.should_prune():
+        self.trial.report(self.finished[index], index)
+        if index == len(self.env.folds) - 1 or not self.trial.should_prune():
             return
-        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
-        self._pruned_after_fold(index, fold_metrics)
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, self.finished)
+        self._pruned_after_fold(index)
 
-    def _fold_finished(self, index: int, fold_metrics: list[dict[str, float]],
-                       replayed: bool) -> None:
+    def _fold_finished(self, index: int, replayed: bool) -> None:
         """After fold ``index`` of a study of epoch steps. A fold a retried trial took from
         its resume state (``replayed``: in a study of running estimates) reports its
         estimate at its last step (the mean of the folds so far), so the retry's steps are
@@ -258,18 +259,18 @@ class TrialRun:
             self.trial.report(statistics.fmean(self.finished), index * epochs + epochs - 1)
         if self.fold_test is None or index == len(self.env.folds) - 1:
             return
-        metric = self.env.cfg.study.objective_metric
-        self.trial.set_user_attr(FOLD_VALUES_ATTR, [m[metric] for m in fold_metrics])
+        self.trial.set_user_attr(FOLD_VALUES_ATTR, self.finished)
         # The test reads the trial's number and fold values: the live trial has both (its
         # user attributes as just set), so the stored trial is not read back.
         if self.fold_test.prune(self.trial.study, self.trial):
-            self._pruned_after_fold(index, fold_metrics)
+            self._pruned_after_fold(index)
 
-    def _pruned_after_fold(self, index: int, fold_metrics: list[dict[str, float]]) -> None:
+    def _pruned_after_fold(self, index: int) -> None:
         """The fold-level pruner stops the trial after fold ``index`` (the caller has
         recorded its fold values, once)."""
         n_folds = len(self.env.folds)
-        self.pruned_metrics = {**_mean(fold_metrics), **_per_fold(fold_metrics, self.env.folds)}
+        self.pruned_metrics = {**_mean(self.fold_metrics),
+                               **_per_fold(self.fold_metrics, self.env.folds)}
         raise Pruned(f"pruned after fold {index + 1}/{n_folds}: worse than the best trial "
                      f"fold by fold (Wilcoxon, p < {self.env.cfg.study.pruner.p_threshold})")
 
