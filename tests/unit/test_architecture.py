@@ -17,7 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "interrupts": set(),
     "results": set(),
     "_testing": set(),
-    "objectives": {"results"},
+    "objectives": {"errors", "results"},
     "config": {"errors", "objectives"},
     "api": {"config"},
     "console": {"results"},
