@@ -41,9 +41,12 @@ from typing import Any
 import _sim_curves
 from _common import REPO, quick_mode
 
-SPACE = ["search_space={learning_rate: {type: float, low: 1.0e-5, high: 1.0e-3, log: true}, "
-         "dropout: {type: float, low: 0.0, high: 0.4}, "
-         "warmup_ratio: {type: float, low: 0.0, high: 0.2}}"]
+# name -> (low, high, log): the search space of both hposweep's and the plain script's arms
+RANGES = {"learning_rate": (1.0e-5, 1.0e-3, True), "dropout": (0.0, 0.4, False),
+          "warmup_ratio": (0.0, 0.2, False)}
+SPACE = ["search_space={" + ", ".join(
+    f"{name}: {{type: float, low: {low}, high: {high}, log: {str(log).lower()}}}"
+    for name, (low, high, log) in RANGES.items()) + "}"]
 
 
 # Distinct seeds draw independent streams (a trial's seed hashes the seed, the study and the
@@ -76,7 +79,7 @@ def run_sweep(overrides: list[str]) -> Any:
 
 def _base_config() -> str:
     """configs/smoke.yaml without its search space and pruner: the benchmark's space is
-    the plain script's (``SPACE``, ``_suggest``), its pruner settings hposweep's defaults."""
+    the plain script's (``RANGES``), its pruner settings hposweep's defaults."""
     from omegaconf import OmegaConf
 
     smoke = OmegaConf.load(REPO / "configs" / "smoke.yaml")
@@ -168,10 +171,9 @@ def _ray_asha() -> Any:
 
 
 def _suggest(trial: Any) -> dict[str, float]:
-    """The benchmark's search space, as hposweep suggests it."""
-    return {"learning_rate": trial.suggest_float("learning_rate", 1.0e-5, 1.0e-3, log=True),
-            "dropout": trial.suggest_float("dropout", 0.0, 0.4),
-            "warmup_ratio": trial.suggest_float("warmup_ratio", 0.0, 0.2)}
+    """The benchmark's search space (``RANGES``), in Optuna calls."""
+    return {name: trial.suggest_float(name, low, high, log=log)
+            for name, (low, high, log) in RANGES.items()}
 
 
 @dataclass
