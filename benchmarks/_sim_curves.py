@@ -14,13 +14,10 @@ epoch adds a little noise (sd 0.004). The fold's result is its last epoch's scor
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import random
 from typing import Any
 
-from _sim_trainer import _FOLD_EFFECT, TRIAL_FOLD_SD, true_score
+from _sim_trainer import fold_draw, save, true_score
 
 EPOCHS = 5
 EPOCH_SD = 0.004
@@ -48,10 +45,7 @@ def true_final(params: dict[str, Any]) -> float:
 
 def epoch_scores(params: dict[str, Any], fold: int) -> list[float]:
     """Fold ``fold``'s score after each epoch (deterministic in the params and fold)."""
-    seed = hashlib.sha256(repr((sorted(params.items()), fold)).encode()).digest()
-    rng = random.Random(seed)
-
-    plateau = true_score(params) + _FOLD_EFFECT[fold] + rng.gauss(0.0, TRIAL_FOLD_SD)
+    plateau, rng = fold_draw(params, fold)
     return [v + rng.gauss(0.0, EPOCH_SD) for v in _curve(plateau, params)]
 
 
@@ -64,9 +58,7 @@ def curves(params: dict[str, Any], data: Any, ctx: Any) -> dict[str, float]:
     """The hposweep trainer: reports each epoch, stops when the pruner says so."""
     from hposweep.api import Pruned
 
-    if ctx.checkpoint_dir is not None:  # the "model" the sweep may keep
-        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.checkpoint_dir / "params.json").write_text(json.dumps(params))
+    save(params, ctx)
     scores = epoch_scores(params, ctx.fold or 0)
     for epoch, score in enumerate(scores):
         EPOCHS_RUN[ctx.trial_number] = EPOCHS_RUN.get(ctx.trial_number, 0) + 1

@@ -35,10 +35,23 @@ def true_score(params: dict[str, Any], shift: dict[str, float] | None = None) ->
     return 0.90 - 0.10 * lr ** 2 - 0.8 * dropout ** 2 - 1.2 * warmup ** 2
 
 
+def fold_draw(params: dict[str, Any], fold: int,
+              shift: dict[str, float] | None = None) -> tuple[float, random.Random]:
+    """The trial's score on ``fold`` (deterministic in the params and fold), and the
+    random stream it was drawn from, for any further noise of that fold."""
+    rng = random.Random(hashlib.sha256(repr((sorted(params.items()), fold)).encode()).digest())
+    return true_score(params, shift) + _FOLD_EFFECT[fold] + rng.gauss(0.0, TRIAL_FOLD_SD), rng
+
+
 def _fold_score(params: dict[str, Any], fold: int, shift: dict[str, float] | None) -> float:
-    seed = hashlib.sha256(repr((sorted(params.items()), fold)).encode()).digest()
-    noise = random.Random(seed).gauss(0.0, TRIAL_FOLD_SD)
-    return true_score(params, shift) + _FOLD_EFFECT[fold] + noise
+    return fold_draw(params, fold, shift)[0]
+
+
+def save(params: dict[str, Any], ctx: Any) -> None:
+    """The "model" the sweep may keep: the params, in the trial's checkpoint dir."""
+    if ctx.checkpoint_dir is not None:
+        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        (ctx.checkpoint_dir / "params.json").write_text(json.dumps(params))
 
 
 def fold_scores(params: dict[str, Any], folds: int) -> list[float]:
@@ -49,9 +62,7 @@ def fold_scores(params: dict[str, Any], folds: int) -> list[float]:
 def _train(params: dict[str, Any], ctx: Any, shift: dict[str, float] | None) -> dict[str, float]:
     global CALLS
     CALLS += 1
-    if ctx.checkpoint_dir is not None:  # the "model" the sweep may keep
-        ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        (ctx.checkpoint_dir / "params.json").write_text(json.dumps(params))
+    save(params, ctx)
     return {"score": _fold_score(params, ctx.fold or 0, shift)}
 
 
