@@ -61,10 +61,13 @@ class FoldMedianPruner(optuna.pruners.MedianPruner):
     values of every other trial that reached the step (completed, pruned or running: the
     rung of asynchronous successive halving), and it is pruned below their 25th percentile
     (:data:`FIRST_FOLD_PERCENTILE`, interpolated: with few trials there, the middle one of
-    three can be below it): a bad trial still stops at its first epoch. From fold 1 on the
+    three can be below it): a bad trial still stops at its first epoch. Its start-up counts
+    the trials it compares with: it prunes once ``n_startup_trials`` other trials reached
+    the step, whether or not any has completed (asynchronous successive halving's grace),
+    so the first trials need not run every fold before a bad one stops. From fold 1 on the
     estimate predicts the trial's end from its own fold-0 curve, and the median rule
-    applies. The start-up (``n_startup_trials`` completed trials) and warm-up are the
-    median rule's."""
+    applies, its start-up (``n_startup_trials`` completed trials) included. The warm-up
+    is the median rule's."""
 
     def __init__(self, epochs: int, folds: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -78,11 +81,10 @@ class FoldMedianPruner(optuna.pruners.MedianPruner):
         view = fold_view(trial, epochs)
         if not self._k_fold or trial.last_step is None or trial.last_step >= epochs:
             return bool(super().prune(study, view))
-        reported = study.get_trials(deepcopy=False, states=_REPORTING)
-        completed = sum(t.state == optuna.trial.TrialState.COMPLETE for t in reported)
-        if not completed or completed < self._n_startup_trials:
+        others = [t for t in study.get_trials(deepcopy=False, states=_REPORTING)
+                  if t.number != trial.number and trial.last_step in t.intermediate_values]
+        if not others or len(others) < self._n_startup_trials:
             return False
-        others = [t for t in reported if t.number != trial.number and t.intermediate_values]
         return bool(self._first_fold.prune(_Compared(study.direction, others), view))
 
 

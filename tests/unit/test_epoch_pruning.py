@@ -122,15 +122,18 @@ def test_in_fold_0_the_bottom_quarter_is_the_worst_quarter_when_minimizing() -> 
     assert pruner.prune(study, running({0: 0.9}))
 
 
-def test_in_fold_0_nothing_is_pruned_before_n_startup_trials_have_completed() -> None:
-    pruner = FoldMedianPruner(2, 3, n_startup_trials=2)
+def test_in_fold_0_pruning_starts_once_n_startup_trials_others_reached_the_step() -> None:
+    """Fold 0's start-up counts the trials it compares with, those that reached the step,
+    completed or not: a bad trial stops at its first epoch before the first trials have run
+    every fold."""
+    pruner = FoldMedianPruner(2, 3, n_startup_trials=3)
     study = optuna.create_study(direction="maximize", pruner=pruner)
-    study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
-    add_pruned_after_epoch_0(study, (0.4, 0.45, 0.5))
+    add_pruned_after_epoch_0(study, (0.4, 0.45))
     bad = running({0: 0.1})
-    assert not pruner.prune(study, bad), "one trial completed of 2"
-    study.add_trial(optuna.trial.create_trial(value=0.85, intermediate_values={0: 0.8, 1: 0.85}))
-    assert pruner.prune(study, bad)
+    assert not pruner.prune(study, bad), "2 other trials at the step, of 3"
+    study.add_trial(running({0: 0.5, 1: 0.6}))
+    assert pruner.prune(study, bad), "3 at the step, none of them completed"
+    assert not pruner.prune(study, running({0: 0.1, 1: 0.1})), "only 1 other trial at step 1"
 
 
 def test_hyperband_spans_every_fold_epoch() -> None:
