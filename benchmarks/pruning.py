@@ -89,6 +89,7 @@ def _base_config() -> str:
 
 
 SEEDS = 5
+FOLDS = 5
 EPOCHS = _sim_curves.EPOCHS
 HPOSWEEP_ARMS = {
     "none": ["study.pruner.name=none"],
@@ -125,19 +126,36 @@ HPOSWEEP_ARMS = {
 }
 
 
-# The median rule as it was before fold 0 got its own (``FoldMedianPruner``'s docstring):
-# the completed trials' median at every step, fold 0's included.
-BEFORE = {"median (estimates), fold 0 as the others (before)": "median (estimates)",
-          "median + wilcoxon, fold 0 as the others (before)": "median + wilcoxon"}
-
-
 def _median_everywhere(self: Any, study: Any, trial: Any) -> bool:
+    """The median rule as it was before fold 0 got its own (``FoldMedianPruner``'s
+    docstring): the completed trials' median at every step, fold 0's included."""
     import optuna
 
     from hposweep.study.pruners import fold_view
 
     epochs = int(trial.params.get("epochs", self._epochs))
     return optuna.pruners.MedianPruner.prune(self, study, fold_view(trial, epochs))
+
+
+def _oracle(self: Any, study: Any, trial: Any) -> bool:
+    """A bound, not a pruner: it knows the trial's fold results in advance (the simulator
+    is deterministic in the params) and prunes it at its first epoch unless it will end as
+    the best so far, which must run every fold to be the sweep's best. No pruner that
+    keeps the best trains less on the same trials."""
+    import optuna
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    final = statistics.fmean(_sim_curves.fold_results(trial.params, FOLDS))
+    return bool(done) and final <= max(t.value for t in done)
+
+
+# Arms run with hposweep's pruner patched: name -> (the arm whose settings they take, the
+# patched ``FoldMedianPruner.prune``)
+PATCHED = {"median (estimates), fold 0 as the others (before)": ("median (estimates)",
+                                                                 _median_everywhere),
+           "median + wilcoxon, fold 0 as the others (before)": ("median + wilcoxon",
+                                                                _median_everywhere),
+           "oracle: a trial runs on only if it ends as a new best": ("median (estimates)", _oracle)}
 
 
 def _plain_pruners() -> dict[str, Callable[[int], Any]]:
@@ -239,9 +257,9 @@ def through_hposweep(arm: str, seed: int, trials: int, folds: int, tmp: Path) ->
     _sim_curves.EPOCHS_RUN.clear()
     overrides = [*sweep_overrides(tmp / f"{arm}-{seed}".replace(" ", "_").replace("/", "_"), seed,
                                   trials, folds, trainer="_sim_curves:curves"),
-                 f"train.epochs={EPOCHS}", *HPOSWEEP_ARMS[BEFORE.get(arm, arm)]]
-    if arm in BEFORE:
-        with mock.patch.object(FoldMedianPruner, "prune", _median_everywhere):
+                 f"train.epochs={EPOCHS}", *HPOSWEEP_ARMS[PATCHED[arm][0] if arm in PATCHED else arm]]
+    if arm in PATCHED:
+        with mock.patch.object(FoldMedianPruner, "prune", PATCHED[arm][1]):
             result = run_sweep(overrides)
     else:
         result = run_sweep(overrides)
@@ -269,10 +287,10 @@ def final_best(run: list[TrialCost]) -> TrialCost:
 
 def main() -> None:
     quick = quick_mode(__doc__)
-    seeds, trials, folds = ((range(2), 12, 5) if quick else
-                            (range(int(os.environ.get("PRUNING_SEEDS", SEEDS))), 60, 5))
+    seeds, trials, folds = ((range(2), 12, FOLDS) if quick else
+                            (range(int(os.environ.get("PRUNING_SEEDS", SEEDS))), 60, FOLDS))
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # the trainers for train.trainer
-    arms = [*HPOSWEEP_ARMS, *BEFORE, *_plain_pruners()]
+    arms = [*HPOSWEEP_ARMS, *PATCHED, *_plain_pruners()]
     if os.environ.get("PRUNING_ARMS"):
         words = os.environ["PRUNING_ARMS"].split(",")
         arms = [a for a in arms if a.startswith("none") or any(w in a for w in words)]
@@ -282,7 +300,7 @@ def main() -> None:
             order = arms if seed % 2 == 0 else arms[::-1]  # neither side always first
             for arm in order:
                 runs[arm].append(through_hposweep(arm, seed, trials, folds, Path(tmp))
-                                 if arm in HPOSWEEP_ARMS or arm in BEFORE
+                                 if arm in HPOSWEEP_ARMS or arm in PATCHED
                                  else plain(arm, seed, trials, folds))
     targets = []
     for run in runs["none"]:
