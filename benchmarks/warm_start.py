@@ -1,8 +1,8 @@
 """Warm start (``study.warm_start``) vs a cold start, on the simulated sweep of
-``pruning.py`` (hposweep's own trial loop, 5 folds, TPE, no pruning): a source study of
-40 trials on a neighbouring objective (``_sim_trainer.neighbour``: the optimum moved a
-little, as for another backbone), then 60 trials on the objective, 20 sampler seeds, in
-three arms:
+``pruning.py`` (hposweep's own trial loop, 5 folds, TPE, no pruning), 20 sampler seeds; per
+seed a source study of 40 trials on a neighbouring objective (``_sim_trainer.neighbour``:
+the optimum moved a little, as for another backbone; its own seed), then 60 trials on the
+objective in three arms:
 
 - ``cold``: no warm start;
 - ``warm, old``: the source's top 5 run first, and TPE draws at random until 10 trials of
@@ -33,6 +33,7 @@ from _common import quick_mode
 from pruning import run_sweep, sweep_overrides
 
 SOURCE_TRIALS, TOP_K, FOLDS = 40, 5, 5
+SOURCE_SEED = 99  # seed s's source study draws with seed SOURCE_SEED + s
 GOOD = 0.895  # within 0.005 of the optimum
 EARLY = 10
 ARMS = ("cold", "warm, old", "warm")
@@ -71,12 +72,14 @@ def main() -> None:
         # Relative: the warm start's ``from`` is part of the study's seed stream, and a
         # temporary directory's name would make each run draw other trials.
         os.chdir(tmp)
-        journal = "journal:source.log"
-        source = run_sweep([*sweep_overrides(Path(tmp) / "source", 99, 12 if quick else SOURCE_TRIALS,
-                                             FOLDS, "_sim_trainer:neighbour"),
-                            f"study.storage={journal}", "study.name=source",
-                            "study.pruner.name=none"])
         for seed in seeds:
+            # Each seed its own source study: one source shared by every seed would make
+            # all of them ride on its draws.
+            journal = f"journal:source-{seed}.log"
+            run_sweep([*sweep_overrides(Path(tmp) / f"source-{seed}", SOURCE_SEED + seed,
+                                        12 if quick else SOURCE_TRIALS, FOLDS,
+                                        "_sim_trainer:neighbour"),
+                       f"study.storage={journal}", "study.name=source", "study.pruner.name=none"])
             order = ARMS[seed % len(ARMS):] + ARMS[:seed % len(ARMS)]  # each arm first in turn
             results = {}
             for arm in order:
@@ -94,7 +97,7 @@ def main() -> None:
                       "early": best_of_first(r, EARLY),
                       "best": _sim_trainer.true_score(r.best_params)}
                 for arm, r in results.items()}})
-    print(f"source: {len(source.trials)} trials on the neighbouring objective (shift "
+    print(f"source: a study of {12 if quick else SOURCE_TRIALS} trials per seed on the neighbouring objective (shift "
           f"{_sim_trainer.NEIGHBOUR_SHIFT}); warm start: its top {TOP_K}; {trials} trials x "
           f"{FOLDS} folds, TPE, {len(seeds)} seeds")
     print(f"{'seed':<6}{'cold final best (true)':>24}" + "".join(f"{arm + ': trials':>18}" for arm in ARMS)
