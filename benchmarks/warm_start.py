@@ -100,7 +100,8 @@ def main() -> None:
                       "early": best_of_first(r, EARLY),
                       "best": _sim_trainer.true_score(r.best_params)}
                 for arm, r in results.items()}})
-    print(f"source: a study of {12 if quick else SOURCE_TRIALS} trials per seed on the neighbouring objective (shift "
+    print(f"source: a study of {12 if quick else SOURCE_TRIALS} trials per seed on the "
+          f"neighbouring objective (shift "
           f"{_sim_trainer.NEIGHBOUR_SHIFT}); warm start: its top {TOP_K}; {trials} trials x "
           f"{FOLDS} folds, TPE, {len(seeds)} seeds")
     print(f"{'seed':<6}{'cold final best (true)':>24}" + "".join(f"{arm + ': trials':>18}" for arm in ARMS)

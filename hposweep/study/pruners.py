@@ -94,7 +94,8 @@ _REPORTING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
 
 class _Compared:
     """What ``PercentilePruner.prune`` reads of a study: its direction and the trials it
-    compares with (asked for as the completed ones: here every other trial that reported)."""
+    compares with (asked for as the completed ones: here every other trial that reached
+    the step)."""
 
     def __init__(self, direction: Any, trials: list[Any]) -> None:
         self.direction = direction
