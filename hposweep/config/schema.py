@@ -638,10 +638,14 @@ class LoadedConfig(NamedTuple):
     overrides: tuple[str, ...] = ()  # as typed
 
     def command(self, name: str) -> str:
-        """``hposweep NAME CONFIG OVERRIDES``, as a shell would take it."""
+        """``hposweep NAME CONFIG OVERRIDES``, as a shell would take it. Only ``run`` reads
+        ``study.n_workers`` (``--workers`` passes it to the run and to each worker): the
+        other commands are suggested without it."""
         import shlex
 
-        return shlex.join(["hposweep", name, str(self.path), *self.overrides])
+        overrides = [o for o in self.overrides
+                     if name == "run" or not o.startswith("study.n_workers=")]
+        return shlex.join(["hposweep", name, str(self.path), *overrides])
 
 
 def backbone_slug(backbone: str) -> str:

@@ -325,3 +325,11 @@ def test_a_file_that_is_not_utf8_text(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_bytes(b"study:\n  name: caf\xe9\n")
     assert error_of(path) == f"{path}: not UTF-8 text (byte 18)"
+
+
+def test_a_suggested_command_leaves_out_the_worker_count_that_only_run_reads() -> None:
+    """``--workers K`` passes ``study.n_workers`` to the run and its workers; the refit and
+    dashboard commands a summary suggests are the user's own, without it."""
+    loaded = load(SMOKE, ["study.max_trials=12", "study.n_workers=1"])
+    assert loaded.command("refit") == f"hposweep refit {SMOKE} study.max_trials=12"
+    assert loaded.command("run") == f"hposweep run {SMOKE} study.max_trials=12 study.n_workers=1"
