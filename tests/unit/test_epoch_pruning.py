@@ -136,6 +136,28 @@ def test_in_fold_0_pruning_starts_once_n_startup_trials_others_reached_the_step(
     assert not pruner.prune(study, running({0: 0.1, 1: 0.1})), "only 1 other trial at step 1"
 
 
+def test_in_fold_0_a_searched_epochs_compares_only_with_trials_still_in_their_fold_0() -> None:
+    """With ``epochs`` searched, step 3 is fold 0 of a 5-epoch trial and fold 1 of a
+    3-epoch one, whose estimate there (0.85) is not an epoch's score: fold 0 compares
+    with, and counts towards its start-up, only trials still in their fold 0 at the step."""
+    pruner = FoldMedianPruner(3, 3, n_startup_trials=1)
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for value in (0.85, 0.9):  # 3 epochs: step 3 is their fold 1's first epoch
+        study.add_trial(optuna.trial.create_trial(
+            state=optuna.trial.TrialState.PRUNED, params={"epochs": 3},
+            distributions={"epochs": optuna.distributions.IntDistribution(2, 5)},
+            intermediate_values={0: 0.3, 1: 0.6, 2: 0.8, 3: value}))
+    study.add_trial(optuna.trial.create_trial(  # 5 epochs, still rising at step 3
+        state=optuna.trial.TrialState.PRUNED, params={"epochs": 5},
+        distributions={"epochs": optuna.distributions.IntDistribution(2, 5)},
+        intermediate_values={0: 0.1, 1: 0.2, 2: 0.3, 3: 0.4}))
+    slow = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.RUNNING, params={"epochs": 5},
+        distributions={"epochs": optuna.distributions.IntDistribution(2, 5)},
+        intermediate_values={0: 0.1, 1: 0.2, 2: 0.3, 3: 0.45})
+    assert not pruner.prune(study, slow), "above the one trial in its fold 0 at step 3"
+
+
 def test_hyperband_spans_every_fold_epoch() -> None:
     cfg = load(SMOKE, ["k_fold.n_splits=3", "train.epochs=3", "study.pruner.name=hyperband",
                        "study.pruner.folds=wilcoxon"]).config
