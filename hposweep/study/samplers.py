@@ -52,6 +52,7 @@ def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:
     import optuna
 
     from hposweep.study.pruners import FoldMedianPruner
+    from hposweep.study.space import largest_epochs
 
     p = cfg.study.pruner
     folds = cfg.k_fold.n_splits if cfg.k_fold.enabled else 1
@@ -61,9 +62,9 @@ def make_pruner(cfg: SweepConfig, steps: str = "estimate") -> Any:
     if p.name == "median":
         return FoldMedianPruner(cfg.train.epochs, folds, n_startup_trials=p.n_startup_trials,
                                 n_warmup_steps=p.n_warmup_steps)
-    if p.name == "hyperband":
+    if p.name == "hyperband":  # its resource: every fold-epoch of the longest trial
         return optuna.pruners.HyperbandPruner(min_resource=p.min_resource,
-                                              max_resource=cfg.train.epochs * folds,
+                                              max_resource=largest_epochs(cfg) * folds,
                                               reduction_factor=p.reduction_factor)
     if p.name == "successive_halving":
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=p.min_resource,

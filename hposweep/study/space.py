@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hposweep.config.schema import ParamSpec
+from hposweep.config.schema import ParamSpec, SweepConfig
 
 
 def suggest(trial: Any, space: dict[str, ParamSpec]) -> dict[str, Any]:
@@ -21,6 +21,16 @@ def suggest(trial: Any, space: dict[str, ParamSpec]) -> dict[str, Any]:
             params[name] = trial.suggest_float(name, float(spec.low), float(spec.high),
                                                step=spec.step, log=spec.log)
     return params
+
+
+def largest_epochs(cfg: SweepConfig) -> int:
+    """The most epochs a trial trains: the largest value a searched ``epochs`` can take,
+    else ``train.epochs``."""
+    spec = cfg.search_space.get("epochs")
+    if spec is None:
+        return cfg.train.epochs
+    ends = spec.choices if spec.type == "categorical" else [spec.high]
+    return max(int(end) for end in ends or [cfg.train.epochs])
 
 
 def grid(space: dict[str, ParamSpec]) -> dict[str, list[Any]]:

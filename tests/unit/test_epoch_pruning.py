@@ -167,6 +167,14 @@ def test_hyperband_spans_every_fold_epoch() -> None:
     assert make_fold_test(cfg) is not None
 
 
+@pytest.mark.parametrize(("epochs", "resource"), [
+    ("{type: int, low: 2, high: 5}", 15), ("{type: categorical, choices: [4, 2]}", 12)])
+def test_hyperband_spans_the_longest_trial_when_epochs_is_searched(epochs: str, resource: int) -> None:
+    cfg = load(SMOKE, ["k_fold.n_splits=3", "train.epochs=3", "study.pruner.name=hyperband",
+                       f"search_space.epochs={epochs}"]).config
+    assert make_pruner(cfg)._max_resource == resource
+
+
 def study_with(kind: str | None, values: dict[int, float]) -> optuna.Study:
     study = optuna.create_study(direction="maximize", study_name="s")
     if kind:
