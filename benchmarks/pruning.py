@@ -137,8 +137,9 @@ def _median_everywhere(self: Any, study: Any, trial: Any) -> bool:
     import optuna
 
     from hposweep.study.pruners import fold_view
+    from hposweep.study.space import epochs_of
 
-    epochs = int(trial.params.get("epochs", self._epochs))
+    epochs = epochs_of(trial.params, self._epochs)
     return optuna.pruners.MedianPruner.prune(self, study, fold_view(trial, epochs))
 
 

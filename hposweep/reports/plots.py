@@ -27,6 +27,7 @@ from typing import Any
 from hposweep.config.schema import SweepConfig
 from hposweep.objectives.front import FrontMember
 from hposweep.results import FOLD_VALUES_ATTR, REPORT_STEPS_ATTR
+from hposweep.study.space import epochs_of
 
 OPTUNA_PLOTS = ("param_importances", "parallel_coordinate", "slice")
 FIGURE_HEIGHT = 480
@@ -196,7 +197,7 @@ def intermediate_figure(trials: list[Any], epochs: int, n_folds: int,
                         maximize: bool = True) -> Any:
     """One line per trial: by epoch, the mean of what its folds reported for that epoch
     (drawn as :func:`_trial_lines` draws)."""
-    lines = [(t, fold_means(t.intermediate_values, _epochs_of(t, epochs), n_folds))
+    lines = [(t, fold_means(t.intermediate_values, epochs_of(t.params, epochs), n_folds))
              for t in trials]
     figure = _trial_lines(
         [(t, [e + 1 for e, _, _ in per_epoch], [m for _, m, _ in per_epoch],
@@ -216,7 +217,7 @@ def estimates_figure(trials: list[Any], epochs: int, maximize: bool = True) -> A
     A completed trial's line ends at its value (drawn as :func:`_trial_lines` draws)."""
     lines = []
     for trial in trials:
-        points, per_fold = sorted(trial.intermediate_values.items()), _epochs_of(trial, epochs)
+        points, per_fold = sorted(trial.intermediate_values.items()), epochs_of(trial.params, epochs)
         if points:
             lines.append((trial, [s + 1 for s, _ in points], [v for _, v in points],
                           [[s // per_fold + 1, s % per_fold + 1] for s, _ in points]))
@@ -419,10 +420,6 @@ def fold_means(values: dict[int, float], epochs: int, n_folds: int
     for step, value in values.items():
         by_epoch.setdefault(step % epochs if n_folds > 1 else step, []).append(value)
     return [(e, statistics.fmean(v), len(v)) for e, v in sorted(by_epoch.items())]
-
-
-def _epochs_of(trial: Any, default: int) -> int:
-    return int(trial.params.get("epochs", default))
 
 
 def _final_value(trial: Any) -> float | None:

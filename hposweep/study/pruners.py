@@ -28,6 +28,7 @@ from typing import Any
 import optuna
 
 from hposweep.results import FOLD_VALUES_ATTR
+from hposweep.study.space import epochs_of
 
 
 def fold_view(trial: Any, epochs: int) -> Any:
@@ -79,14 +80,14 @@ class FoldMedianPruner(optuna.pruners.MedianPruner):
             100.0 - FIRST_FOLD_PERCENTILE, **{**kwargs, "n_startup_trials": 0})
 
     def prune(self, study: Any, trial: Any) -> bool:
-        epochs = int(trial.params.get("epochs", self._epochs))
+        epochs = epochs_of(trial.params, self._epochs)
         view = fold_view(trial, epochs)
         if not self._k_fold or trial.last_step is None or trial.last_step >= epochs:
             return bool(super().prune(study, view))
         step = trial.last_step
         others = [t for t in study.get_trials(deepcopy=False, states=_REPORTING)
                   if t.number != trial.number and step in t.intermediate_values
-                  and step < int(t.params.get("epochs", self._epochs))]  # in their fold 0 too
+                  and step < epochs_of(t.params, self._epochs)]  # in their fold 0 too
         if not others or len(others) < self._n_startup_trials:
             return False
         return bool(self._first_fold.prune(_Compared(study.direction, others), view))

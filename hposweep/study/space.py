@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hposweep.config.schema import ParamSpec, SweepConfig
@@ -21,6 +22,12 @@ def suggest(trial: Any, space: dict[str, ParamSpec]) -> dict[str, Any]:
             params[name] = trial.suggest_float(name, float(spec.low), float(spec.high),
                                                step=spec.step, log=spec.log)
     return params
+
+
+def epochs_of(params: Mapping[str, Any], default: int) -> int:
+    """The epochs a trial trains: its sampled ``epochs`` when the search space has it, else
+    ``default`` (``train.epochs``)."""
+    return int(params.get("epochs", default))
 
 
 def largest_epochs(cfg: SweepConfig) -> int:

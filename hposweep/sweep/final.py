@@ -33,6 +33,7 @@ from hposweep.data.readers import SweepData, final_training_data, load_test
 from hposweep.errors import DeviceFailed, InternalError, UserError, first_line
 from hposweep.objectives.spec import objectives_of
 from hposweep.results import BEST_EPOCH_ATTR, FINAL_ATTR, StudyReport
+from hposweep.study.space import epochs_of
 from hposweep.sweep.trial import TrialEnv, call_trainer, checked_metrics, ours
 
 PLAN_FILE = "plan.json"  # in the resume dir: what the saved state is a refit of
@@ -67,7 +68,7 @@ def final_epochs(cfg: SweepConfig, trial: Any) -> int:
     (counted from 1, rounded half up) with ``select_epoch: best``, else its epochs."""
     if cfg.final.epochs != "best":
         return int(cfg.final.epochs)
-    epochs = int(trial.params.get("epochs", cfg.train.epochs))
+    epochs = epochs_of(trial.params, cfg.train.epochs)
     best = trial.user_attrs.get(BEST_EPOCH_ATTR)
     if cfg.train.select_epoch != "best" or best is None:
         return epochs

@@ -38,7 +38,7 @@ from hposweep.study import recovery
 from hposweep.study.loop import Outcome
 from hposweep.study.open import OpenStudy
 from hposweep.study.samplers import make_fold_test
-from hposweep.study.space import suggest
+from hposweep.study.space import epochs_of, suggest
 from hposweep.tracking.tracker import SweepTracker
 from hposweep.training.device import (
     is_fatal_device_error,
@@ -311,7 +311,7 @@ class TrialRun:
         return len(objectives_of(self.env.cfg)) > 1
 
     def _epochs(self) -> int:
-        return int(self.params.get("epochs", self.env.cfg.train.epochs))
+        return epochs_of(self.params, self.env.cfg.train.epochs)
 
     # ------------------------------------------------------------ endings
 
