@@ -94,8 +94,7 @@ def fill_best(report: Any, cfg: Any, study: Any, kept: Mapping[int, Path]) -> No
     report.mlflow_best_run_id = mlflow_run_of(best)
 
 
-def front_choice(cfg: Any, members: list[Any], objectives: list[str], choice: str, who: str,
-                 kind: str = "member") -> Any:
+def front_choice(cfg: Any, members: list[Any], choice: str, who: str, kind: str = "member") -> Any:
     """The member of ``members`` (of the Pareto front) that ``choice`` names: ``knee``,
     ``trial N``, or ``METRIC <= X`` / ``METRIC >= X`` (of the members that satisfy it, the
     best in the first objective). Exit 2 (``who``: what asked) when it names none."""
@@ -110,10 +109,11 @@ def front_choice(cfg: Any, members: list[Any], objectives: list[str], choice: st
         except ValueError:
             raise UserError(f"{who} {choice!r}: use knee, 'trial N' or 'METRIC <= X' / "
                             "'METRIC >= X'") from None
-        if condition.metric not in objectives:
+        objectives = objectives_of(cfg)
+        if condition.metric not in (metrics := [o.metric for o in objectives]):
             raise UserError(f"{who} {choice!r}: {condition.metric!r} is not an objective "
-                            f"({', '.join(objectives)})")
-        first = objectives_of(cfg)[0]
+                            f"({', '.join(metrics)})")
+        first = objectives[0]
         chosen = sorted((m for m in members if condition.holds(m.values)),
                         key=lambda m: (-m.values[first.metric] if first.maximize
                                        else m.values[first.metric], m.number))

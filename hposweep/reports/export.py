@@ -72,8 +72,7 @@ def select(cfg: SweepConfig, status: StudyStatus, choice: str) -> StudyStatus:
         raise UserError("--select picks a member of a Pareto front: it needs several "
                         "study.objectives or study.constraints")
     kept = [m for m in status.front if _available(cfg, m)]
-    member = front_choice(cfg, kept, status.objectives, choice, f"{status.backbone}: --select",
-                          "kept member")
+    member = front_choice(cfg, kept, choice, f"{status.backbone}: --select", "kept member")
     return replace(status, best_trial=member.number,
                    best_value=member.values[status.objectives[0]], best_params=member.params,
                    best_fold_values=status.best_fold_values if member.knee else [],

@@ -91,8 +91,7 @@ def chosen_trial(cfg: SweepConfig, report: StudyReport) -> int:
         from hposweep.objectives.front import front_choice
 
         # any member: a refit needs the trial's hyperparameters, not its checkpoint
-        return int(front_choice(cfg, report.front, report.objectives, cfg.final.select,
-                                "final.select").number)
+        return int(front_choice(cfg, report.front, cfg.final.select, "final.select").number)
     if report.best_trial is None:
         raise UserError("no completed trial to refit")
     return report.best_trial
